@@ -1,0 +1,238 @@
+//! `arena`: players move on a grid; coins spawn at cells drawn from the room's deterministic random;
+//! walking onto a coin scores it. Each player's lifetime coin count is kept with `store-save`, and the
+//! whole room (players, coins, scores) survives `snapshot`/`restore`.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use warden_sdk::{Config, Ctx, Game, GameResult, Priority, RoomInfo};
+
+/// Operator configuration (`[plugins.arena.config]` in warden.toml).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct ArenaConfig {
+    /// Grid width in cells.
+    pub width: u32,
+    /// Grid height in cells.
+    pub height: u32,
+    /// Most coins on the grid at once.
+    pub max_coins: usize,
+    /// A coin spawns every this many ticks (while below `max_coins`).
+    pub spawn_every_ticks: u64,
+    /// The room state is broadcast every this many ticks.
+    pub state_every_ticks: u64,
+}
+
+impl Default for ArenaConfig {
+    fn default() -> Self {
+        ArenaConfig { width: 16, height: 16, max_coins: 5, spawn_every_ticks: 20, state_every_ticks: 2 }
+    }
+}
+
+/// A grid cell.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Pos {
+    /// Column, from 0.
+    pub x: u32,
+    /// Row, from 0.
+    pub y: u32,
+}
+
+/// A direction to move one cell in.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Dir {
+    /// y - 1
+    Up,
+    /// y + 1
+    Down,
+    /// x - 1
+    Left,
+    /// x + 1
+    Right,
+}
+
+/// What players send.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ArenaIn {
+    /// Move one cell; `seq` is echoed in the answer so clients can match answers to moves.
+    Move {
+        /// Direction.
+        dir: Dir,
+        /// Client's sequence number.
+        seq: u64,
+    },
+}
+
+/// A player as others see it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct PlayerView {
+    /// Player id.
+    pub id: String,
+    /// Position.
+    pub pos: Pos,
+    /// Coins picked up in this room.
+    pub score: u64,
+}
+
+/// What players receive.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ArenaOut {
+    /// Sent to a joiner.
+    Welcome {
+        /// Where you start.
+        pos: Pos,
+        /// Coins you have picked up in all rooms, ever (from your save).
+        total: u64,
+        /// Grid size.
+        width: u32,
+        /// Grid size.
+        height: u32,
+    },
+    /// The answer to every `move`, to its sender.
+    Moved {
+        /// The move's sequence number.
+        seq: u64,
+        /// Position after the move.
+        pos: Pos,
+        /// Score in this room after the move.
+        score: u64,
+        /// Whether this move picked up a coin.
+        picked: bool,
+    },
+    /// The whole room, broadcast every few ticks.
+    State {
+        /// Tick the state was taken at.
+        tick: u64,
+        /// Players, by id.
+        players: Vec<PlayerView>,
+        /// Coins on the grid.
+        coins: Vec<Pos>,
+    },
+}
+
+/// One player's state in the room.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Player {
+    /// Position.
+    pub pos: Pos,
+    /// Coins picked up in this room.
+    pub score: u64,
+    /// Lifetime coins (persisted).
+    pub total: u64,
+}
+
+/// What is kept per player across rooms with `store-save`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct Save {
+    /// Lifetime coins picked up.
+    pub total: u64,
+}
+
+/// The room state.
+#[derive(Default, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Arena {
+    /// Configuration the room started with.
+    pub config: ArenaConfig,
+    /// Players by id.
+    pub players: BTreeMap<String, Player>,
+    /// Coins on the grid, in spawn order.
+    pub coins: Vec<Pos>,
+}
+
+impl Arena {
+    fn random_cell(&self, ctx: &mut Ctx<ArenaOut>) -> Pos {
+        let x = ctx.random_below(u64::from(self.config.width)) as u32;
+        let y = ctx.random_below(u64::from(self.config.height)) as u32;
+        Pos { x, y }
+    }
+
+    fn step(&self, pos: Pos, dir: Dir) -> Pos {
+        let (w, h) = (self.config.width, self.config.height);
+        match dir {
+            Dir::Up => Pos { y: pos.y.saturating_sub(1), ..pos },
+            Dir::Down => Pos { y: (pos.y + 1).min(h - 1), ..pos },
+            Dir::Left => Pos { x: pos.x.saturating_sub(1), ..pos },
+            Dir::Right => Pos { x: (pos.x + 1).min(w - 1), ..pos },
+        }
+    }
+
+    fn state(&self, tick: u64) -> ArenaOut {
+        let players = self.players.iter().map(|(id, p)| PlayerView { id: id.clone(), pos: p.pos, score: p.score }).collect();
+        ArenaOut::State { tick, players, coins: self.coins.clone() }
+    }
+}
+
+impl Game for Arena {
+    type In = ArenaIn;
+    type Out = ArenaOut;
+
+    fn init(&mut self, _ctx: &mut Ctx<ArenaOut>, _room: &RoomInfo, config: &Config) -> GameResult {
+        let config: ArenaConfig = config.parse()?;
+        if config.width == 0 || config.height == 0 || config.spawn_every_ticks == 0 || config.state_every_ticks == 0 {
+            return Err("bad arena configuration: width, height, spawn_every_ticks and state_every_ticks must be above 0".into());
+        }
+        self.config = config;
+        Ok(())
+    }
+
+    fn on_join(&mut self, ctx: &mut Ctx<ArenaOut>, player: &str) -> GameResult {
+        let save: Save = ctx.load_save(player)?.unwrap_or_default();
+        let pos = self.random_cell(ctx);
+        self.players.insert(player.to_string(), Player { pos, score: 0, total: save.total });
+        let (width, height) = (self.config.width, self.config.height);
+        ctx.send(player, &ArenaOut::Welcome { pos, total: save.total, width, height });
+        Ok(())
+    }
+
+    fn on_leave(&mut self, _ctx: &mut Ctx<ArenaOut>, player: &str) -> GameResult {
+        self.players.remove(player);
+        Ok(())
+    }
+
+    fn on_message(&mut self, ctx: &mut Ctx<ArenaOut>, player: &str, msg: ArenaIn) -> GameResult {
+        let ArenaIn::Move { dir, seq } = msg;
+        let Some(current) = self.players.get(player).map(|p| p.pos) else {
+            return Err(format!("{player} moved but is not in the arena"));
+        };
+        let pos = self.step(current, dir);
+        let picked = match self.coins.iter().position(|c| *c == pos) {
+            Some(i) => {
+                self.coins.remove(i);
+                true
+            }
+            None => false,
+        };
+        let p = self.players.get_mut(player).expect("checked above");
+        p.pos = pos;
+        if picked {
+            p.score += 1;
+            p.total += 1;
+        }
+        let (score, total) = (p.score, p.total);
+        if picked {
+            ctx.store_save(player, &Save { total }, Priority::Normal)?;
+        }
+        ctx.send(player, &ArenaOut::Moved { seq, pos, score, picked });
+        Ok(())
+    }
+
+    fn on_tick(&mut self, ctx: &mut Ctx<ArenaOut>, tick: u64, _dt_ms: u32) -> GameResult {
+        if tick % self.config.spawn_every_ticks == 0 && self.coins.len() < self.config.max_coins {
+            let cell = self.random_cell(ctx);
+            if !self.coins.contains(&cell) {
+                self.coins.push(cell);
+            }
+        }
+        if tick % self.config.state_every_ticks == 0 && !self.players.is_empty() {
+            ctx.broadcast(&self.state(tick));
+        }
+        Ok(())
+    }
+}
+
+warden_sdk::export_game!(Arena);
+
+#[cfg(test)]
+mod tests;

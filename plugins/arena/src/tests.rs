@@ -1,0 +1,120 @@
+use super::*;
+use warden_sdk::testing::Harness;
+
+fn mv(dir: Dir, seq: u64) -> ArenaIn {
+    ArenaIn::Move { dir, seq }
+}
+
+/// Walks `player` onto `target`, one cell at a time.
+fn walk_to(r: &mut Harness<Arena>, player: &str, target: Pos) -> Vec<ArenaOut> {
+    let mut seq = 0;
+    loop {
+        let pos = r.game().players[player].pos;
+        let dir = if pos.x < target.x {
+            Dir::Right
+        } else if pos.x > target.x {
+            Dir::Left
+        } else if pos.y < target.y {
+            Dir::Down
+        } else if pos.y > target.y {
+            Dir::Up
+        } else {
+            return r.received(player);
+        };
+        seq += 1;
+        r.message(player, &mv(dir, seq)).unwrap();
+    }
+}
+
+#[test]
+fn join_places_the_player_and_welcomes_it() {
+    let mut r = Harness::<Arena>::new();
+    r.join("p").unwrap();
+    let got = r.received::<ArenaOut>("p");
+    let ArenaOut::Welcome { pos, total: 0, width: 16, height: 16 } = got[0] else { panic!("{got:?}") };
+    assert_eq!(r.game().players["p"].pos, pos);
+}
+
+#[test]
+fn moves_are_answered_with_their_seq_and_clamped_at_the_edge() {
+    let mut r = Harness::<Arena>::new();
+    r.join("p").unwrap();
+    r.received::<ArenaOut>("p");
+    for seq in 1..=20 {
+        r.message("p", &mv(Dir::Left, seq)).unwrap();
+    }
+    let got = r.received::<ArenaOut>("p");
+    assert_eq!(got.len(), 20);
+    let ArenaOut::Moved { seq: 20, pos, .. } = got[19] else { panic!("{:?}", got[19]) };
+    assert_eq!(pos.x, 0, "twenty steps left from a 16-wide grid end at the edge");
+}
+
+#[test]
+fn coins_spawn_deterministically_from_the_room_seed() {
+    let run = || {
+        let mut r = Harness::<Arena>::new();
+        r.join("p").unwrap();
+        r.ticks(100).unwrap();
+        r.game().coins.clone()
+    };
+    let coins = run();
+    assert_eq!(coins.len(), 5, "one coin every 20 ticks for 100 ticks");
+    assert_eq!(coins, run(), "same seed, same inputs, same coins");
+}
+
+#[test]
+fn picking_a_coin_scores_and_saves() {
+    let mut r = Harness::<Arena>::new();
+    r.join("p").unwrap();
+    r.ticks(20).unwrap();
+    let coin = r.game().coins[0];
+    let got = walk_to(&mut r, "p", coin);
+    assert!(got.iter().any(|m| matches!(m, ArenaOut::Moved { picked: true, score: 1, .. })) || r.game().players["p"].score == 1);
+    assert_eq!(r.game().players["p"].score, 1);
+    assert!(!r.game().coins.contains(&coin));
+    let (bytes, priority) = r.host().saves["p"].clone();
+    assert_eq!(warden_sdk::decode::<Save>(&bytes).unwrap(), Save { total: 1 });
+    assert_eq!(priority, Priority::Normal);
+    // The lifetime total comes back from the save in a later room.
+    let saves = r.host().saves.clone();
+    let mut later = Harness::<Arena>::new();
+    later.host().saves = saves;
+    later.join("p").unwrap();
+    assert!(matches!(later.received::<ArenaOut>("p")[0], ArenaOut::Welcome { total: 1, .. }));
+}
+
+#[test]
+fn state_is_broadcast_every_other_tick() {
+    let mut r = Harness::<Arena>::new();
+    r.join("a").unwrap();
+    r.join("b").unwrap();
+    r.received::<ArenaOut>("a");
+    r.ticks(4).unwrap();
+    let states: Vec<_> = r.received::<ArenaOut>("b").into_iter().filter(|m| matches!(m, ArenaOut::State { .. })).collect();
+    assert_eq!(states.len(), 2);
+    let ArenaOut::State { tick: 4, players, .. } = &states[1] else { panic!() };
+    assert_eq!(players.len(), 2);
+}
+
+#[test]
+fn the_whole_room_survives_snapshot_and_restore() {
+    let mut r = Harness::<Arena>::new();
+    r.join("a").unwrap();
+    r.join("b").unwrap();
+    r.ticks(60).unwrap();
+    let coin = r.game().coins[0];
+    walk_to(&mut r, "a", coin);
+    let mut copy = r.round_trip();
+    assert_eq!(copy.game(), r.game());
+    // And both go on identically: same random stream position, same coins.
+    r.ticks(40).unwrap();
+    copy.ticks(40).unwrap();
+    assert_eq!(copy.game(), r.game());
+}
+
+#[test]
+fn a_bad_configuration_is_refused_with_the_fix() {
+    let result = std::panic::catch_unwind(|| Harness::<Arena>::with_config(&ArenaConfig { width: 0, ..ArenaConfig::default() }, &[]));
+    let err = result.err().and_then(|e| e.downcast::<String>().ok()).expect("init fails");
+    assert!(err.contains("width, height"), "{err}");
+}

@@ -1,0 +1,19 @@
+# Shared by the scripts: where cargo puts things, and the one-time setup every script needs.
+# Sourced, not run.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+# Keep the build cache outside the clone when the caller says so (CI shares one across runs).
+TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+export CARGO_TARGET_DIR="$TARGET_DIR"
+# Plugins and test guests land here; the host's tests and benchmarks read WARDEN_WASM_DIR.
+export WARDEN_WASM_DIR="${WARDEN_WASM_DIR:-$TARGET_DIR/wasm32-wasip2/wasm}"
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+ensure_wasm_target() {
+    if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2; then
+        say "installing the wasm32-wasip2 Rust target (once)"
+        rustup target add wasm32-wasip2
+    fi
+}
