@@ -1,1 +1,15 @@
+//! Warden: a game-server host that runs gameplay logic as WebAssembly components and replaces them
+//! while players stay connected.
+//!
+//! This crate is the host library behind the `warden` binary. Its concerns live in one folder each:
+//! - [`runtime`]: the shared wasmtime [`Engine`](wasmtime::Engine) with its limits, the on-disk compile
+//!   cache, loading and checking a plugin ([`runtime::Runtime::load`] gives a [`runtime::Plugin`]), and
+//!   [`runtime::PluginInstance`], one typed call per export of the `game` world that tells a gameplay
+//!   error apart from a trap and from a deadline hit.
+//! - [`commands`]: one file per CLI subcommand.
+//!
+//! The contract plugins implement is the WIT package `warden:plugin` in `wit/`; plugin authors use the
+//! `warden-sdk` crate.
 
+pub mod commands;
+pub mod runtime;

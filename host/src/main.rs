@@ -1,1 +1,48 @@
-fn main(){}
+//! The `warden` command: see `warden --help`.
+
+use clap::{Parser, Subcommand};
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use warden::commands;
+
+/// Warden: a game-server host that runs gameplay as WebAssembly components and replaces them while
+/// players stay connected.
+#[derive(Parser)]
+#[command(name = "warden", version, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Show what a plugin file is: its manifest, world, exports and imports, size, sha256 and compile
+    /// time; or explain why it is not a valid Warden plugin (exit status 1).
+    Inspect(commands::inspect::InspectArgs),
+}
+
+fn main() -> ExitCode {
+    init_logging();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Inspect(args) => commands::inspect::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Logs go to stderr, filtered by `WARDEN_LOG` (e.g. `WARDEN_LOG=warden=debug`), in colour only on a
+/// terminal.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("WARDEN_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}

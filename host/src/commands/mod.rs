@@ -1,0 +1,3 @@
+//! The `warden` subcommands, one file each.
+
+pub mod inspect;

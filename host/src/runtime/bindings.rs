@@ -1,0 +1,8 @@
+//! Host-side bindings generated from `wit/` (the `game` world).
+#![allow(missing_docs)]
+
+wasmtime::component::bindgen!({
+    world: "game",
+    path: "../wit",
+    additional_derives: [PartialEq, Eq],
+});

@@ -1,0 +1,178 @@
+//! One live plugin instance and a typed call per export.
+
+use crate::runtime::bindings::Game;
+use crate::runtime::host_state::MemoryCapExceeded;
+use crate::runtime::{HostState, Limits, RoomInfo};
+use wasmtime::{Store, Trap};
+
+/// What kind of bug a trap was.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TrapKind {
+    /// The guest panicked or hit `unreachable`.
+    Panic,
+    /// Recursion past the wasm stack cap.
+    StackOverflow,
+    /// Memory growth past the instance's cap.
+    MemoryCap,
+    /// Any other trap (out-of-bounds access, division by zero, ...).
+    Other,
+}
+
+/// How a call failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CallError {
+    /// The plugin returned `err`: a handled gameplay error; the instance is fine.
+    #[error("{export} returned an error: {message}")]
+    Gameplay {
+        /// The export.
+        export: &'static str,
+        /// The plugin's message.
+        message: String,
+    },
+    /// The plugin trapped: a bug. The instance is poisoned and must be rebuilt.
+    #[error("{export} trapped ({kind:?}): {message}")]
+    Trap {
+        /// The export.
+        export: &'static str,
+        /// What kind of trap.
+        kind: TrapKind,
+        /// The trap, the guest's panic message if any, and the wasm backtrace.
+        message: String,
+    },
+    /// The call ran past its deadline and was interrupted. The instance is poisoned.
+    #[error("{export} ran past its {deadline_ms} ms deadline and was stopped")]
+    Deadline {
+        /// The export.
+        export: &'static str,
+        /// The deadline.
+        deadline_ms: u64,
+    },
+    /// An earlier trap poisoned this instance; no call runs on it again.
+    #[error("the instance was poisoned by an earlier failure ({0}); build a new instance")]
+    Poisoned(String),
+}
+
+impl CallError {
+    /// Whether the instance is unusable after this error.
+    pub fn is_fatal(&self) -> bool {
+        !matches!(self, CallError::Gameplay { .. })
+    }
+}
+
+/// A plugin instance in its own store. Every call gets a fresh deadline; a trap or deadline hit poisons
+/// the instance and discards what the failed call queued.
+pub struct PluginInstance {
+    store: Store<HostState>,
+    game: Game,
+    deadline_ticks: u64,
+    deadline_ms: u64,
+    poisoned: Option<String>,
+}
+
+impl PluginInstance {
+    pub(crate) fn new(store: Store<HostState>, game: Game, limits: &Limits) -> Self {
+        PluginInstance { store, game, deadline_ticks: limits.deadline_ticks(), deadline_ms: limits.call_deadline_ms, poisoned: None }
+    }
+
+    /// The host state (queued sends, timers, kicks, stderr).
+    pub fn host(&self) -> &HostState {
+        self.store.data()
+    }
+
+    /// The host state, mutably (to take what the calls queued).
+    pub fn host_mut(&mut self) -> &mut HostState {
+        self.store.data_mut()
+    }
+
+    /// Whether an earlier trap or deadline hit made this instance unusable.
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned.is_some()
+    }
+
+    /// `init(room, config)`.
+    pub fn init(&mut self, room: &RoomInfo, config: &[u8]) -> Result<(), CallError> {
+        self.call("init", |g, s| g.call_init(s, room, config))
+    }
+
+    /// `on-join(player)`.
+    pub fn on_join(&mut self, player: &str) -> Result<(), CallError> {
+        self.call("on-join", |g, s| g.call_on_join(s, player))
+    }
+
+    /// `on-leave(player)`.
+    pub fn on_leave(&mut self, player: &str) -> Result<(), CallError> {
+        self.call("on-leave", |g, s| g.call_on_leave(s, player))
+    }
+
+    /// `on-message(player, payload)`.
+    pub fn on_message(&mut self, player: &str, payload: &[u8]) -> Result<(), CallError> {
+        self.call("on-message", |g, s| g.call_on_message(s, player, payload))
+    }
+
+    /// `on-tick(tick, dt-ms)`.
+    pub fn on_tick(&mut self, tick: u64, dt_ms: u32) -> Result<(), CallError> {
+        self.call("on-tick", |g, s| g.call_on_tick(s, tick, dt_ms))
+    }
+
+    /// `on-timer(tag)`.
+    pub fn on_timer(&mut self, tag: &str) -> Result<(), CallError> {
+        self.call("on-timer", |g, s| g.call_on_timer(s, tag))
+    }
+
+    /// `snapshot()`.
+    pub fn snapshot(&mut self) -> Result<Vec<u8>, CallError> {
+        self.call("snapshot", |g, s| g.call_snapshot(s))
+    }
+
+    /// `restore(state, from-version)`.
+    pub fn restore(&mut self, state: &[u8], from_version: &str) -> Result<(), CallError> {
+        self.call("restore", |g, s| g.call_restore(s, state, from_version))
+    }
+
+    fn call<R>(
+        &mut self,
+        export: &'static str,
+        f: impl FnOnce(&Game, &mut Store<HostState>) -> wasmtime::Result<Result<R, String>>,
+    ) -> Result<R, CallError> {
+        if let Some(why) = &self.poisoned {
+            return Err(CallError::Poisoned(why.clone()));
+        }
+        self.store.set_epoch_deadline(self.deadline_ticks);
+        let marks = self.store.data().marks();
+        let result = f(&self.game, &mut self.store);
+        match result {
+            Ok(Ok(value)) => {
+                self.store.data_mut().commit_saves();
+                Ok(value)
+            }
+            Ok(Err(message)) => {
+                self.store.data_mut().commit_saves();
+                Err(CallError::Gameplay { export, message })
+            }
+            Err(error) => {
+                self.store.data_mut().discard_since(marks);
+                let failure = self.classify(export, error);
+                self.poisoned = Some(failure.to_string());
+                Err(failure)
+            }
+        }
+    }
+
+    fn classify(&self, export: &'static str, error: wasmtime::Error) -> CallError {
+        let kind = match error.downcast_ref::<Trap>() {
+            Some(Trap::Interrupt) => return CallError::Deadline { export, deadline_ms: self.deadline_ms },
+            Some(Trap::StackOverflow) => TrapKind::StackOverflow,
+            Some(Trap::UnreachableCodeReached) => TrapKind::Panic,
+            _ if error.downcast_ref::<MemoryCapExceeded>().is_some() => TrapKind::MemoryCap,
+            _ => TrapKind::Other,
+        };
+        let stderr = self.store.data().stderr();
+        let panic = stderr.rfind("panicked at").map(|at| stderr[at..].trim_end().to_string());
+        let message = match panic {
+            Some(panic) => format!("{panic}\n{error:?}"),
+            None => format!("{error:?}"),
+        };
+        CallError::Trap { export, kind, message }
+    }
+}

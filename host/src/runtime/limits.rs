@@ -1,0 +1,61 @@
+//! Limits every plugin call and instance runs under.
+
+use anyhow::{Result, ensure};
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// Per-call and per-instance limits, and the size of the instance pool.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Wall-clock budget of one export call in milliseconds; past it the call traps (deadline).
+    pub call_deadline_ms: u64,
+    /// How often the engine's epoch advances, in microseconds: the deadline's resolution.
+    pub epoch_tick_us: u64,
+    /// Linear memory cap per instance in bytes; growing past it traps.
+    pub memory_bytes: usize,
+    /// Native stack cap for wasm frames in bytes; deeper recursion traps.
+    pub wasm_stack_bytes: usize,
+    /// How many instances may exist at once (pooling allocator slots).
+    pub max_instances: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            call_deadline_ms: 10,
+            epoch_tick_us: 1_000,
+            memory_bytes: 64 << 20,
+            wasm_stack_bytes: 512 << 10,
+            max_instances: 1_000,
+        }
+    }
+}
+
+impl Limits {
+    /// Checks that the values make sense together.
+    pub fn validate(&self) -> Result<()> {
+        ensure!(self.call_deadline_ms > 0, "limits.call_deadline_ms must be above 0");
+        ensure!(self.epoch_tick_us > 0, "limits.epoch_tick_us must be above 0");
+        ensure!(
+            self.epoch_tick_us <= self.call_deadline_ms * 1000,
+            "limits.epoch_tick_us ({} us) must not exceed the call deadline ({} ms)",
+            self.epoch_tick_us,
+            self.call_deadline_ms
+        );
+        ensure!(self.memory_bytes >= 1 << 20, "limits.memory_bytes must be at least 1 MiB (a plugin needs room for its stack and heap)");
+        ensure!(self.wasm_stack_bytes >= 64 << 10, "limits.wasm_stack_bytes must be at least 64 KiB");
+        ensure!(self.max_instances > 0, "limits.max_instances must be above 0");
+        Ok(())
+    }
+
+    /// The epoch period.
+    pub fn epoch_tick(&self) -> Duration {
+        Duration::from_micros(self.epoch_tick_us)
+    }
+
+    /// The deadline in epoch ticks (rounded up, at least 1).
+    pub fn deadline_ticks(&self) -> u64 {
+        (self.call_deadline_ms * 1000).div_ceil(self.epoch_tick_us).max(1)
+    }
+}

@@ -1,0 +1,112 @@
+//! The plugin manifest: JSON in the `warden-manifest` custom section, written by `warden_sdk::export_game!`.
+
+use crate::runtime::LoadError;
+use serde::{Deserialize, Serialize};
+use wasmparser::{Parser, Payload};
+
+/// Name of the custom section holding the manifest.
+pub const MANIFEST_SECTION: &str = "warden-manifest";
+/// The version of the `warden:plugin` WIT package this host implements.
+pub const HOST_WIT_VERSION: &str = "0.1.0";
+
+/// What a plugin says about itself.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Plugin name (the crate name).
+    pub name: String,
+    /// Plugin version (semver).
+    pub version: String,
+    /// Version of the `warden:plugin` WIT package it was built against.
+    pub wit: String,
+    /// Version of `warden-sdk` it was built with, if built with the SDK.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sdk: Option<String>,
+}
+
+impl Manifest {
+    /// The version, parsed.
+    pub fn semver(&self) -> semver::Version {
+        semver::Version::parse(&self.version).expect("checked when the manifest was read")
+    }
+}
+
+/// What the header says the bytes are.
+pub(crate) enum Kind {
+    Component,
+}
+
+/// Reads the first 8 bytes: wasm magic, then the version/layer word that tells a component from a core
+/// module.
+pub(crate) fn sniff(bytes: &[u8]) -> Result<Kind, LoadError> {
+    if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
+        let shown: String = bytes.iter().take(8).map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(" ");
+        return Err(LoadError::NotWasm { found: if shown.is_empty() { "nothing (empty file)".into() } else { shown } });
+    }
+    match &bytes[4..8] {
+        [0x01, 0x00, 0x00, 0x00] => Err(LoadError::CoreModule),
+        [_, _, 0x01, 0x00] => Ok(Kind::Component),
+        other => Err(LoadError::Malformed { reason: format!("unknown wasm version/layer {other:02x?}") }),
+    }
+}
+
+/// Walks the whole binary (nested modules included), which also catches truncation, and returns the
+/// manifest section's contents if there is one.
+pub(crate) fn find_section(bytes: &[u8]) -> Result<Option<Vec<u8>>, LoadError> {
+    let mut found = None;
+    for payload in Parser::new(0).parse_all(bytes) {
+        let payload = payload.map_err(|e| LoadError::Malformed { reason: e.to_string() })?;
+        if let Payload::CustomSection(section) = payload
+            && section.name() == MANIFEST_SECTION
+        {
+            found = Some(section.data().to_vec());
+        }
+    }
+    Ok(found)
+}
+
+/// Parses and checks a manifest section: JSON with a semver version and a WIT version this host runs.
+pub(crate) fn parse(data: &[u8]) -> Result<Manifest, LoadError> {
+    let manifest: Manifest = serde_json::from_slice(data).map_err(|e| LoadError::BadManifest { reason: format!("not the expected JSON: {e}") })?;
+    if manifest.name.is_empty() || !manifest.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        return Err(LoadError::BadManifest { reason: format!("plugin name {:?} must be non-empty ASCII letters, digits, - or _", manifest.name) });
+    }
+    semver::Version::parse(&manifest.version)
+        .map_err(|e| LoadError::BadManifest { reason: format!("version {:?} is not semver: {e}", manifest.version) })?;
+    if !wit_compatible(&manifest.wit) {
+        return Err(LoadError::IncompatibleWit { found: manifest.wit.clone() });
+    }
+    Ok(manifest)
+}
+
+/// Semver compatibility with the host's WIT version (for 0.x: the same minor).
+fn wit_compatible(wit: &str) -> bool {
+    let host = semver::Version::parse(HOST_WIT_VERSION).expect("valid");
+    semver::VersionReq::parse(&format!("^{wit}")).is_ok_and(|req| req.matches(&host))
+        && semver::Version::parse(wit).is_ok_and(|v| v <= host)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wit_versions_are_compatible_within_the_same_minor_only() {
+        assert!(wit_compatible("0.1.0"));
+        assert!(!wit_compatible("0.2.0"));
+        assert!(!wit_compatible("1.0.0"));
+        assert!(!wit_compatible("0.1.9"), "a plugin needing a newer WIT than the host's");
+        assert!(!wit_compatible("banana"));
+    }
+
+    #[test]
+    fn bad_manifests_say_what_is_wrong() {
+        let err = parse(br#"{"name":"a b","version":"1.0.0","wit":"0.1.0"}"#).unwrap_err();
+        assert!(err.to_string().contains("plugin name"), "{err}");
+        let err = parse(br#"{"name":"ab","version":"one","wit":"0.1.0"}"#).unwrap_err();
+        assert!(err.to_string().contains("not semver"), "{err}");
+        let err = parse(br#"{"name":"ab","version":"1.0.0","wit":"0.3.0"}"#).unwrap_err();
+        assert!(matches!(err, LoadError::IncompatibleWit { .. }), "{err}");
+        let ok = parse(br#"{"name":"ab","version":"1.2.3","wit":"0.1.0","sdk":"0.1.0"}"#).unwrap();
+        assert_eq!(ok.semver(), semver::Version::new(1, 2, 3));
+    }
+}

@@ -1,0 +1,179 @@
+//! Loading a plugin: from bytes to a checked, compiled, pre-linked [`Plugin`].
+
+use crate::runtime::bindings::GamePre;
+use crate::runtime::cache::CacheOutcome;
+use crate::runtime::instance::PluginInstance;
+use crate::runtime::manifest::{self, HOST_WIT_VERSION, Kind, Manifest};
+use crate::runtime::{HostState, InstanceEnv, Limits, Runtime};
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use wasmtime::Engine;
+use wasmtime::component::types::ComponentItem;
+
+/// The exports of the `game` world, as WIT names them.
+pub const GAME_EXPORTS: [&str; 8] = ["init", "on-join", "on-leave", "on-message", "on-tick", "on-timer", "snapshot", "restore"];
+
+/// Why a file is not a plugin this host can run. Each message names the reason and the fix.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// Not wasm at all.
+    #[error("not a WebAssembly file: it starts with {found} instead of the magic bytes 00 61 73 6d (\"\\0asm\"); check that this is the built .wasm and not another file")]
+    NotWasm {
+        /// The first bytes, in hex.
+        found: String,
+    },
+    /// A core module.
+    #[error("a core WebAssembly module, not a component: build the plugin for the wasm32-wasip2 target (cargo build --target wasm32-wasip2), which produces a component")]
+    CoreModule,
+    /// Structurally broken.
+    #[error("not a valid component: {reason} (the file may be truncated or corrupted; rebuild or copy it again)")]
+    Malformed {
+        /// What the parser or compiler said.
+        reason: String,
+    },
+    /// No manifest section.
+    #[error("no Warden manifest (custom section `warden-manifest`): build the plugin with `warden_sdk::export_game!`, or add the section with the plugin's name, version and WIT version (docs/plugins.md)")]
+    NoManifest,
+    /// A manifest that does not parse or check.
+    #[error("bad Warden manifest: {reason}")]
+    BadManifest {
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Built against an incompatible WIT version.
+    #[error("built against warden:plugin@{found}, which this host (warden:plugin@{host}) cannot run: rebuild it with a warden-sdk for WIT {host}", host = HOST_WIT_VERSION)]
+    IncompatibleWit {
+        /// The plugin's WIT version.
+        found: String,
+    },
+    /// Does not export the `game` world.
+    #[error("does not implement the Warden `game` world: missing export{} {}; it exports [{}] (a Warden plugin exports {}; build it with `warden_sdk::export_game!`)",
+        if missing.len() == 1 { "" } else { "s" }, missing.join(", "), found.join(", "), GAME_EXPORTS.join(", "))]
+    NotGameWorld {
+        /// Exports the world needs and the component lacks.
+        missing: Vec<String>,
+        /// Exports the component has.
+        found: Vec<String>,
+    },
+    /// Exports with the right names but the wrong types.
+    #[error("exports of the `game` world have the wrong types: {reason} (rebuild against this host's wit/ with a matching warden-sdk)")]
+    WrongExportTypes {
+        /// What wasmtime's type check said.
+        reason: String,
+    },
+    /// Imports something the host does not provide.
+    #[error("imports something the host does not provide: {reason} (Warden provides warden:plugin/*@{host} and WASI 0.2; remove the dependency that imports it)", host = HOST_WIT_VERSION)]
+    UnknownImport {
+        /// What the linker said.
+        reason: String,
+    },
+}
+
+/// A checked, compiled plugin, ready to instantiate any number of times.
+pub struct Plugin {
+    manifest: Manifest,
+    sha256: String,
+    size: usize,
+    compile_time: Duration,
+    cache: CacheOutcome,
+    exports: Vec<String>,
+    imports: Vec<String>,
+    name: Arc<str>,
+    engine: Engine,
+    limits: Limits,
+    pre: GamePre<HostState>,
+}
+
+pub(crate) fn load(rt: &Runtime, bytes: &[u8]) -> Result<Plugin, LoadError> {
+    let Kind::Component = manifest::sniff(bytes)?;
+    let section = manifest::find_section(bytes)?;
+    let sha256 = hex::encode(Sha256::digest(bytes));
+
+    let started = Instant::now();
+    let (component, cache) = rt.cache.component(&rt.engine, bytes, &sha256).map_err(|e| LoadError::Malformed { reason: format!("{e:#}") })?;
+    let compile_time = started.elapsed();
+
+    let ty = component.component_type();
+    let exports: Vec<String> = ty.exports(&rt.engine).map(|(name, _)| name.to_string()).collect();
+    let imports: Vec<String> = ty.imports(&rt.engine).map(|(name, _)| name.to_string()).collect();
+    let missing: Vec<String> = GAME_EXPORTS.iter().filter(|e| !exports.iter().any(|x| x == *e)).map(|e| e.to_string()).collect();
+    if !missing.is_empty() {
+        return Err(LoadError::NotGameWorld { missing, found: exports });
+    }
+    if let Some((name, _)) = ty.exports(&rt.engine).find(|(name, item)| GAME_EXPORTS.contains(name) && !matches!(item.ty, ComponentItem::ComponentFunc(_))) {
+        return Err(LoadError::WrongExportTypes { reason: format!("export `{name}` is not a function") });
+    }
+    let instance_pre = rt.linker.instantiate_pre(&component).map_err(|e| LoadError::UnknownImport { reason: format!("{e:#}") })?;
+    let pre = GamePre::new(instance_pre).map_err(|e| LoadError::WrongExportTypes { reason: format!("{e:#}") })?;
+
+    let manifest = manifest::parse(&section.ok_or(LoadError::NoManifest)?)?;
+    tracing::debug!(plugin = %manifest.name, version = %manifest.version, ?cache, ?compile_time, "loaded plugin");
+    Ok(Plugin {
+        name: manifest.name.as_str().into(),
+        manifest,
+        sha256,
+        size: bytes.len(),
+        compile_time,
+        cache,
+        exports,
+        imports,
+        engine: rt.engine.clone(),
+        limits: rt.limits.clone(),
+        pre,
+    })
+}
+
+impl Plugin {
+    /// The embedded manifest.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+    /// Hex sha256 of the component bytes.
+    pub fn sha256(&self) -> &str {
+        &self.sha256
+    }
+    /// Size of the component in bytes.
+    pub fn size(&self) -> usize {
+        self.size
+    }
+    /// How long compiling (or loading from the cache) took.
+    pub fn compile_time(&self) -> Duration {
+        self.compile_time
+    }
+    /// Whether the compile cache served this load.
+    pub fn cache_outcome(&self) -> CacheOutcome {
+        self.cache
+    }
+    /// The component's export names.
+    pub fn exports(&self) -> &[String] {
+        &self.exports
+    }
+    /// The component's import names.
+    pub fn imports(&self) -> &[String] {
+        &self.imports
+    }
+    /// The pre-linked component, for callers that drive raw bindings (benchmarks).
+    pub fn pre(&self) -> &GamePre<HostState> {
+        &self.pre
+    }
+
+    /// A store for an instance of this plugin in `env`: host state, memory limiter, and an epoch
+    /// deadline already set (instantiation runs guest code too).
+    pub fn new_store(&self, env: InstanceEnv) -> wasmtime::Store<HostState> {
+        let state = HostState::new(self.name.clone(), env, self.limits.memory_bytes);
+        let mut store = wasmtime::Store::new(&self.engine, state);
+        store.limiter(|s| s as &mut dyn wasmtime::ResourceLimiter);
+        store.set_epoch_deadline(self.limits.deadline_ticks());
+        store
+    }
+
+    /// A new instance in `env`. Neither `init` nor `restore` has run yet.
+    pub fn instantiate(&self, env: InstanceEnv) -> anyhow::Result<PluginInstance> {
+        let mut store = self.new_store(env);
+        let game = self.pre.instantiate(&mut store).map_err(|e| {
+            anyhow::anyhow!("failed to instantiate {} {}: {e:#}", self.manifest.name, self.manifest.version)
+        })?;
+        Ok(PluginInstance::new(store, game, &self.limits))
+    }
+}

@@ -1,0 +1,37 @@
+//! Where `load-save` and `store-save` go. The persistence issue implements [`SaveBackend`] with the save
+//! queue and the SQL stores; [`MemorySaves`] serves tests and the plain runtime.
+
+use crate::runtime::SavePriority;
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+/// A player save store as seen from a plugin call. Calls are synchronous (they run inside a wasm call),
+/// so implementations answer from memory and persist in the background.
+pub trait SaveBackend: Send + Sync + 'static {
+    /// The newest save of `player` in `game`, queued or durable.
+    fn load(&self, game: &str, player: &str) -> Option<Vec<u8>>;
+    /// Accepts a new save of `player` in `game`. Never drops it.
+    fn store(&self, game: &str, player: &str, data: Vec<u8>, priority: SavePriority);
+}
+
+/// Saves kept in memory, with the priority of each player's last write.
+#[derive(Default)]
+pub struct MemorySaves {
+    saves: Mutex<HashMap<(String, String), (Vec<u8>, SavePriority)>>,
+}
+
+impl MemorySaves {
+    /// The stored save and its priority.
+    pub fn get(&self, game: &str, player: &str) -> Option<(Vec<u8>, SavePriority)> {
+        self.saves.lock().unwrap().get(&(game.to_string(), player.to_string())).cloned()
+    }
+}
+
+impl SaveBackend for MemorySaves {
+    fn load(&self, game: &str, player: &str) -> Option<Vec<u8>> {
+        self.get(game, player).map(|(data, _)| data)
+    }
+    fn store(&self, game: &str, player: &str, data: Vec<u8>, priority: SavePriority) {
+        self.saves.lock().unwrap().insert((game.to_string(), player.to_string()), (data, priority));
+    }
+}
