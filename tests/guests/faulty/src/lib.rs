@@ -4,7 +4,8 @@
 //! - messages: `{"fail": "<export>", "mode": "trap" | "err" | "ok"}` changes the plan at run time (kept in
 //!   the state, so it survives snapshot/restore).
 //!
-//! Otherwise it behaves: it counts calls per export and answers each message with the count of messages.
+//! Otherwise it behaves: it counts calls per export and answers each message with the count of messages
+//! (queued before the fault plan is checked, so a failing message has queued one send).
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use warden_sdk::{Config, Ctx, Game, GameResult, RoomInfo};
@@ -88,9 +89,10 @@ impl Game for Faulty {
             self.plan.insert(c.fail, c.mode);
             return Ok(());
         }
-        self.enter(ctx, "on-message")?;
-        ctx.send(player, &self.calls["on-message"]);
-        Ok(())
+        // Queue the answer first: a test can then see that a trap discards it and an err keeps it.
+        let n = self.calls.get("on-message").copied().unwrap_or(0) + 1;
+        ctx.send(player, &n);
+        self.enter(ctx, "on-message")
     }
     fn on_tick(&mut self, ctx: &mut Ctx<u64>, _tick: u64, _dt_ms: u32) -> GameResult {
         self.enter(ctx, "on-tick")
@@ -126,6 +128,7 @@ mod tests {
         assert!(r.tick().unwrap_err().contains("on-tick fails on command"));
         r.host().features.insert("fault.err.on-message".into());
         assert!(r.message("p", &1).is_err());
+        assert_eq!(r.received::<u64>("p"), vec![2], "the answer was queued before the error");
         let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             r.message("p", &Command { fail: "on-leave".into(), mode: Mode::Trap }).unwrap();
             r.leave("p")
