@@ -1,5 +1,5 @@
 //! Dispatch from raw contract calls to a [`Game`]: the one code path used by the wasm exports and by the
-//! native test harness.
+//! native test harness. Public as `warden_sdk::testing::Driver` for custom harnesses and benchmarks.
 
 use crate::ctx::{Ctx, HostApi};
 use crate::game::{Config, Game, GameResult, decode};

@@ -25,7 +25,7 @@
 //! ```
 
 use crate::ctx::HostApi;
-use crate::driver::Driver;
+pub use crate::driver::Driver;
 use crate::game::{Game, GameResult, decode, encode};
 use crate::types::{Level, Priority, Recipient, RoomInfo};
 use serde::Serialize;
