@@ -57,8 +57,8 @@ pub struct WasmHost;
 #[cfg(target_arch = "wasm32")]
 mod wasm_host {
     use super::*;
-    use crate::types::{Level, Priority, Recipient};
     use crate::__bindings::warden::plugin::{clock, messaging, random, saves, telemetry, types};
+    use crate::types::{Level, Priority, Recipient};
 
     impl crate::ctx::HostApi for WasmHost {
         fn send(&mut self, to: &Recipient, payload: &[u8]) {
@@ -169,13 +169,17 @@ macro_rules! export_game {
                     with_driver::<$game, _>(VERSION, |d| d.restore(&state, &from_version))
                 }
             }
-            $crate::__bindings::__export_game_world!(WardenGame with_types_in $crate::__bindings);
+    $crate::__bindings::__export_game_world!(WardenGame with_types_in $crate::__bindings);
 
             const PARTS: &[&str] = &[
-                "{\"name\":\"", env!("CARGO_PKG_NAME"),
-                "\",\"version\":\"", VERSION,
-                "\",\"wit\":\"", $crate::__private::WIT_VERSION,
-                "\",\"sdk\":\"", $crate::__private::SDK_VERSION,
+                "{\"name\":\"",
+                env!("CARGO_PKG_NAME"),
+                "\",\"version\":\"",
+                VERSION,
+                "\",\"wit\":\"",
+                $crate::__private::WIT_VERSION,
+                "\",\"sdk\":\"",
+                $crate::__private::SDK_VERSION,
                 "\"}",
             ];
             const LEN: usize = $crate::__private::manifest_len(PARTS);

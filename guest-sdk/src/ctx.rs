@@ -105,9 +105,7 @@ impl<'h, Out: Serialize> Ctx<'h, Out> {
     pub fn load_save<T: DeserializeOwned>(&mut self, player: &str) -> Result<Option<T>, String> {
         match self.host.load_save(player) {
             None => Ok(None),
-            Some(bytes) => crate::game::decode(&bytes)
-                .map(Some)
-                .map_err(|e| format!("the save of {player} does not decode: {e}")),
+            Some(bytes) => crate::game::decode(&bytes).map(Some).map_err(|e| format!("the save of {player} does not decode: {e}")),
         }
     }
 

@@ -99,8 +99,7 @@ pub trait Game: Default + Serialize + DeserializeOwned + 'static {
     /// version. Defaults to decoding the bytes as this version's state, which covers added fields marked
     /// `#[serde(default)]`; override it for renames and other breaking changes.
     fn migrate(from_version: &str, state: &[u8]) -> GameResult<Self> {
-        decode(state).map_err(|e| {
-            format!("cannot restore a snapshot of version {from_version}: {e} (implement Game::migrate for this change)")
-        })
+        decode(state)
+            .map_err(|e| format!("cannot restore a snapshot of version {from_version}: {e} (implement Game::migrate for this change)"))
     }
 }

@@ -10,7 +10,8 @@
 //! It ends with an interleaved comparison of warden vs raw (both measured in alternating rounds, so
 //! machine noise hits both alike) and prints the ratio against the 1.3x target.
 
-use criterion::{Criterion, black_box};
+use criterion::Criterion;
+use std::hint::black_box;
 use std::time::{Duration, Instant};
 use warden::runtime::{InstanceEnv, Limits, PluginInstance, RoomInfo, Runtime};
 use warden_sdk::testing::{Driver, TestHost};
@@ -174,7 +175,10 @@ fn summary(s: &Setup) {
     println!("  on-message via raw bindgen      {:>8.0} ns", raw.as_secs_f64() * 1e9);
     println!("  same logic natively             {:>8.0} ns", native.as_secs_f64() * 1e9);
     println!("  warden / raw                    {ratio:>8.2}x   (target <= {TARGET_RATIO}x: {})", verdict(ratio <= TARGET_RATIO));
-    println!("  instantiate (pooling)           {us:>8.1} us   (target < {TARGET_INSTANTIATE_US} us: {})", verdict(us < TARGET_INSTANTIATE_US));
+    println!(
+        "  instantiate (pooling)           {us:>8.1} us   (target < {TARGET_INSTANTIATE_US} us: {})",
+        verdict(us < TARGET_INSTANTIATE_US)
+    );
     println!("    of which new store + WASI ctx {store_us:>8.1} us");
     println!("  drop an instance                {:>8.1} us   (memory back to the pool)", drop_time.as_secs_f64() * 1e6);
     println!("  load on compile-cache hit       {:>8.0} us   ({} bytes component)", cache_hit.as_secs_f64() * 1e6, s.bytes.len());

@@ -59,7 +59,10 @@ fn commanded_errors_are_gameplay_errors_in_every_export() {
     for export in ["init", "on-join", "on-leave", "on-message", "on-tick", "on-timer"] {
         let (_env, mut inst) = faulty_with(&[&format!("fault.err.{export}")]);
         let err = call(&mut inst, export).unwrap_err();
-        assert!(matches!(&err, CallError::Gameplay { export: e, message } if *e == export && message.contains("fails on command")), "{export}: {err}");
+        assert!(
+            matches!(&err, CallError::Gameplay { export: e, message } if *e == export && message.contains("fails on command")),
+            "{export}: {err}"
+        );
         assert!(!inst.is_poisoned(), "{export}: an err leaves the instance usable");
         if export != "init" && export != "on-tick" {
             inst.on_tick(9, 50).unwrap_or_else(|e| panic!("{export}: the next call works: {e}"));

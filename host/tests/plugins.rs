@@ -91,7 +91,15 @@ fn arena_every_export_and_saves() {
     let mut seq = 0;
     let mut picked = false;
     while pos != coin {
-        let dir = if pos.x < coin.x { Dir::Right } else if pos.x > coin.x { Dir::Left } else if pos.y < coin.y { Dir::Down } else { Dir::Up };
+        let dir = if pos.x < coin.x {
+            Dir::Right
+        } else if pos.x > coin.x {
+            Dir::Left
+        } else if pos.y < coin.y {
+            Dir::Down
+        } else {
+            Dir::Up
+        };
         seq += 1;
         arena.on_message("p", &mp(&ArenaIn::Move { dir, seq })).unwrap();
         let out = arena.host_mut().take_outbox();

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 use std::process::{Command, Output};
-use warden_tests::{wasm, wasm_bytes, warden_bin};
+use warden_tests::{warden_bin, wasm, wasm_bytes};
 
 fn inspect(path: &Path, extra: &[&str]) -> Output {
     Command::new(warden_bin()).arg("inspect").arg(path).args(extra).output().expect("warden runs")

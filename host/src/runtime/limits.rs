@@ -22,13 +22,7 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits {
-            call_deadline_ms: 10,
-            epoch_tick_us: 1_000,
-            memory_bytes: 64 << 20,
-            wasm_stack_bytes: 512 << 10,
-            max_instances: 1_000,
-        }
+        Limits { call_deadline_ms: 10, epoch_tick_us: 1_000, memory_bytes: 64 << 20, wasm_stack_bytes: 512 << 10, max_instances: 1_000 }
     }
 }
 

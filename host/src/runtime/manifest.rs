@@ -66,9 +66,12 @@ pub(crate) fn find_section(bytes: &[u8]) -> Result<Option<Vec<u8>>, LoadError> {
 
 /// Parses and checks a manifest section: JSON with a semver version and a WIT version this host runs.
 pub(crate) fn parse(data: &[u8]) -> Result<Manifest, LoadError> {
-    let manifest: Manifest = serde_json::from_slice(data).map_err(|e| LoadError::BadManifest { reason: format!("not the expected JSON: {e}") })?;
+    let manifest: Manifest =
+        serde_json::from_slice(data).map_err(|e| LoadError::BadManifest { reason: format!("not the expected JSON: {e}") })?;
     if manifest.name.is_empty() || !manifest.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-        return Err(LoadError::BadManifest { reason: format!("plugin name {:?} must be non-empty ASCII letters, digits, - or _", manifest.name) });
+        return Err(LoadError::BadManifest {
+            reason: format!("plugin name {:?} must be non-empty ASCII letters, digits, - or _", manifest.name),
+        });
     }
     semver::Version::parse(&manifest.version)
         .map_err(|e| LoadError::BadManifest { reason: format!("version {:?} is not semver: {e}", manifest.version) })?;

@@ -18,13 +18,17 @@ pub const GAME_EXPORTS: [&str; 8] = ["init", "on-join", "on-leave", "on-message"
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     /// Not wasm at all.
-    #[error("not a WebAssembly file: it starts with {found} instead of the magic bytes 00 61 73 6d (\"\\0asm\"); check that this is the built .wasm and not another file")]
+    #[error(
+        "not a WebAssembly file: it starts with {found} instead of the magic bytes 00 61 73 6d (\"\\0asm\"); check that this is the built .wasm and not another file"
+    )]
     NotWasm {
         /// The first bytes, in hex.
         found: String,
     },
     /// A core module.
-    #[error("a core WebAssembly module, not a component: build the plugin for the wasm32-wasip2 target (cargo build --target wasm32-wasip2), which produces a component")]
+    #[error(
+        "a core WebAssembly module, not a component: build the plugin for the wasm32-wasip2 target (cargo build --target wasm32-wasip2), which produces a component"
+    )]
     CoreModule,
     /// Structurally broken.
     #[error("not a valid component: {reason} (the file may be truncated or corrupted; rebuild or copy it again)")]
@@ -33,7 +37,9 @@ pub enum LoadError {
         reason: String,
     },
     /// No manifest section.
-    #[error("no Warden manifest (custom section `warden-manifest`): build the plugin with `warden_sdk::export_game!`, or add the section with the plugin's name, version and WIT version (docs/plugins.md)")]
+    #[error(
+        "no Warden manifest (custom section `warden-manifest`): build the plugin with `warden_sdk::export_game!`, or add the section with the plugin's name, version and WIT version (docs/plugins.md)"
+    )]
     NoManifest,
     /// A manifest that does not parse or check.
     #[error("bad Warden manifest: {reason}")]
@@ -91,7 +97,8 @@ pub(crate) fn load(rt: &Runtime, bytes: &[u8]) -> Result<Plugin, LoadError> {
     let sha256 = hex::encode(Sha256::digest(bytes));
 
     let started = Instant::now();
-    let (component, cache) = rt.cache.component(&rt.engine, bytes, &sha256).map_err(|e| LoadError::Malformed { reason: format!("{e:#}") })?;
+    let (component, cache) =
+        rt.cache.component(&rt.engine, bytes, &sha256).map_err(|e| LoadError::Malformed { reason: format!("{e:#}") })?;
     let compile_time = started.elapsed();
 
     let ty = component.component_type();
@@ -101,7 +108,9 @@ pub(crate) fn load(rt: &Runtime, bytes: &[u8]) -> Result<Plugin, LoadError> {
     if !missing.is_empty() {
         return Err(LoadError::NotGameWorld { missing, found: exports });
     }
-    if let Some((name, _)) = ty.exports(&rt.engine).find(|(name, item)| GAME_EXPORTS.contains(name) && !matches!(item.ty, ComponentItem::ComponentFunc(_))) {
+    if let Some((name, _)) =
+        ty.exports(&rt.engine).find(|(name, item)| GAME_EXPORTS.contains(name) && !matches!(item.ty, ComponentItem::ComponentFunc(_)))
+    {
         return Err(LoadError::WrongExportTypes { reason: format!("export `{name}` is not a function") });
     }
     let instance_pre = rt.linker.instantiate_pre(&component).map_err(|e| LoadError::UnknownImport { reason: format!("{e:#}") })?;
@@ -171,9 +180,10 @@ impl Plugin {
     /// A new instance in `env`. Neither `init` nor `restore` has run yet.
     pub fn instantiate(&self, env: InstanceEnv) -> anyhow::Result<PluginInstance> {
         let mut store = self.new_store(env);
-        let game = self.pre.instantiate(&mut store).map_err(|e| {
-            anyhow::anyhow!("failed to instantiate {} {}: {e:#}", self.manifest.name, self.manifest.version)
-        })?;
+        let game = self
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| anyhow::anyhow!("failed to instantiate {} {}: {e:#}", self.manifest.name, self.manifest.version))?;
         Ok(PluginInstance::new(store, game, &self.limits))
     }
 }

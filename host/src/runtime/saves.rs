@@ -14,10 +14,13 @@ pub trait SaveBackend: Send + Sync + 'static {
     fn store(&self, game: &str, player: &str, data: Vec<u8>, priority: SavePriority);
 }
 
+/// (game, player)
+type SaveKey = (String, String);
+
 /// Saves kept in memory, with the priority of each player's last write.
 #[derive(Default)]
 pub struct MemorySaves {
-    saves: Mutex<HashMap<(String, String), (Vec<u8>, SavePriority)>>,
+    saves: Mutex<HashMap<SaveKey, (Vec<u8>, SavePriority)>>,
 }
 
 impl MemorySaves {

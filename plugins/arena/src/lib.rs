@@ -219,13 +219,13 @@ impl Game for Arena {
     }
 
     fn on_tick(&mut self, ctx: &mut Ctx<ArenaOut>, tick: u64, _dt_ms: u32) -> GameResult {
-        if tick % self.config.spawn_every_ticks == 0 && self.coins.len() < self.config.max_coins {
+        if tick.is_multiple_of(self.config.spawn_every_ticks) && self.coins.len() < self.config.max_coins {
             let cell = self.random_cell(ctx);
             if !self.coins.contains(&cell) {
                 self.coins.push(cell);
             }
         }
-        if tick % self.config.state_every_ticks == 0 && !self.players.is_empty() {
+        if tick.is_multiple_of(self.config.state_every_ticks) && !self.players.is_empty() {
             ctx.broadcast(&self.state(tick));
         }
         Ok(())

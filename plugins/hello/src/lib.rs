@@ -3,7 +3,9 @@ use serde::{Deserialize, Serialize};
 use warden_sdk::{Ctx, Game, GameResult};
 
 #[derive(Default, Serialize, Deserialize)]
-pub struct Hello { pub greeted: u32 }
+pub struct Hello {
+    pub greeted: u32,
+}
 
 impl Game for Hello {
     type In = String;
