@@ -90,16 +90,7 @@ fn arena_every_export_and_saves() {
     // Walk onto the coin.
     let mut seq = 0;
     let mut picked = false;
-    while pos != coin {
-        let dir = if pos.x < coin.x {
-            Dir::Right
-        } else if pos.x > coin.x {
-            Dir::Left
-        } else if pos.y < coin.y {
-            Dir::Down
-        } else {
-            Dir::Up
-        };
+    while let Some(dir) = pos.dir_towards(coin) {
         seq += 1;
         arena.on_message("p", &mp(&ArenaIn::Move { dir, seq })).unwrap();
         let out = arena.host_mut().take_outbox();

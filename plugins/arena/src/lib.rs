@@ -37,6 +37,20 @@ pub struct Pos {
     pub y: u32,
 }
 
+impl Pos {
+    /// The first step of a shortest walk from here to `target` (columns first), or `None` when here.
+    pub fn dir_towards(self, target: Pos) -> Option<Dir> {
+        use std::cmp::Ordering::*;
+        match (self.x.cmp(&target.x), self.y.cmp(&target.y)) {
+            (Less, _) => Some(Dir::Right),
+            (Greater, _) => Some(Dir::Left),
+            (Equal, Less) => Some(Dir::Down),
+            (Equal, Greater) => Some(Dir::Up),
+            (Equal, Equal) => None,
+        }
+    }
+}
+
 /// A direction to move one cell in.
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]

@@ -8,22 +8,11 @@ fn mv(dir: Dir, seq: u64) -> ArenaIn {
 /// Walks `player` onto `target`, one cell at a time.
 fn walk_to(r: &mut Harness<Arena>, player: &str, target: Pos) -> Vec<ArenaOut> {
     let mut seq = 0;
-    loop {
-        let pos = r.game().players[player].pos;
-        let dir = if pos.x < target.x {
-            Dir::Right
-        } else if pos.x > target.x {
-            Dir::Left
-        } else if pos.y < target.y {
-            Dir::Down
-        } else if pos.y > target.y {
-            Dir::Up
-        } else {
-            return r.received(player);
-        };
+    while let Some(dir) = r.game().players[player].pos.dir_towards(target) {
         seq += 1;
         r.message(player, &mv(dir, seq)).unwrap();
     }
+    r.received(player)
 }
 
 #[test]
@@ -117,4 +106,14 @@ fn a_bad_configuration_is_refused_with_the_fix() {
     let result = std::panic::catch_unwind(|| Harness::<Arena>::with_config(&ArenaConfig { width: 0, ..ArenaConfig::default() }, &[]));
     let err = result.err().and_then(|e| e.downcast::<String>().ok()).expect("init fails");
     assert!(err.contains("width, height"), "{err}");
+}
+
+#[test]
+fn dir_towards_walks_columns_first_and_stops_on_target() {
+    let at = |x, y| Pos { x, y };
+    assert_eq!(at(1, 1).dir_towards(at(3, 0)), Some(Dir::Right));
+    assert_eq!(at(3, 1).dir_towards(at(3, 0)), Some(Dir::Up));
+    assert_eq!(at(3, 0).dir_towards(at(3, 2)), Some(Dir::Down));
+    assert_eq!(at(4, 9).dir_towards(at(0, 9)), Some(Dir::Left));
+    assert_eq!(at(3, 0).dir_towards(at(3, 0)), None);
 }
