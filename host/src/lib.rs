@@ -6,10 +6,19 @@
 //!   cache, loading and checking a plugin ([`runtime::Runtime::load`] gives a [`runtime::Plugin`]), and
 //!   [`runtime::PluginInstance`], one typed call per export of the `game` world that tells a gameplay
 //!   error apart from a trap and from a deadline hit.
+//! - [`room`]: rooms as tokio tasks, each owning its plugin instance and fixed-step game clock.
+//! - [`net`]: the envelope codec, tokens, sessions, and the WebSocket and TCP listeners.
+//! - [`server`]: a running server ([`server::Server`]); [`config`]: `warden.toml`.
+//! - [`deploy`]: loading plugins from the plugin directory.
 //! - [`commands`]: one file per CLI subcommand.
 //!
 //! The contract plugins implement is the WIT package `warden:plugin` in `wit/`; plugin authors use the
 //! `warden-sdk` crate.
 
 pub mod commands;
+pub mod config;
+pub mod deploy;
+pub mod net;
+pub mod room;
 pub mod runtime;
+pub mod server;

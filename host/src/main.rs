@@ -19,6 +19,11 @@ enum Command {
     /// Show what a plugin file is: its manifest, world, exports and imports, size, sha256 and compile
     /// time; or explain why it is not a valid Warden plugin (exit status 1).
     Inspect(commands::inspect::InspectArgs),
+    /// Run the game server: load the plugins, open the WebSocket and TCP listeners, run rooms until
+    /// SIGINT or SIGTERM, then shut down gracefully.
+    Serve(commands::serve::ServeArgs),
+    /// Mint a player token signed with the server's secret (auth.secret / WARDEN_AUTH__SECRET).
+    Token(commands::token::TokenArgs),
 }
 
 fn main() -> ExitCode {
@@ -26,6 +31,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Inspect(args) => commands::inspect::run(args),
+        Command::Serve(args) => commands::serve::run(args),
+        Command::Token(args) => commands::token::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,3 +1,6 @@
 //! The `warden` subcommands, one file each.
 
+pub mod config_args;
 pub mod inspect;
+pub mod serve;
+pub mod token;

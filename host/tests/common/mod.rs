@@ -1,6 +1,8 @@
 //! Shared by the runtime tests: one runtime per test binary, plugins loaded once, MessagePack helpers.
 #![allow(dead_code)]
 
+pub mod server;
+
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::collections::HashMap;

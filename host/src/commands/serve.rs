@@ -1,0 +1,60 @@
+//! `warden serve`: run the game server until SIGINT or SIGTERM.
+
+use crate::commands::config_args::{ConfigArgs, set_string};
+use crate::server::Server;
+use anyhow::{Context as _, Result};
+use std::path::PathBuf;
+
+/// Arguments of `warden serve`.
+#[derive(clap::Args, Debug)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// Development mode: load unsigned plugins and admit anonymous guests (same as --set dev=true).
+    #[arg(long)]
+    dev: bool,
+    /// Directory of plugin files (same as --set plugin_dir=DIR).
+    #[arg(long, value_name = "DIR")]
+    plugin_dir: Option<PathBuf>,
+    /// Print the effective configuration as TOML and exit.
+    #[arg(long)]
+    print_config: bool,
+}
+
+/// Runs `warden serve`.
+pub fn run(args: ServeArgs) -> Result<()> {
+    let mut extra = Vec::new();
+    if args.dev {
+        extra.push("dev=true".to_string());
+    }
+    if let Some(dir) = &args.plugin_dir {
+        extra.push(set_string("plugin_dir", &dir.to_string_lossy()));
+    }
+    let config = args.config.load(extra)?;
+    if args.print_config {
+        print!("{}", config.to_toml());
+        return Ok(());
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("warden").build()?;
+    runtime.block_on(async {
+        let server = Server::start(config).await?;
+        // One line on stdout for scripts and tests to read the bound addresses from.
+        println!("warden listening ws=ws://{}/ws tcp={} games={}", server.ws_addr(), server.tcp_addr(), server.games().join(","));
+        wait_for_signal().await?;
+        tracing::info!("shutting down: finishing ticks and telling players");
+        server.shutdown().await;
+        println!("warden stopped");
+        Ok(())
+    })
+}
+
+async fn wait_for_signal() -> Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("failed to listen for SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("failed to listen for SIGINT")?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    Ok(())
+}

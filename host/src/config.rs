@@ -1,0 +1,273 @@
+//! `warden.toml`: the server configuration. Every key can be overridden, in increasing precedence, by
+//! the file, by environment variables `WARDEN_<KEY>` (nested keys joined with `__`, e.g.
+//! `WARDEN_NET__WS_ADDR=127.0.0.1:9000`), and by `--set key.path=value` flags. Values are TOML
+//! (`true`, `20`, `["chat"]`); anything that is not valid TOML is taken as a string.
+
+use crate::runtime::Limits;
+use anyhow::{Context as _, Result, bail};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// The whole configuration.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Development mode: load unsigned plugins and admit anonymous guests. Never in production.
+    pub dev: bool,
+    /// Directory holding the plugin files (`*.wasm`).
+    pub plugin_dir: PathBuf,
+    /// Directory for the server's own data (compile cache).
+    pub data_dir: PathBuf,
+    /// Listeners and per-connection limits.
+    pub net: NetConfig,
+    /// Rooms.
+    pub rooms: RoomConfig,
+    /// Player authentication.
+    pub auth: AuthConfig,
+    /// Limits of every plugin call and instance.
+    pub limits: Limits,
+    /// Per-plugin settings, by plugin name.
+    pub plugins: BTreeMap<String, PluginConfig>,
+}
+
+/// Listeners and per-connection limits.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NetConfig {
+    /// WebSocket listener (`/ws`).
+    pub ws_addr: SocketAddr,
+    /// TCP listener (4-byte big-endian length + MessagePack).
+    pub tcp_addr: SocketAddr,
+    /// Largest accepted frame in bytes.
+    pub max_frame_bytes: usize,
+    /// Sustained messages per second a connection may send.
+    pub msgs_per_sec: u32,
+    /// Messages a connection may send in a burst above the sustained rate.
+    pub burst: u32,
+    /// Time allowed between connecting and `hello`, in milliseconds.
+    pub handshake_timeout_ms: u64,
+    /// A connection that sends nothing for this long is closed, in milliseconds.
+    pub idle_timeout_ms: u64,
+    /// WebSocket ping interval, in milliseconds.
+    pub heartbeat_ms: u64,
+    /// Batches of outgoing frames a connection may have queued; past it the connection is closed as a
+    /// slow consumer.
+    pub outbound_queue: usize,
+    /// Most connections open at once.
+    pub max_connections: usize,
+    /// Most connections open at once from one IP address.
+    pub max_connections_per_ip: usize,
+}
+
+/// Rooms.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RoomConfig {
+    /// Game clock rate.
+    pub tick_hz: u32,
+    /// Player cap per room.
+    pub max_players: u32,
+    /// How long an empty room stays open, in milliseconds.
+    pub empty_grace_ms: u64,
+    /// Inputs a room may have waiting for its next tick; senders wait past it.
+    pub inbox: usize,
+}
+
+/// Player authentication.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Secret that signs player tokens (`warden token`). Prefer the `WARDEN_AUTH__SECRET` environment
+    /// variable to writing it in the file.
+    pub secret: Option<String>,
+    /// Lifetime of minted tokens in seconds.
+    pub token_ttl_secs: u64,
+}
+
+/// One plugin's settings.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PluginConfig {
+    /// Feature switches on at start.
+    pub features: Vec<String>,
+    /// Configuration handed to the plugin's `init` (as a MessagePack map).
+    pub config: toml::Table,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            dev: false,
+            plugin_dir: PathBuf::from("plugins.d"),
+            data_dir: PathBuf::from("data"),
+            net: NetConfig::default(),
+            rooms: RoomConfig::default(),
+            auth: AuthConfig { secret: None, token_ttl_secs: 24 * 3600 },
+            limits: Limits::default(),
+            plugins: BTreeMap::new(),
+        }
+    }
+}
+
+impl Default for NetConfig {
+    fn default() -> Self {
+        NetConfig {
+            ws_addr: "127.0.0.1:7350".parse().unwrap(),
+            tcp_addr: "127.0.0.1:7351".parse().unwrap(),
+            max_frame_bytes: 64 << 10,
+            msgs_per_sec: 30,
+            burst: 60,
+            handshake_timeout_ms: 5_000,
+            idle_timeout_ms: 30_000,
+            heartbeat_ms: 10_000,
+            outbound_queue: 256,
+            max_connections: 10_000,
+            max_connections_per_ip: 2_000,
+        }
+    }
+}
+
+impl Default for RoomConfig {
+    fn default() -> Self {
+        RoomConfig { tick_hz: 20, max_players: 16, empty_grace_ms: 30_000, inbox: 4_096 }
+    }
+}
+
+impl Config {
+    /// Loads `file` (if given; a missing file named explicitly is an error), then applies the
+    /// `WARDEN_*` variables of `env` and the `--set` overrides, and checks the result.
+    pub fn load(file: Option<&Path>, env: impl IntoIterator<Item = (String, String)>, sets: &[String]) -> Result<Config> {
+        let mut table = match file {
+            Some(path) => {
+                let text =
+                    std::fs::read_to_string(path).with_context(|| format!("failed to read the configuration file {}", path.display()))?;
+                text.parse::<toml::Table>().with_context(|| format!("{} is not valid TOML", path.display()))?
+            }
+            None => toml::Table::new(),
+        };
+        let top_keys: Vec<String> = toml::Table::try_from(Config::default())?.keys().cloned().collect();
+        for (name, value) in env {
+            let Some(rest) = name.strip_prefix("WARDEN_") else { continue };
+            let path: Vec<String> = rest.split("__").map(|p| p.to_ascii_lowercase()).collect();
+            // Only variables that name a configuration key: WARDEN_LOG and friends are not config.
+            if top_keys.contains(&path[0]) {
+                set_path(&mut table, &path, &value).with_context(|| format!("in the environment variable {name}"))?;
+            }
+        }
+        for set in sets {
+            let (key, value) = set.split_once('=').with_context(|| format!("--set {set:?} must look like key.path=value"))?;
+            let path: Vec<String> = key.trim().split('.').map(str::to_string).collect();
+            set_path(&mut table, &path, value.trim()).with_context(|| format!("in --set {set}"))?;
+        }
+        let config: Config = table.try_into().context("invalid configuration (check the key names and value types)")?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks values that serde cannot.
+    pub fn validate(&self) -> Result<()> {
+        self.limits.validate()?;
+        if !(1..=1000).contains(&self.rooms.tick_hz) {
+            bail!("rooms.tick_hz must be between 1 and 1000, not {}", self.rooms.tick_hz);
+        }
+        if self.rooms.max_players == 0 || self.rooms.inbox == 0 || self.net.outbound_queue == 0 {
+            bail!("rooms.max_players, rooms.inbox and net.outbound_queue must be above 0");
+        }
+        if self.net.msgs_per_sec == 0 || self.net.burst == 0 {
+            bail!("net.msgs_per_sec and net.burst must be above 0");
+        }
+        if self.net.max_frame_bytes < 64 {
+            bail!("net.max_frame_bytes must be at least 64");
+        }
+        Ok(())
+    }
+
+    /// The effective configuration as TOML (the secret masked).
+    pub fn to_toml(&self) -> String {
+        let mut shown = self.clone();
+        if shown.auth.secret.is_some() {
+            shown.auth.secret = Some("<set>".into());
+        }
+        toml::to_string_pretty(&shown).expect("the configuration serializes")
+    }
+
+    /// The token secret, or why there is none.
+    pub fn secret(&self) -> Result<&[u8]> {
+        match &self.auth.secret {
+            Some(s) if s.len() >= 16 => Ok(s.as_bytes()),
+            Some(_) => bail!("auth.secret must be at least 16 characters"),
+            None => bail!("no auth.secret configured: set WARDEN_AUTH__SECRET (16+ characters) or auth.secret in warden.toml"),
+        }
+    }
+}
+
+/// Sets `path` in `table` to `raw` parsed as a TOML value (or a string if it is not one).
+fn set_path(table: &mut toml::Table, path: &[String], raw: &str) -> Result<()> {
+    let value = format!("v = {raw}")
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_string()));
+    let (last, parents) = path.split_last().expect("non-empty path");
+    let mut at = table;
+    for key in parents {
+        let entry = at.entry(key.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        at = entry.as_table_mut().with_context(|| format!("{key} is not a table"))?;
+    }
+    at.insert(last.clone(), value);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn file_then_env_then_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("warden.toml");
+        std::fs::write(&file, "dev = true\n[rooms]\ntick_hz = 30\nmax_players = 8\n[plugins.chat]\nfeatures = [\"chat\"]\n").unwrap();
+        let cfg = Config::load(
+            Some(&file),
+            env(&[("WARDEN_ROOMS__TICK_HZ", "40"), ("WARDEN_NET__WS_ADDR", "127.0.0.1:9000"), ("WARDEN_LOG", "debug")]),
+            &["rooms.tick_hz=50".into(), "plugins.arena.config.width=8".into()],
+        )
+        .unwrap();
+        assert!(cfg.dev);
+        assert_eq!(cfg.rooms.tick_hz, 50, "a flag beats the environment, which beats the file");
+        assert_eq!(cfg.rooms.max_players, 8);
+        assert_eq!(cfg.net.ws_addr, "127.0.0.1:9000".parse().unwrap());
+        assert_eq!(cfg.plugins["chat"].features, ["chat"]);
+        assert_eq!(cfg.plugins["arena"].config["width"].as_integer(), Some(8));
+        assert_eq!(cfg.net.max_frame_bytes, 64 << 10, "untouched keys keep their defaults");
+    }
+
+    #[test]
+    fn mistakes_are_named() {
+        let err = Config::load(None, env(&[]), &["rooms.tick_hzz=5".into()]).unwrap_err();
+        assert!(format!("{err:#}").contains("tick_hzz"), "{err:#}");
+        let err = Config::load(None, env(&[("WARDEN_ROOMS__TICK_HZ", "fast")]), &[]).unwrap_err();
+        assert!(format!("{err:#}").contains("invalid configuration"), "{err:#}");
+        let err = Config::load(None, env(&[]), &["rooms.tick_hz=0".into()]).unwrap_err();
+        assert!(err.to_string().contains("between 1 and 1000"), "{err:#}");
+        let err = Config::load(Some(Path::new("/nonexistent/warden.toml")), env(&[]), &[]).unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/warden.toml"), "{err:#}");
+    }
+
+    #[test]
+    fn printed_config_loads_back_and_hides_the_secret() {
+        let cfg = Config::load(None, env(&[("WARDEN_AUTH__SECRET", "0123456789abcdef")]), &[]).unwrap();
+        let shown = cfg.to_toml();
+        assert!(!shown.contains("0123456789abcdef") && shown.contains("<set>"));
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("w.toml"), &shown).unwrap();
+        let back = Config::load(Some(&dir.path().join("w.toml")), env(&[]), &[]).unwrap();
+        assert_eq!(back.rooms, cfg.rooms);
+    }
+}

@@ -1,0 +1,357 @@
+//! The envelope codec: what clients and the server exchange, in MessagePack (binary WebSocket frames,
+//! TCP) or JSON (text WebSocket frames, for debugging). One set of envelope types, generic over how the
+//! game payload (`data`) is carried: MessagePack `bin` in binary frames, any JSON value in text frames.
+//! The plugin always sees MessagePack. See docs/protocol.md.
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+/// How a frame is encoded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// MessagePack (binary WebSocket frames, TCP).
+    MsgPack,
+    /// JSON (text WebSocket frames).
+    Json,
+}
+
+/// Envelopes a client sends. `D` carries the game payload.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientEnvelope<D> {
+    /// First envelope of a connection: authenticate. `token` is minted by `warden token`; without one
+    /// the server admits an anonymous guest only in dev mode.
+    Hello {
+        /// Signed player token.
+        #[serde(default)]
+        token: Option<String>,
+    },
+    /// Enter room `room` of game `game`, creating it if needed.
+    Join {
+        /// Game (plugin) name.
+        game: String,
+        /// Room id.
+        room: String,
+    },
+    /// A game message for the room's plugin.
+    Msg {
+        /// The payload.
+        data: D,
+    },
+    /// Leave the current room.
+    Leave,
+    /// Liveness check; answered with `pong` carrying the same nonce.
+    Ping {
+        /// Echoed back.
+        #[serde(default)]
+        nonce: u64,
+    },
+}
+
+/// Envelopes the server sends. `D` carries the game payload.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerEnvelope<D> {
+    /// Answer to `hello`.
+    Welcome {
+        /// The player id the server knows you as.
+        player: String,
+        /// Whether this is an anonymous dev-mode guest.
+        guest: bool,
+        /// Server version.
+        server: String,
+    },
+    /// You are in a room.
+    Joined {
+        /// Game name.
+        game: String,
+        /// Room id.
+        room: String,
+        /// Version of the plugin running the room.
+        version: String,
+        /// Seed of the room's deterministic random stream.
+        seed: u64,
+        /// Game clock rate.
+        tick_hz: u32,
+        /// Player cap.
+        max_players: u32,
+        /// Players in the room, you included.
+        players: u32,
+    },
+    /// A game message from the room's plugin.
+    Msg {
+        /// The payload.
+        data: D,
+    },
+    /// Something you sent was refused. `fatal` errors are followed by the server closing the
+    /// connection.
+    Error {
+        /// Machine-readable reason.
+        code: ErrorCode,
+        /// What happened and what to do.
+        message: String,
+        /// Whether the connection closes after this.
+        #[serde(default)]
+        fatal: bool,
+    },
+    /// You were removed from the room (by the game, or because the room or server closed).
+    Kicked {
+        /// Why.
+        reason: String,
+    },
+    /// Answer to `ping`.
+    Pong {
+        /// The ping's nonce.
+        nonce: u64,
+    },
+}
+
+/// Machine-readable error codes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The frame is not a valid envelope (bad MessagePack or JSON, missing fields).
+    BadFrame,
+    /// The frame is larger than the server accepts.
+    FrameTooLarge,
+    /// An envelope type the server does not know.
+    UnknownEnvelope,
+    /// `hello` was not the first envelope, or came twice.
+    NotAuthenticated,
+    /// The token did not verify.
+    BadToken,
+    /// `msg` or `leave` while not in a room.
+    NotInRoom,
+    /// `join` while already in a room.
+    AlreadyInRoom,
+    /// No plugin of that name is loaded.
+    UnknownGame,
+    /// The room id is not acceptable.
+    BadRoom,
+    /// The room is at its player cap.
+    RoomFull,
+    /// The game refused the message (the plugin returned an error).
+    GameError,
+    /// Too many messages too fast.
+    RateLimited,
+    /// No `hello` within the handshake timeout, or nothing received within the idle timeout.
+    Timeout,
+    /// The connection did not read its messages fast enough.
+    SlowConsumer,
+    /// Connection caps reached.
+    ServerFull,
+    /// The server is shutting down.
+    ShuttingDown,
+}
+
+/// A client envelope as the host handles it: the payload already MessagePack.
+pub type ClientMsg = ClientEnvelope<Vec<u8>>;
+/// A server envelope as the host builds it: the payload MessagePack.
+pub type ServerMsg = ServerEnvelope<Bytes>;
+
+/// Why a frame could not be decoded.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DecodeError {
+    /// Not an envelope at all.
+    #[error("malformed {format} envelope: {reason}")]
+    Malformed {
+        /// "MessagePack" or "JSON".
+        format: &'static str,
+        /// The decoder's message.
+        reason: String,
+    },
+    /// A well-formed envelope of an unknown type.
+    #[error("unknown envelope type {0:?}: expected hello, join, msg, leave or ping")]
+    Unknown(String),
+}
+
+impl DecodeError {
+    /// The error code to answer with.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            DecodeError::Malformed { .. } => ErrorCode::BadFrame,
+            DecodeError::Unknown(_) => ErrorCode::UnknownEnvelope,
+        }
+    }
+}
+
+impl<A> ClientEnvelope<A> {
+    /// The same envelope with its payload converted by `f`.
+    pub fn map_data<B, E>(self, f: impl FnOnce(A) -> Result<B, E>) -> Result<ClientEnvelope<B>, E> {
+        Ok(match self {
+            ClientEnvelope::Hello { token } => ClientEnvelope::Hello { token },
+            ClientEnvelope::Join { game, room } => ClientEnvelope::Join { game, room },
+            ClientEnvelope::Msg { data } => ClientEnvelope::Msg { data: f(data)? },
+            ClientEnvelope::Leave => ClientEnvelope::Leave,
+            ClientEnvelope::Ping { nonce } => ClientEnvelope::Ping { nonce },
+        })
+    }
+}
+
+impl<A> ServerEnvelope<A> {
+    /// The same envelope with its payload converted by `f`.
+    pub fn map_data<B, E>(self, f: impl FnOnce(A) -> Result<B, E>) -> Result<ServerEnvelope<B>, E> {
+        Ok(match self {
+            ServerEnvelope::Welcome { player, guest, server } => ServerEnvelope::Welcome { player, guest, server },
+            ServerEnvelope::Joined { game, room, version, seed, tick_hz, max_players, players } => {
+                ServerEnvelope::Joined { game, room, version, seed, tick_hz, max_players, players }
+            }
+            ServerEnvelope::Msg { data } => ServerEnvelope::Msg { data: f(data)? },
+            ServerEnvelope::Error { code, message, fatal } => ServerEnvelope::Error { code, message, fatal },
+            ServerEnvelope::Kicked { reason } => ServerEnvelope::Kicked { reason },
+            ServerEnvelope::Pong { nonce } => ServerEnvelope::Pong { nonce },
+        })
+    }
+}
+
+/// A payload in a MessagePack frame: a `bin`.
+struct Bin<T>(T);
+
+/// A payload read from a MessagePack frame.
+#[derive(Deserialize)]
+#[serde(transparent)]
+struct BinIn(#[serde(with = "serde_bytes")] Vec<u8>);
+
+impl<T: AsRef<[u8]>> Serialize for Bin<T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(self.0.as_ref())
+    }
+}
+
+fn classify(format: &'static str, reason: String) -> DecodeError {
+    // serde reports an unknown tag as "unknown variant `x`, expected one of ...".
+    match reason.split('`').nth(1) {
+        Some(name) if reason.starts_with("unknown variant") => DecodeError::Unknown(name.to_string()),
+        _ => DecodeError::Malformed { format, reason },
+    }
+}
+
+fn json_to_msgpack(value: serde_json::Value) -> Result<Vec<u8>, DecodeError> {
+    rmp_serde::to_vec_named(&value).map_err(|e| DecodeError::Malformed { format: "JSON", reason: format!("data: {e}") })
+}
+
+/// MessagePack payload bytes shown as JSON; bytes that are not valid MessagePack become a JSON string
+/// saying so (the MessagePack form of the same envelope is unaffected).
+fn msgpack_to_json(data: &[u8]) -> Result<serde_json::Value, std::convert::Infallible> {
+    Ok(rmp_serde::from_slice(data).unwrap_or_else(|e| serde_json::Value::String(format!("<payload is not valid MessagePack: {e}>"))))
+}
+
+/// Decodes a client frame.
+pub fn decode(frame: &[u8], format: Format) -> Result<ClientMsg, DecodeError> {
+    match format {
+        Format::MsgPack => {
+            rmp_serde::from_slice::<ClientEnvelope<BinIn>>(frame).map_err(|e| classify("MessagePack", e.to_string()))?.map_data(|d| Ok(d.0))
+        }
+        Format::Json => serde_json::from_slice::<ClientEnvelope<serde_json::Value>>(frame)
+            .map_err(|e| classify("JSON", e.to_string()))?
+            .map_data(json_to_msgpack),
+    }
+}
+
+/// Encodes a server envelope.
+pub fn encode(env: &ServerMsg, format: Format) -> Bytes {
+    let out = match format {
+        Format::MsgPack => rmp_serde::to_vec_named(&env.clone().map_data(|d| Ok::<_, std::convert::Infallible>(Bin(d))).unwrap()).ok(),
+        Format::Json => serde_json::to_vec(&env.clone().map_data(|d| msgpack_to_json(&d)).unwrap()).ok(),
+    };
+    Bytes::from(out.expect("server envelopes always encode"))
+}
+
+/// Decodes a server frame (clients: `warden bots`, tests).
+pub fn decode_server(frame: &[u8], format: Format) -> Result<ServerMsg, DecodeError> {
+    match format {
+        Format::MsgPack => rmp_serde::from_slice::<ServerEnvelope<BinIn>>(frame)
+            .map_err(|e| classify("MessagePack", e.to_string()))?
+            .map_data(|d| Ok(Bytes::from(d.0))),
+        Format::Json => serde_json::from_slice::<ServerEnvelope<serde_json::Value>>(frame)
+            .map_err(|e| classify("JSON", e.to_string()))?
+            .map_data(|v| json_to_msgpack(v).map(Bytes::from)),
+    }
+}
+
+/// Encodes a client envelope (clients: `warden bots`, tests). `data` must be valid MessagePack.
+pub fn encode_client(env: &ClientMsg, format: Format) -> Vec<u8> {
+    let out = match format {
+        Format::MsgPack => rmp_serde::to_vec_named(&env.clone().map_data(|d| Ok::<_, std::convert::Infallible>(Bin(d))).unwrap()).ok(),
+        Format::Json => serde_json::to_vec(&env.clone().map_data(|d| msgpack_to_json(&d)).unwrap()).ok(),
+    };
+    out.expect("client envelopes always encode")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Serialize, Deserialize, Debug, PartialEq)]
+    struct Move {
+        dir: String,
+        seq: u64,
+    }
+
+    fn payload() -> Vec<u8> {
+        rmp_serde::to_vec_named(&Move { dir: "up".into(), seq: 7 }).unwrap()
+    }
+
+    #[test]
+    fn client_envelopes_round_trip_in_both_formats() {
+        let all = [
+            ClientEnvelope::Hello { token: Some("t".into()) },
+            ClientEnvelope::Hello { token: None },
+            ClientEnvelope::Join { game: "arena".into(), room: "r1".into() },
+            ClientEnvelope::Msg { data: payload() },
+            ClientEnvelope::Leave,
+            ClientEnvelope::Ping { nonce: 9 },
+        ];
+        for format in [Format::MsgPack, Format::Json] {
+            for env in &all {
+                assert_eq!(&decode(&encode_client(env, format), format).unwrap(), env, "{format:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn json_frames_carry_the_payload_as_plain_json_and_the_plugin_gets_msgpack() {
+        let frame = br#"{"type":"msg","data":{"dir":"up","seq":7}}"#;
+        let ClientEnvelope::Msg { data } = decode(frame, Format::Json).unwrap() else { panic!() };
+        assert_eq!(rmp_serde::from_slice::<Move>(&data).unwrap(), Move { dir: "up".into(), seq: 7 });
+        let out = encode(&ServerEnvelope::Msg { data: Bytes::from(payload()) }, Format::Json);
+        assert_eq!(std::str::from_utf8(&out).unwrap(), r#"{"type":"msg","data":{"dir":"up","seq":7}}"#);
+    }
+
+    #[test]
+    fn server_envelopes_round_trip_in_both_formats() {
+        let all = [
+            ServerEnvelope::Welcome { player: "p".into(), guest: true, server: "0.1.0".into() },
+            ServerEnvelope::Joined {
+                game: "arena".into(),
+                room: "r".into(),
+                version: "0.1.0".into(),
+                seed: 5,
+                tick_hz: 20,
+                max_players: 4,
+                players: 1,
+            },
+            ServerEnvelope::Msg { data: Bytes::from(payload()) },
+            ServerEnvelope::Error { code: ErrorCode::RoomFull, message: "full".into(), fatal: false },
+            ServerEnvelope::Kicked { reason: "bye".into() },
+            ServerEnvelope::Pong { nonce: 3 },
+        ];
+        for format in [Format::MsgPack, Format::Json] {
+            for env in &all {
+                assert_eq!(&decode_server(&encode(env, format), format).unwrap(), env, "{format:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn bad_frames_are_classified() {
+        assert!(matches!(decode(b"\xc1\xc1", Format::MsgPack), Err(DecodeError::Malformed { format: "MessagePack", .. })));
+        assert!(matches!(decode(b"{not json", Format::Json), Err(DecodeError::Malformed { format: "JSON", .. })));
+        assert_eq!(decode(br#"{"type":"dance"}"#, Format::Json), Err(DecodeError::Unknown("dance".into())));
+        let unknown = rmp_serde::to_vec_named(&serde_json::json!({"type": "dance"})).unwrap();
+        assert_eq!(decode(&unknown, Format::MsgPack), Err(DecodeError::Unknown("dance".into())));
+        let err = decode(br#"{"type":"join","game":"arena"}"#, Format::Json).unwrap_err();
+        assert!(err.to_string().contains("room"), "a missing field is named: {err}");
+        assert_eq!(err.code(), ErrorCode::BadFrame);
+    }
+}

@@ -1,0 +1,337 @@
+//! One session per connection, the same for WebSocket and TCP: handshake, authentication, room
+//! membership, rate limit, timeouts and a bounded outbound queue. A transport hands the session a stream
+//! of incoming frames and a sink for outgoing ones; every bad input gets an `error` envelope (fatal ones
+//! close the connection with that reason), and only that connection is affected.
+
+use crate::config::{Config, NetConfig};
+use crate::net::auth;
+use crate::net::envelope::{self, ClientEnvelope, ErrorCode, Format, ServerEnvelope, ServerMsg};
+use crate::net::limits::ConnectionSlot;
+use crate::room::{Kill, Outbound, PlayerConn, RoomHandle, RoomInput, Rooms};
+use bytes::Bytes;
+use futures_util::{Sink, SinkExt, Stream, StreamExt};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// What every session shares.
+pub struct ServerCtx {
+    /// The rooms.
+    pub rooms: Rooms,
+    /// Network settings.
+    pub net: NetConfig,
+    /// Dev mode: anonymous guests allowed.
+    pub dev: bool,
+    /// Token secret, if configured.
+    pub secret: Option<Vec<u8>>,
+    /// Cancelled when the server shuts down.
+    pub shutdown: CancellationToken,
+    guests: AtomicU64,
+}
+
+impl ServerCtx {
+    /// Shared state for sessions of a server with `config`.
+    pub fn new(rooms: Rooms, config: &Config) -> Self {
+        ServerCtx {
+            rooms,
+            net: config.net.clone(),
+            dev: config.dev,
+            secret: config.auth.secret.clone().map(String::into_bytes),
+            shutdown: CancellationToken::new(),
+            guests: AtomicU64::new(0),
+        }
+    }
+}
+
+/// An incoming frame.
+pub struct InFrame {
+    /// The bytes.
+    pub data: Bytes,
+    /// Their encoding.
+    pub format: Format,
+}
+
+/// What a transport reports instead of a frame.
+#[derive(Debug)]
+pub enum FrameError {
+    /// A frame over the size cap.
+    TooLarge(String),
+    /// The connection failed.
+    Io(String),
+}
+
+/// What a transport writes.
+#[derive(Debug)]
+pub enum OutFrame {
+    /// An encoded envelope.
+    Data(Bytes, Format),
+    /// A transport-level keepalive (WebSocket ping; nothing on TCP).
+    Ping,
+    /// Close the connection with this reason.
+    Close(String),
+}
+
+/// Incoming items: a frame, or `None` for transport-level activity (a WebSocket pong).
+pub type Incoming = Result<Option<InFrame>, FrameError>;
+
+/// Runs a session until the connection ends.
+pub async fn run<St, Si>(ctx: Arc<ServerCtx>, peer: SocketAddr, stream: St, sink: Si, slot: ConnectionSlot)
+where
+    St: Stream<Item = Incoming> + Unpin + Send,
+    Si: Sink<OutFrame> + Unpin + Send + 'static,
+{
+    let (out, queue) = mpsc::channel(ctx.net.outbound_queue);
+    let heartbeat = Duration::from_millis(ctx.net.heartbeat_ms);
+    let (close_tx, close_rx) = tokio::sync::oneshot::channel();
+    let writer = tokio::spawn(write_loop(queue, sink, heartbeat, close_rx));
+    let quota = Quota::per_second(NonZeroU32::new(ctx.net.msgs_per_sec).expect("validated"))
+        .allow_burst(NonZeroU32::new(ctx.net.burst).expect("validated"));
+    let mut session = Session {
+        ctx,
+        peer,
+        out,
+        kill: Kill::default(),
+        limiter: RateLimiter::direct(quota),
+        player: None,
+        room: None,
+        format: Format::MsgPack,
+    };
+    let close = session.serve(stream).await;
+    session.leave_room().await;
+    if let Some((code, reason)) = &close {
+        tracing::debug!(peer = %peer, ?code, "closing: {reason}");
+        // The reason goes after whatever is queued; the writer flushes both, then closes.
+        let frame = envelope::encode(&ServerEnvelope::Error { code: *code, message: reason.clone(), fatal: true }, session.format);
+        let _ = session.out.try_send(Outbound::Frames(session.format, vec![frame]));
+    }
+    let _ = close_tx.send(close.map(|(_, reason)| reason).unwrap_or_default());
+    drop(session);
+    // A writer stuck on a client that does not read is abandoned after a grace period.
+    let abort = writer.abort_handle();
+    if tokio::time::timeout(Duration::from_secs(2), writer).await.is_err() {
+        abort.abort();
+    }
+    drop(slot);
+}
+
+async fn write_loop<Si>(
+    mut queue: mpsc::Receiver<Outbound>,
+    mut sink: Si,
+    heartbeat: Duration,
+    mut close: tokio::sync::oneshot::Receiver<String>,
+) where
+    Si: Sink<OutFrame> + Unpin,
+{
+    let mut ping = tokio::time::interval_at(Instant::now() + heartbeat, heartbeat);
+    loop {
+        tokio::select! {
+            biased;
+            batch = queue.recv() => {
+                let Some(batch) = batch else { break };
+                if !write_batch(&mut sink, batch).await || sink.flush().await.is_err() {
+                    return;
+                }
+            }
+            reason = &mut close => {
+                // Drain what is queued, then close with the reason.
+                while let Ok(batch) = queue.try_recv() {
+                    if !write_batch(&mut sink, batch).await {
+                        return;
+                    }
+                }
+                let _ = sink.send(OutFrame::Close(reason.unwrap_or_default())).await;
+                return;
+            }
+            _ = ping.tick() => {
+                if sink.send(OutFrame::Ping).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Feeds a batch to the sink (without flushing); false if the connection is gone.
+async fn write_batch<Si: Sink<OutFrame> + Unpin>(sink: &mut Si, batch: Outbound) -> bool {
+    let Outbound::Frames(format, frames) = batch;
+    for frame in frames {
+        if sink.feed(OutFrame::Data(frame, format)).await.is_err() {
+            return false;
+        }
+    }
+    true
+}
+
+struct Session {
+    ctx: Arc<ServerCtx>,
+    peer: SocketAddr,
+    out: mpsc::Sender<Outbound>,
+    kill: Kill,
+    limiter: DefaultDirectRateLimiter,
+    player: Option<Arc<str>>,
+    room: Option<(RoomHandle, Arc<AtomicBool>)>,
+    format: Format,
+}
+
+type Close = Option<(ErrorCode, String)>;
+
+impl Session {
+    async fn serve<St: Stream<Item = Incoming> + Unpin>(&mut self, mut stream: St) -> Close {
+        let net = &self.ctx.net;
+        let handshake = Duration::from_millis(net.handshake_timeout_ms);
+        let idle = Duration::from_millis(net.idle_timeout_ms);
+        let shutdown = self.ctx.shutdown.clone();
+        let kill = self.kill.clone();
+        let opened = Instant::now();
+        let mut last_seen = opened;
+        loop {
+            let deadline = if self.player.is_none() { opened + handshake } else { last_seen + idle };
+            tokio::select! {
+                biased;
+                why = kill.killed() => return Some(why),
+                _ = shutdown.cancelled() => return Some((ErrorCode::ShuttingDown, "the server is shutting down".into())),
+                _ = tokio::time::sleep_until(deadline) => {
+                    return Some(if self.player.is_none() {
+                        (ErrorCode::Timeout, format!("no hello within {} ms of connecting", handshake.as_millis()))
+                    } else {
+                        (ErrorCode::Timeout, format!("nothing received for {} ms (send ping to stay connected)", idle.as_millis()))
+                    });
+                }
+                item = stream.next() => match item {
+                    None | Some(Err(FrameError::Io(_))) => return None,
+                    Some(Err(FrameError::TooLarge(why))) => return Some((ErrorCode::FrameTooLarge, why)),
+                    Some(Ok(None)) => last_seen = Instant::now(),
+                    Some(Ok(Some(frame))) => {
+                        last_seen = Instant::now();
+                        if let Some(close) = self.handle(frame).await {
+                            return Some(close);
+                        }
+                    }
+                },
+            }
+        }
+    }
+
+    /// Sends an envelope now (outside any room batch).
+    fn reply(&self, env: &ServerMsg) {
+        let frame = envelope::encode(env, self.format);
+        if self.out.try_send(Outbound::Frames(self.format, vec![frame])).is_err() {
+            self.kill.kill(ErrorCode::SlowConsumer, "the connection fell behind reading its messages and was closed");
+        }
+    }
+
+    fn error(&self, code: ErrorCode, message: impl Into<String>) {
+        self.reply(&ServerEnvelope::Error { code, message: message.into(), fatal: false });
+    }
+
+    async fn handle(&mut self, frame: InFrame) -> Option<(ErrorCode, String)> {
+        if self.limiter.check().is_err() {
+            let net = &self.ctx.net;
+            return Some((ErrorCode::RateLimited, format!("more than {} messages per second (burst {})", net.msgs_per_sec, net.burst)));
+        }
+        self.format = frame.format;
+        let msg = match envelope::decode(&frame.data, frame.format) {
+            Ok(msg) => msg,
+            Err(e @ envelope::DecodeError::Unknown(_)) => {
+                self.error(e.code(), e.to_string());
+                return None;
+            }
+            Err(e) => return Some((e.code(), e.to_string())),
+        };
+        if let ClientEnvelope::Hello { token } = msg {
+            return self.hello(token);
+        }
+        if self.player.is_none() {
+            return Some((ErrorCode::NotAuthenticated, "the first envelope must be hello".into()));
+        }
+        match msg {
+            ClientEnvelope::Hello { .. } => unreachable!("handled above"),
+            ClientEnvelope::Ping { nonce } => self.reply(&ServerEnvelope::Pong { nonce }),
+            ClientEnvelope::Join { game, room } => self.join(game, room).await,
+            ClientEnvelope::Msg { data } => match self.current_room() {
+                Some(handle) => {
+                    let player = self.player.clone().expect("authenticated");
+                    if !handle.send(RoomInput::Msg { player, payload: data }).await {
+                        self.room = None;
+                        self.error(ErrorCode::NotInRoom, "the room has closed; join again");
+                    }
+                }
+                None => self.error(ErrorCode::NotInRoom, "join a room before sending msg"),
+            },
+            ClientEnvelope::Leave => {
+                if self.current_room().is_some() {
+                    self.leave_room().await;
+                } else {
+                    self.error(ErrorCode::NotInRoom, "not in a room");
+                }
+            }
+        }
+        None
+    }
+
+    fn hello(&mut self, token: Option<String>) -> Option<(ErrorCode, String)> {
+        if self.player.is_some() {
+            self.error(ErrorCode::NotAuthenticated, "hello was already received");
+            return None;
+        }
+        let (player, guest) = match (token, &self.ctx.secret) {
+            (Some(token), Some(secret)) => match auth::verify(secret, &token, auth::unix_now()) {
+                Ok(player) => (player, false),
+                Err(e) => return Some((ErrorCode::BadToken, e.to_string())),
+            },
+            (Some(_), None) => return Some((ErrorCode::BadToken, "this server has no auth.secret, so it cannot check tokens".into())),
+            (None, _) if self.ctx.dev => (format!("guest-{}", self.ctx.guests.fetch_add(1, Ordering::Relaxed) + 1), true),
+            (None, _) => {
+                return Some((ErrorCode::BadToken, "a token is required (anonymous guests are only admitted in --dev mode)".into()));
+            }
+        };
+        tracing::debug!(peer = %self.peer, player, guest, "hello");
+        self.reply(&ServerEnvelope::Welcome { player: player.clone(), guest, server: env!("CARGO_PKG_VERSION").into() });
+        self.player = Some(player.into());
+        None
+    }
+
+    fn current_room(&mut self) -> Option<RoomHandle> {
+        match &self.room {
+            Some((handle, in_room)) if in_room.load(Ordering::Acquire) => Some(handle.clone()),
+            Some(_) => {
+                self.room = None;
+                None
+            }
+            None => None,
+        }
+    }
+
+    async fn join(&mut self, game: String, room: String) {
+        if self.current_room().is_some() {
+            return self.error(ErrorCode::AlreadyInRoom, "leave the current room before joining another");
+        }
+        let in_room = Arc::new(AtomicBool::new(false));
+        let conn = PlayerConn {
+            id: self.player.clone().expect("authenticated"),
+            format: self.format,
+            out: self.out.clone(),
+            kill: self.kill.clone(),
+            in_room: in_room.clone(),
+        };
+        match self.ctx.rooms.join(&game, &room, conn).await {
+            Ok(handle) => self.room = Some((handle, in_room)),
+            Err(e) => self.error(e.code(), e.to_string()),
+        }
+    }
+
+    async fn leave_room(&mut self) {
+        if let Some((handle, in_room)) = self.room.take()
+            && in_room.swap(false, Ordering::AcqRel)
+        {
+            let player = self.player.clone().expect("authenticated");
+            handle.send(RoomInput::Leave { player }).await;
+        }
+    }
+}

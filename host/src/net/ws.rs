@@ -1,0 +1,98 @@
+//! The WebSocket listener: `GET /ws` upgrades; binary frames carry MessagePack envelopes, text frames the
+//! same envelopes as JSON. `GET /rooms` lists the open rooms (game, id, version, seed) as JSON.
+
+use crate::net::envelope::Format;
+use crate::net::limits::ConnectionCaps;
+use crate::net::session::{self, FrameError, InFrame, OutFrame, ServerCtx};
+use axum::Json;
+use axum::Router;
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade, close_code};
+use axum::extract::{ConnectInfo, State};
+use axum::response::Response;
+use axum::routing::get;
+use futures_util::{SinkExt, StreamExt, future};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+
+#[derive(Clone)]
+struct WsState {
+    ctx: Arc<ServerCtx>,
+    caps: Arc<ConnectionCaps>,
+}
+
+/// Serves WebSocket sessions on `listener` until the server shuts down.
+pub async fn serve(listener: TcpListener, ctx: Arc<ServerCtx>, caps: Arc<ConnectionCaps>) -> std::io::Result<()> {
+    let shutdown = ctx.shutdown.clone();
+    let app = Router::new()
+        .route("/ws", get(upgrade))
+        .route("/rooms", get(rooms))
+        .route("/", get(|| async { "warden: connect a WebSocket to /ws (see docs/protocol.md)\n" }))
+        .with_state(WsState { ctx, caps });
+    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
+}
+
+async fn rooms(State(state): State<WsState>) -> Json<Vec<crate::room::RoomSummary>> {
+    Json(state.ctx.rooms.list())
+}
+
+async fn upgrade(ws: WebSocketUpgrade, ConnectInfo(peer): ConnectInfo<SocketAddr>, State(state): State<WsState>) -> Response {
+    let max = state.ctx.net.max_frame_bytes;
+    let slot = state.caps.acquire(peer.ip());
+    ws.max_message_size(max).max_frame_size(max).on_upgrade(move |socket| async move {
+        match slot {
+            Ok(slot) => run(socket, peer, state.ctx, slot).await,
+            Err(reason) => refuse(socket, reason).await,
+        }
+    })
+}
+
+/// Tells a connection over the caps why, and closes it.
+async fn refuse(mut socket: WebSocket, reason: String) {
+    use crate::net::envelope::{ErrorCode, ServerEnvelope, encode};
+    let frame = encode(&ServerEnvelope::Error { code: ErrorCode::ServerFull, message: reason.clone(), fatal: true }, Format::MsgPack);
+    let _ = socket.send(Message::Binary(frame)).await;
+    let _ = socket.send(Message::Close(Some(CloseFrame { code: close_code::AGAIN, reason: truncate(&reason).into() }))).await;
+}
+
+/// Close reasons must fit a control frame (123 bytes).
+fn truncate(reason: &str) -> String {
+    let mut end = reason.len().min(123);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    reason[..end].to_string()
+}
+
+async fn run(socket: WebSocket, peer: SocketAddr, ctx: Arc<ServerCtx>, slot: crate::net::limits::ConnectionSlot) {
+    let max = ctx.net.max_frame_bytes;
+    let (sink, stream) = socket.split();
+    let stream = stream.take_while(|m| future::ready(!matches!(m, Ok(Message::Close(_))))).map(move |m| match m {
+        Ok(Message::Binary(data)) => Ok(Some(InFrame { data, format: Format::MsgPack })),
+        Ok(Message::Text(text)) => {
+            Ok(Some(InFrame { data: bytes::Bytes::copy_from_slice(text.as_str().as_bytes()), format: Format::Json }))
+        }
+        Ok(_) => Ok(None),
+        Err(e) => {
+            let text = e.to_string();
+            if text.contains("too long") || text.contains("too big") {
+                Err(FrameError::TooLarge(format!("a frame exceeded the {max} byte cap")))
+            } else {
+                Err(FrameError::Io(text))
+            }
+        }
+    });
+    let sink = sink.with(|frame: OutFrame| {
+        future::ready(Ok::<_, axum::Error>(match frame {
+            OutFrame::Data(bytes, Format::MsgPack) => Message::Binary(bytes),
+            OutFrame::Data(bytes, Format::Json) => {
+                Message::Text(Utf8Bytes::try_from(bytes).unwrap_or_else(|_| Utf8Bytes::from_static("{\"type\":\"error\"}")))
+            }
+            OutFrame::Ping => Message::Ping(bytes::Bytes::new()),
+            OutFrame::Close(reason) => Message::Close(Some(CloseFrame { code: close_code::POLICY, reason: truncate(&reason).into() })),
+        }))
+    });
+    session::run(ctx, peer, Box::pin(stream), Box::pin(sink), slot).await;
+}

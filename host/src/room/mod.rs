@@ -1,0 +1,266 @@
+//! Rooms: one tokio task per room owns its plugin instance and its game clock ([`actor`]). [`Rooms`]
+//! creates a room on the first `join` naming it, routes joins to it, and shuts every room down.
+
+mod actor;
+
+use crate::config::RoomConfig;
+use crate::net::envelope::{ErrorCode, Format};
+use crate::runtime::{Features, Plugin, SaveBackend};
+use bytes::Bytes;
+use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// A loaded game: its plugin and the settings rooms of it start with.
+pub struct GameEntry {
+    /// The plugin.
+    pub plugin: Arc<Plugin>,
+    /// Configuration for `init` (MessagePack map; empty for none).
+    pub config: Vec<u8>,
+    /// Feature switches shared by every room of this game.
+    pub features: Features,
+}
+
+/// What a session hands a room about its player.
+#[derive(Clone)]
+pub struct PlayerConn {
+    /// Player id.
+    pub id: Arc<str>,
+    /// The format the player's frames are encoded in.
+    pub format: Format,
+    /// The player's outbound queue (bounded).
+    pub out: mpsc::Sender<Outbound>,
+    /// Closes the player's connection with a reason (slow consumer, room crash).
+    pub kill: Kill,
+    /// Whether the player is still in the room it joined; the room clears it when it removes the player.
+    pub in_room: Arc<AtomicBool>,
+}
+
+/// What goes to a connection's writer.
+#[derive(Debug)]
+pub enum Outbound {
+    /// Frames to write, in order, all encoded in one format.
+    Frames(Format, Vec<Bytes>),
+}
+
+/// A one-shot "close this connection" signal with its reason.
+#[derive(Clone, Default)]
+pub struct Kill {
+    token: CancellationToken,
+    reason: Arc<Mutex<Option<(ErrorCode, String)>>>,
+}
+
+impl Kill {
+    /// Asks the connection to close with `code` and `reason` (the first reason wins).
+    pub fn kill(&self, code: ErrorCode, reason: impl Into<String>) {
+        self.reason.lock().unwrap().get_or_insert((code, reason.into()));
+        self.token.cancel();
+    }
+
+    /// Resolves once killed, with the reason.
+    pub async fn killed(&self) -> (ErrorCode, String) {
+        self.token.cancelled().await;
+        self.reason.lock().unwrap().clone().unwrap_or((ErrorCode::ShuttingDown, "closed".into()))
+    }
+}
+
+/// Why a join failed.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum JoinError {
+    /// No such game.
+    #[error("no game named {0:?} is loaded (loaded: {1})")]
+    UnknownGame(String, String),
+    /// Bad room id.
+    #[error("room id {0:?} must be 1 to 64 of ASCII letters, digits and -_.:")]
+    BadRoom(String),
+    /// Room at its cap.
+    #[error("room {0} is full ({1} players)")]
+    Full(String, u32),
+    /// Same player id already in the room.
+    #[error("player {0} is already in room {1}")]
+    AlreadyIn(String, String),
+    /// The game failed to start the room.
+    #[error("the game failed to start room {0}: {1}")]
+    GameFailed(String, String),
+    /// The server is shutting down.
+    #[error("the server is shutting down")]
+    ShuttingDown,
+}
+
+impl JoinError {
+    /// The error code to answer with.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            JoinError::UnknownGame(..) => ErrorCode::UnknownGame,
+            JoinError::BadRoom(_) => ErrorCode::BadRoom,
+            JoinError::Full(..) => ErrorCode::RoomFull,
+            JoinError::AlreadyIn(..) => ErrorCode::AlreadyInRoom,
+            JoinError::GameFailed(..) => ErrorCode::GameError,
+            JoinError::ShuttingDown => ErrorCode::ShuttingDown,
+        }
+    }
+}
+
+/// An input for a room, delivered at its next tick in arrival order.
+pub enum RoomInput {
+    /// A player wants in; the room answers on `reply`.
+    Join {
+        /// The player.
+        conn: PlayerConn,
+        /// The answer.
+        reply: oneshot::Sender<Result<(), JoinError>>,
+    },
+    /// A player left.
+    Leave {
+        /// Player id.
+        player: Arc<str>,
+    },
+    /// A game message from a player.
+    Msg {
+        /// Player id.
+        player: Arc<str>,
+        /// MessagePack payload.
+        payload: Vec<u8>,
+    },
+}
+
+/// A session's handle to the room it is in.
+#[derive(Clone)]
+pub struct RoomHandle {
+    tx: mpsc::Sender<RoomInput>,
+}
+
+impl RoomHandle {
+    /// Queues an input for the room's next tick (waits while the room's inbox is full). Returns false if
+    /// the room has closed.
+    pub async fn send(&self, input: RoomInput) -> bool {
+        self.tx.send(input).await.is_ok()
+    }
+}
+
+/// Public facts about a room.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct RoomSummary {
+    /// Game name.
+    pub game: String,
+    /// Room id.
+    pub room: String,
+    /// Plugin version.
+    pub version: String,
+    /// Random seed.
+    pub seed: u64,
+}
+
+type RoomKey = (String, String);
+
+struct Inner {
+    games: HashMap<String, Arc<GameEntry>>,
+    rooms: Mutex<HashMap<RoomKey, (RoomHandle, RoomSummary)>>,
+    config: RoomConfig,
+    saves: Arc<dyn SaveBackend>,
+    stop: CancellationToken,
+    tasks: TaskTracker,
+    seeds: RandomState,
+}
+
+/// Every room of the server.
+#[derive(Clone)]
+pub struct Rooms(Arc<Inner>);
+
+/// Whether `id` is an acceptable room id.
+pub fn valid_room_id(id: &str) -> bool {
+    (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+}
+
+impl Rooms {
+    /// Rooms of the given games.
+    pub fn new(games: HashMap<String, Arc<GameEntry>>, config: RoomConfig, saves: Arc<dyn SaveBackend>) -> Self {
+        Rooms(Arc::new(Inner {
+            games,
+            rooms: Mutex::new(HashMap::new()),
+            config,
+            saves,
+            stop: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+            seeds: RandomState::new(),
+        }))
+    }
+
+    /// Names of the loaded games.
+    pub fn games(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.0.games.keys().cloned().collect();
+        names.sort();
+        names
+    }
+
+    /// The rooms open now.
+    pub fn list(&self) -> Vec<RoomSummary> {
+        let mut list: Vec<RoomSummary> = self.0.rooms.lock().unwrap().values().map(|(_, s)| s.clone()).collect();
+        list.sort_by(|a, b| (&a.game, &a.room).cmp(&(&b.game, &b.room)));
+        list
+    }
+
+    /// Puts `conn` into room `room` of `game`, creating the room if needed. Resolves once the room has
+    /// taken the player in (at its next tick).
+    pub async fn join(&self, game: &str, room: &str, conn: PlayerConn) -> Result<RoomHandle, JoinError> {
+        let Some(entry) = self.0.games.get(game) else {
+            return Err(JoinError::UnknownGame(game.to_string(), self.games().join(", ")));
+        };
+        if !valid_room_id(room) {
+            return Err(JoinError::BadRoom(room.to_string()));
+        }
+        loop {
+            if self.0.stop.is_cancelled() {
+                return Err(JoinError::ShuttingDown);
+            }
+            let handle = self.get_or_create(game, room, entry);
+            let (reply, answer) = oneshot::channel();
+            if handle.send(RoomInput::Join { conn: conn.clone(), reply }).await {
+                match answer.await {
+                    Ok(result) => return result.map(|()| handle),
+                    Err(_) => continue, // the room closed before taking the join: a new one will
+                }
+            }
+        }
+    }
+
+    fn get_or_create(&self, game: &str, room: &str, entry: &Arc<GameEntry>) -> RoomHandle {
+        let key = (game.to_string(), room.to_string());
+        let mut rooms = self.0.rooms.lock().unwrap();
+        if let Some((handle, _)) = rooms.get(&key)
+            && !handle.tx.is_closed()
+        {
+            return handle.clone();
+        }
+        let (tx, rx) = mpsc::channel(self.0.config.inbox);
+        let handle = RoomHandle { tx };
+        let seed = self.0.seeds.hash_one(&key);
+        let summary =
+            RoomSummary { game: game.to_string(), room: room.to_string(), version: entry.plugin.manifest().version.clone(), seed };
+        rooms.insert(key.clone(), (handle.clone(), summary));
+        let room = actor::Room::new(self.clone(), key, entry.clone(), seed, rx);
+        self.0.tasks.spawn(room.run());
+        handle
+    }
+
+    /// Forgets room `key` if its channel is closed (called by the room as it closes; a newer room under
+    /// the same key is left alone).
+    fn remove(&self, key: &RoomKey) {
+        let mut rooms = self.0.rooms.lock().unwrap();
+        if rooms.get(key).is_some_and(|(h, _)| h.tx.is_closed()) {
+            rooms.remove(key);
+        }
+    }
+
+    /// Stops every room: each finishes its tick, flushes, tells its players and ends. Resolves when all
+    /// have ended; no room is created afterwards.
+    pub async fn shutdown(&self) {
+        self.0.stop.cancel();
+        self.0.tasks.close();
+        self.0.tasks.wait().await;
+    }
+}

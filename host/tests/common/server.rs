@@ -1,0 +1,108 @@
+//! An in-process server for the network tests: the real listeners on loopback ports, real plugins
+//! copied into a temporary plugin directory, and a compile cache shared by the tests of a binary.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::time::Duration;
+use warden::config::Config;
+use warden::net::client::{self, ClientRx, ClientTx, Endpoint, Received};
+use warden::net::envelope::{ClientEnvelope, Format, ServerEnvelope, ServerMsg};
+use warden::server::Server;
+
+pub const WAIT: Duration = Duration::from_secs(10);
+
+fn shared_dirs() -> &'static (tempfile::TempDir, PathBuf) {
+    static DIRS: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
+    DIRS.get_or_init(|| {
+        let data = tempfile::tempdir().unwrap();
+        let plugins = data.path().join("plugins");
+        std::fs::create_dir_all(&plugins).unwrap();
+        for name in ["arena", "chat", "echo", "faulty"] {
+            std::fs::copy(warden_tests::wasm(name), plugins.join(format!("{name}.wasm"))).unwrap();
+        }
+        (data, plugins)
+    })
+}
+
+/// A dev-mode server on ephemeral loopback ports, with `sets` applied over the test defaults.
+pub async fn start(sets: &[&str]) -> Server {
+    let (data, plugins) = shared_dirs();
+    let mut all: Vec<String> = vec![
+        "dev=true".into(),
+        format!("plugin_dir={:?}", plugins.display().to_string()),
+        format!("data_dir={:?}", data.path().display().to_string()),
+        "net.ws_addr=\"127.0.0.1:0\"".into(),
+        "net.tcp_addr=\"127.0.0.1:0\"".into(),
+        "auth.secret=\"test-secret-0123456789\"".into(),
+        "plugins.chat.features=[\"chat\"]".into(),
+        "rooms.empty_grace_ms=200".into(),
+    ];
+    all.extend(sets.iter().map(|s| s.to_string()));
+    let config = Config::load(None, Vec::new(), &all).expect("test configuration");
+    Server::start(config).await.expect("server starts")
+}
+
+pub fn ws(server: &Server, format: Format) -> Endpoint {
+    Endpoint::Ws(format!("ws://{}/ws", server.ws_addr()), format)
+}
+
+pub fn tcp(server: &Server) -> Endpoint {
+    Endpoint::Tcp(server.tcp_addr())
+}
+
+/// A connected, joined player.
+pub struct Player {
+    pub id: String,
+    pub tx: ClientTx,
+    pub rx: ClientRx,
+}
+
+pub async fn player(endpoint: &Endpoint, game: &str, room: &str) -> Player {
+    let (mut tx, mut rx) = client::connect(endpoint).await.unwrap();
+    let id = client::handshake(&mut tx, &mut rx, None, game, room).await.unwrap();
+    Player { id, tx, rx }
+}
+
+impl Player {
+    pub async fn msg<T: serde::Serialize>(&mut self, value: &T) {
+        self.tx.send(&ClientEnvelope::Msg { data: rmp_serde::to_vec_named(value).unwrap() }).await.unwrap();
+    }
+
+    /// The next game message decoded as `T`, skipping other envelopes for which `skip` says true.
+    pub async fn next_msg<T: serde::de::DeserializeOwned>(&mut self, mut skip: impl FnMut(&T) -> bool) -> T {
+        loop {
+            match self.rx.envelope(WAIT).await.unwrap() {
+                ServerEnvelope::Msg { data } => {
+                    let value: T = rmp_serde::from_slice(&data).unwrap();
+                    if !skip(&value) {
+                        return value;
+                    }
+                }
+                other => panic!("{}: expected a game message, got {other:?}", self.id),
+            }
+        }
+    }
+
+    /// Reads until an `error` envelope and returns it.
+    pub async fn next_error(&mut self) -> ServerMsg {
+        loop {
+            match self.rx.envelope(WAIT).await.unwrap() {
+                err @ ServerEnvelope::Error { .. } => return err,
+                _ => continue,
+            }
+        }
+    }
+}
+
+/// Reads envelopes until the connection closes; returns the last `error` seen and the close reason.
+pub async fn until_closed(rx: &mut ClientRx) -> (Option<ServerMsg>, Option<String>) {
+    let mut last_error = None;
+    loop {
+        match rx.recv_within(WAIT).await.expect("the server closes the connection") {
+            Received::Envelope(err @ ServerEnvelope::Error { .. }) => last_error = Some(err),
+            Received::Envelope(_) => {}
+            Received::Closed(reason) => return (last_error, reason),
+        }
+    }
+}

@@ -1,0 +1,89 @@
+//! Playing over loopback with real WebSocket and TCP clients against the real listeners and plugins.
+
+mod common;
+
+use arena::{ArenaIn, ArenaOut, Dir};
+use chat::{ChatIn, ChatOut};
+use common::server::*;
+use warden::net::envelope::{ClientEnvelope, ErrorCode, Format, ServerEnvelope};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn arena_over_websocket_and_tcp() {
+    let server = start(&[]).await;
+    let mut ws = player(&ws(&server, Format::MsgPack), "arena", "a1").await;
+    let mut tcp = player(&tcp(&server), "arena", "a1").await;
+    assert!(matches!(ws.next_msg::<ArenaOut>(|_| false).await, ArenaOut::Welcome { width: 16, .. }));
+    assert!(matches!(tcp.next_msg::<ArenaOut>(|_| false).await, ArenaOut::Welcome { .. }));
+
+    for (p, seq) in [(&mut ws, 1), (&mut tcp, 2)] {
+        p.msg(&ArenaIn::Move { dir: Dir::Up, seq }).await;
+        let moved = p.next_msg::<ArenaOut>(|m| !matches!(m, ArenaOut::Moved { .. })).await;
+        assert!(matches!(moved, ArenaOut::Moved { seq: s, .. } if s == seq), "{moved:?}");
+    }
+    // Both see the room's state with both players in it.
+    let both = |m: &ArenaOut| !matches!(m, ArenaOut::State { players, .. } if players.len() == 2);
+    ws.next_msg::<ArenaOut>(both).await;
+    tcp.next_msg::<ArenaOut>(both).await;
+
+    tcp.tx.send(&ClientEnvelope::Leave).await.unwrap();
+    ws.next_msg::<ArenaOut>(|m| !matches!(m, ArenaOut::State { players, .. } if players.len() == 1)).await;
+    server.shutdown().await;
+}
+
+fn lines(msgs: &[ChatOut]) -> Vec<String> {
+    msgs.iter().filter_map(|m| if let ChatOut::Line(l) = m { Some(format!("{}:{}", l.from, l.text)) } else { None }).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_reaches_every_member_in_the_same_order() {
+    let server = start(&[]).await;
+    let mut players = vec![
+        player(&ws(&server, Format::MsgPack), "chat", "c1").await,
+        player(&ws(&server, Format::Json), "chat", "c1").await,
+        player(&tcp(&server), "chat", "c1").await,
+    ];
+    for p in &mut players {
+        assert!(matches!(p.next_msg::<ChatOut>(|_| false).await, ChatOut::History { .. }));
+    }
+    for round in 0..5 {
+        for p in &mut players {
+            p.msg(&ChatIn::Say { text: format!("line {round}") }).await;
+        }
+    }
+    let mut seen = Vec::new();
+    for p in &mut players {
+        let mut got = Vec::new();
+        while got.len() < 15 {
+            got.push(p.next_msg::<ChatOut>(|m| !matches!(m, ChatOut::Line(_))).await);
+        }
+        seen.push(lines(&got));
+    }
+    assert_eq!(seen[0].len(), 15);
+    assert_eq!(seen[0], seen[1], "the JSON client sees the same lines in the same order");
+    assert_eq!(seen[0], seen[2], "the TCP client sees the same lines in the same order");
+    for p in &players {
+        let mine: Vec<&String> = seen[0].iter().filter(|l| l.starts_with(&format!("{}:", p.id))).collect();
+        assert_eq!(mine.len(), 5, "each player's lines keep their own order: {mine:?}");
+        assert!(mine.windows(2).all(|w| w[0] < w[1]));
+    }
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn room_errors_name_the_problem() {
+    let server = start(&["rooms.max_players=1"]).await;
+    let _first = player(&ws(&server, Format::MsgPack), "arena", "full").await;
+    let (mut tx, mut rx) = warden::net::client::connect(&tcp(&server)).await.unwrap();
+    tx.send(&ClientEnvelope::Hello { token: None }).await.unwrap();
+    rx.envelope(WAIT).await.unwrap();
+    for (game, room, code) in
+        [("arena", "full", ErrorCode::RoomFull), ("pong", "r", ErrorCode::UnknownGame), ("arena", "bad room!", ErrorCode::BadRoom)]
+    {
+        tx.send(&ClientEnvelope::Join { game: game.into(), room: room.into() }).await.unwrap();
+        match rx.envelope(WAIT).await.unwrap() {
+            ServerEnvelope::Error { code: c, fatal: false, message } => assert_eq!(c, code, "{message}"),
+            other => panic!("{other:?}"),
+        }
+    }
+    server.shutdown().await;
+}
