@@ -55,6 +55,9 @@ pub struct NetConfig {
     /// Batches of outgoing frames a connection may have queued; past it the connection is closed as a
     /// slow consumer.
     pub outbound_queue: usize,
+    /// Bytes of outgoing frames a connection may have queued; past it the connection is closed as a slow
+    /// consumer.
+    pub outbound_queue_bytes: usize,
     /// Most connections open at once.
     pub max_connections: usize,
     /// Most connections open at once from one IP address.
@@ -123,6 +126,7 @@ impl Default for NetConfig {
             idle_timeout_ms: 30_000,
             heartbeat_ms: 10_000,
             outbound_queue: 256,
+            outbound_queue_bytes: 1 << 20,
             max_connections: 10_000,
             max_connections_per_ip: 2_000,
         }
@@ -172,8 +176,14 @@ impl Config {
         if !(1..=1000).contains(&self.rooms.tick_hz) {
             bail!("rooms.tick_hz must be between 1 and 1000, not {}", self.rooms.tick_hz);
         }
-        if self.rooms.max_players == 0 || self.rooms.inbox == 0 || self.net.outbound_queue == 0 {
-            bail!("rooms.max_players, rooms.inbox and net.outbound_queue must be above 0");
+        if self.rooms.max_players == 0
+            || self.rooms.inbox == 0
+            || self.net.outbound_queue == 0
+            || self.net.outbound_queue_bytes < self.net.max_frame_bytes
+        {
+            bail!(
+                "rooms.max_players, rooms.inbox and net.outbound_queue must be above 0, and net.outbound_queue_bytes at least net.max_frame_bytes"
+            );
         }
         if self.net.msgs_per_sec == 0 || self.net.burst == 0 {
             bail!("net.msgs_per_sec and net.burst must be above 0");

@@ -7,7 +7,7 @@ use crate::config::{Config, NetConfig};
 use crate::net::auth;
 use crate::net::envelope::{self, ClientEnvelope, ErrorCode, Format, ServerEnvelope, ServerMsg};
 use crate::net::limits::ConnectionSlot;
-use crate::room::{Kill, Outbound, PlayerConn, RoomHandle, RoomInput, Rooms};
+use crate::room::{Kill, OutQueue, OutReceiver, Outbound, PlayerConn, RoomHandle, RoomInput, Rooms};
 use bytes::Bytes;
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
@@ -16,7 +16,6 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -86,7 +85,7 @@ where
     St: Stream<Item = Incoming> + Unpin + Send,
     Si: Sink<OutFrame> + Unpin + Send + 'static,
 {
-    let (out, queue) = mpsc::channel(ctx.net.outbound_queue);
+    let (out, queue) = OutQueue::new(ctx.net.outbound_queue, ctx.net.outbound_queue_bytes);
     let heartbeat = Duration::from_millis(ctx.net.heartbeat_ms);
     let (close_tx, close_rx) = tokio::sync::oneshot::channel();
     let writer = tokio::spawn(write_loop(queue, sink, heartbeat, close_rx));
@@ -108,7 +107,7 @@ where
         tracing::debug!(peer = %peer, ?code, "closing: {reason}");
         // The reason goes after whatever is queued; the writer flushes both, then closes.
         let frame = envelope::encode(&ServerEnvelope::Error { code: *code, message: reason.clone(), fatal: true }, session.format);
-        let _ = session.out.try_send(Outbound::Frames(session.format, vec![frame]));
+        let _ = session.out.push(session.format, vec![frame]);
     }
     let _ = close_tx.send(close.map(|(_, reason)| reason).unwrap_or_default());
     drop(session);
@@ -120,12 +119,8 @@ where
     drop(slot);
 }
 
-async fn write_loop<Si>(
-    mut queue: mpsc::Receiver<Outbound>,
-    mut sink: Si,
-    heartbeat: Duration,
-    mut close: tokio::sync::oneshot::Receiver<String>,
-) where
+async fn write_loop<Si>(mut queue: OutReceiver, mut sink: Si, heartbeat: Duration, mut close: tokio::sync::oneshot::Receiver<String>)
+where
     Si: Sink<OutFrame> + Unpin,
 {
     let mut ping = tokio::time::interval_at(Instant::now() + heartbeat, heartbeat);
@@ -140,7 +135,7 @@ async fn write_loop<Si>(
             }
             reason = &mut close => {
                 // Drain what is queued, then close with the reason.
-                while let Ok(batch) = queue.try_recv() {
+                while let Some(batch) = queue.try_recv() {
                     if !write_batch(&mut sink, batch).await {
                         return;
                     }
@@ -171,7 +166,7 @@ async fn write_batch<Si: Sink<OutFrame> + Unpin>(sink: &mut Si, batch: Outbound)
 struct Session {
     ctx: Arc<ServerCtx>,
     peer: SocketAddr,
-    out: mpsc::Sender<Outbound>,
+    out: OutQueue,
     kill: Kill,
     limiter: DefaultDirectRateLimiter,
     player: Option<Arc<str>>,
@@ -221,7 +216,7 @@ impl Session {
     /// Sends an envelope now (outside any room batch).
     fn reply(&self, env: &ServerMsg) {
         let frame = envelope::encode(env, self.format);
-        if self.out.try_send(Outbound::Frames(self.format, vec![frame])).is_err() {
+        if self.out.push(self.format, vec![frame]).is_err() {
             self.kill.kill(ErrorCode::SlowConsumer, "the connection fell behind reading its messages and was closed");
         }
     }

@@ -5,7 +5,7 @@
 //! then flush what the plugin sent, one batch per player. Game time is `tick * 1000 / tick_hz`, never wall
 //! time; ticks run on an absolute schedule, and a late tick is caught up, not skipped.
 
-use super::{GameEntry, JoinError, Outbound, PlayerConn, RoomInput, RoomKey, Rooms};
+use super::{GameEntry, JoinError, PlayerConn, RoomInput, RoomKey, Rooms};
 use crate::net::envelope::{self, ErrorCode, Format, ServerEnvelope, ServerMsg};
 use crate::runtime::{CallError, GameClock, InstanceEnv, PluginInstance, Recipient, RoomInfo, RoomRng};
 use bytes::Bytes;
@@ -276,7 +276,7 @@ impl Room {
     /// Sends a player's batch. A full queue means the player does not read: it is disconnected.
     fn send_batch(&mut self, id: &Arc<str>, conn: &PlayerConn) -> bool {
         let Some(frames) = self.pending.remove(id) else { return true };
-        if conn.out.try_send(Outbound::Frames(conn.format, frames)).is_ok() {
+        if conn.out.push(conn.format, frames).is_ok() {
             return true;
         }
         conn.kill.kill(ErrorCode::SlowConsumer, "the connection fell behind reading its messages and was closed");

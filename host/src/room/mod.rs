@@ -9,7 +9,7 @@ use crate::runtime::{Features, Plugin, SaveBackend};
 use bytes::Bytes;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -25,6 +25,68 @@ pub struct GameEntry {
     pub features: Features,
 }
 
+/// A connection's outbound queue, bounded both in batches and in bytes: a consumer that falls behind
+/// fills it and is disconnected instead of being buffered for without bound.
+#[derive(Clone)]
+pub struct OutQueue {
+    tx: mpsc::Sender<Outbound>,
+    queued: Arc<AtomicUsize>,
+    max_bytes: usize,
+}
+
+/// The writer's end of an [`OutQueue`].
+pub struct OutReceiver {
+    rx: mpsc::Receiver<Outbound>,
+    queued: Arc<AtomicUsize>,
+}
+
+/// The queue refused a batch: the connection is not keeping up.
+#[derive(Debug)]
+pub struct QueueFull;
+
+impl OutQueue {
+    /// A queue of at most `max_batches` batches and `max_bytes` bytes.
+    pub fn new(max_batches: usize, max_bytes: usize) -> (OutQueue, OutReceiver) {
+        let (tx, rx) = mpsc::channel(max_batches);
+        let queued = Arc::new(AtomicUsize::new(0));
+        (OutQueue { tx, queued: queued.clone(), max_bytes }, OutReceiver { rx, queued })
+    }
+
+    /// Queues a batch of frames, or refuses it if either bound would be passed.
+    pub fn push(&self, format: Format, frames: Vec<Bytes>) -> Result<(), QueueFull> {
+        let size: usize = frames.iter().map(Bytes::len).sum();
+        if self.queued.fetch_add(size, Ordering::AcqRel) + size > self.max_bytes {
+            self.queued.fetch_sub(size, Ordering::AcqRel);
+            return Err(QueueFull);
+        }
+        self.tx.try_send(Outbound::Frames(format, frames)).map_err(|_| {
+            self.queued.fetch_sub(size, Ordering::AcqRel);
+            QueueFull
+        })
+    }
+}
+
+impl OutReceiver {
+    /// The next batch; its bytes stop counting against the queue.
+    pub async fn recv(&mut self) -> Option<Outbound> {
+        let batch = self.rx.recv().await?;
+        self.release(&batch);
+        Some(batch)
+    }
+
+    /// The next batch if one is queued.
+    pub fn try_recv(&mut self) -> Option<Outbound> {
+        let batch = self.rx.try_recv().ok()?;
+        self.release(&batch);
+        Some(batch)
+    }
+
+    fn release(&self, batch: &Outbound) {
+        let Outbound::Frames(_, frames) = batch;
+        self.queued.fetch_sub(frames.iter().map(Bytes::len).sum(), Ordering::AcqRel);
+    }
+}
+
 /// What a session hands a room about its player.
 #[derive(Clone)]
 pub struct PlayerConn {
@@ -32,8 +94,8 @@ pub struct PlayerConn {
     pub id: Arc<str>,
     /// The format the player's frames are encoded in.
     pub format: Format,
-    /// The player's outbound queue (bounded).
-    pub out: mpsc::Sender<Outbound>,
+    /// The player's outbound queue.
+    pub out: OutQueue,
     /// Closes the player's connection with a reason (slow consumer, room crash).
     pub kill: Kill,
     /// Whether the player is still in the room it joined; the room clears it when it removes the player.
@@ -262,5 +324,23 @@ impl Rooms {
         self.0.stop.cancel();
         self.0.tasks.close();
         self.0.tasks.wait().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_out_queue_is_bounded_in_bytes_and_batches_and_frees_what_is_written() {
+        let (q, mut rx) = OutQueue::new(3, 100);
+        let frame = |n: usize| Bytes::from(vec![0u8; n]);
+        q.push(Format::MsgPack, vec![frame(60)]).unwrap();
+        assert!(q.push(Format::MsgPack, vec![frame(50)]).is_err(), "110 bytes > 100");
+        q.push(Format::MsgPack, vec![frame(20), frame(20)]).unwrap();
+        assert!(q.push(Format::MsgPack, vec![frame(1)]).is_ok());
+        assert!(q.push(Format::MsgPack, vec![]).is_err(), "three batches at most");
+        rx.recv().await.unwrap();
+        q.push(Format::MsgPack, vec![frame(50)]).expect("the written batch's 60 bytes were freed");
     }
 }

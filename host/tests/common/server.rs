@@ -25,8 +25,19 @@ fn shared_dirs() -> &'static (tempfile::TempDir, PathBuf) {
     })
 }
 
+/// Server logs on stderr when `WARDEN_LOG` is set (e.g. `WARDEN_LOG=warden=debug cargo test ...`).
+fn logs() {
+    static ONCE: OnceLock<()> = OnceLock::new();
+    ONCE.get_or_init(|| {
+        if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_env("WARDEN_LOG") {
+            let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
+        }
+    });
+}
+
 /// A dev-mode server on ephemeral loopback ports, with `sets` applied over the test defaults.
 pub async fn start(sets: &[&str]) -> Server {
+    logs();
     let (data, plugins) = shared_dirs();
     let mut all: Vec<String> = vec![
         "dev=true".into(),
