@@ -338,7 +338,8 @@ mod tests {
         q.push(Format::MsgPack, vec![frame(60)]).unwrap();
         assert!(q.push(Format::MsgPack, vec![frame(50)]).is_err(), "110 bytes > 100");
         q.push(Format::MsgPack, vec![frame(20), frame(20)]).unwrap();
-        assert!(q.push(Format::MsgPack, vec![frame(1)]).is_ok());
+        assert!(q.push(Format::MsgPack, vec![frame(1)]).is_err(), "100 bytes queued: not one more");
+        q.push(Format::MsgPack, vec![]).unwrap();
         assert!(q.push(Format::MsgPack, vec![]).is_err(), "three batches at most");
         rx.recv().await.unwrap();
         q.push(Format::MsgPack, vec![frame(50)]).expect("the written batch's 60 bytes were freed");
