@@ -1,7 +1,8 @@
 //! The room actor: one task, one plugin instance, a fixed-step game clock.
 //!
 //! Each tick: advance the game clock; deliver the inputs that arrived since the last tick in arrival
-//! order (joins, leaves, messages); fire the timers now due, in the order they were set; call `on-tick`;
+//! order (joins, leaves, messages); fire the timers that were due before those inputs, in due order;
+//! call `on-tick`;
 //! then flush what the plugin sent, one batch per player. Game time is `tick * 1000 / tick_hz`, never wall
 //! time; ticks run on an absolute schedule, and a late tick is caught up, not skipped.
 
@@ -132,6 +133,10 @@ impl Room {
         let now_ms = self.tick * 1000 / hz;
         self.clock.set(self.tick, now_ms);
 
+        // Timers due now, taken before this tick's inputs: a timer set during the tick fires later.
+        self.timers.sort_by_key(|t| (t.due_ms, t.seq));
+        let due: Vec<Timer> = self.timers.drain(..self.timers.partition_point(|t| t.due_ms <= now_ms)).collect();
+
         for player in std::mem::take(&mut self.leaving) {
             self.call(instance, None, |i| i.on_leave(&player))?;
         }
@@ -175,9 +180,7 @@ impl Room {
             }
         }
 
-        self.timers.sort_by_key(|t| (t.due_ms, t.seq));
-        let due = self.timers.partition_point(|t| t.due_ms <= now_ms);
-        for timer in self.timers.drain(..due).collect::<Vec<_>>() {
+        for timer in due {
             self.call(instance, None, |i| i.on_timer(&timer.tag))?;
         }
         let dt_ms = (1000 / hz) as u32;

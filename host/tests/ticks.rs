@@ -1,0 +1,96 @@
+//! The room's game clock, driven by the real room actor on tokio's paused clock (virtual time, so
+//! the figures are exact): 200 ticks at 20 Hz are exactly 10 s of game time, ticks keep an absolute
+//! schedule, and timers fire on the tick they are due.
+
+mod common;
+
+use bytes::Bytes;
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use ticker::{Report, SetTimer};
+use tokio::time::{Duration, Instant};
+use warden::config::RoomConfig;
+use warden::net::envelope::{self, Format, ServerEnvelope};
+use warden::room::{GameEntry, Kill, OutQueue, OutReceiver, Outbound, PlayerConn, RoomHandle, RoomInput, Rooms};
+use warden::runtime::{Features, MemorySaves};
+
+async fn room() -> (Rooms, RoomHandle, Inbox) {
+    let plugin = common::plugin("ticker");
+    let game = Arc::new(GameEntry { plugin, config: Vec::new(), features: Features::default() });
+    let rooms = Rooms::new(HashMap::from([("ticker".to_string(), game)]), RoomConfig::default(), Arc::new(MemorySaves::default()));
+    let (out, rx) = OutQueue::new(10_000, 1 << 30);
+    let conn =
+        PlayerConn { id: "p".into(), format: Format::MsgPack, out, kill: Kill::default(), in_room: Arc::new(AtomicBool::new(false)) };
+    let handle = rooms.join("ticker", "t1", conn).await.expect("joins");
+    (rooms, handle, Inbox { rx, pending: VecDeque::new() })
+}
+
+/// The player's end: batches from the room, read one report at a time.
+struct Inbox {
+    rx: OutReceiver,
+    pending: VecDeque<Bytes>,
+}
+
+impl Inbox {
+    /// The next report (skipping the `joined` envelope), keeping the rest of its batch for later.
+    async fn report(&mut self) -> Report {
+        loop {
+            while let Some(frame) = self.pending.pop_front() {
+                if let ServerEnvelope::Msg { data } = envelope::decode_server(&frame, Format::MsgPack).unwrap() {
+                    return rmp_serde::from_slice(&data).unwrap();
+                }
+            }
+            // Virtual time: a report that never comes fails the test instead of ticking forever.
+            let batch = tokio::time::timeout(Duration::from_secs(60), self.rx.recv()).await.expect("a report within 60 s of game time");
+            let Some(Outbound::Frames(_, frames)) = batch else { panic!("the room closed") };
+            self.pending.extend(frames);
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn two_hundred_ticks_at_20_hz_are_exactly_ten_seconds() {
+    let started = Instant::now();
+    let (rooms, _handle, mut rx) = room().await;
+    assert_eq!(rx.report().await, Report::Clock { tick: 100, now_ms: 5_000, dt_ms: 50 });
+    assert_eq!(rx.report().await, Report::Clock { tick: 200, now_ms: 10_000, dt_ms: 50 });
+    // The schedule is absolute: tick 200 runs 10 s (virtual) after the room started, not later.
+    let elapsed = started.elapsed();
+    assert!(elapsed >= Duration::from_secs(10) && elapsed < Duration::from_millis(10_050), "{elapsed:?}");
+    rooms.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn timers_fire_on_the_tick_they_are_due_in_order() {
+    let (rooms, handle, mut rx) = room().await;
+    for (after_ms, tag) in [(120, "a"), (100, "b"), (100, "c"), (0, "now")] {
+        let payload = rmp_serde::to_vec_named(&SetTimer { after_ms, tag: tag.into() }).unwrap();
+        assert!(handle.send(RoomInput::Msg { player: "p".into(), payload }).await);
+    }
+    let mut set = HashMap::new();
+    let mut fired = Vec::new();
+    while fired.len() < 4 {
+        match rx.report().await {
+            Report::Set { tag, tick, now_ms } => {
+                set.insert(tag, (tick, now_ms));
+            }
+            Report::Fired { tag, tick, now_ms } => fired.push((tag, tick, now_ms)),
+            Report::Clock { .. } => {}
+        }
+    }
+    let (set_tick, set_ms) = set["a"];
+    assert!(set.values().all(|&(t, _)| t == set_tick), "all four were set on one tick: {set:?}");
+    // 50 ms ticks: +0 fires on the next tick, +100 two ticks later (b before c, in the order set),
+    // +120 on the first tick at or past it, three ticks later.
+    let expect = [("now", 1), ("b", 2), ("c", 2), ("a", 3)];
+    let got: Vec<(&str, u64)> = fired.iter().map(|(tag, tick, _)| (tag.as_str(), tick - set_tick)).collect();
+    assert_eq!(got, expect);
+    for (tag, _, now_ms) in &fired {
+        let after = [("a", 120), ("b", 100), ("c", 100), ("now", 0)].iter().find(|(t, _)| t == tag).unwrap().1;
+        // The first later tick at or past set + after (ticks are 50 ms apart).
+        let expected = set_ms + (after as u64).div_ceil(50).max(1) * 50;
+        assert_eq!(*now_ms, expected, "{tag}: set at {set_ms} ms for +{after} ms");
+    }
+    rooms.shutdown().await;
+}
