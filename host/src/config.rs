@@ -79,7 +79,7 @@ pub struct RoomConfig {
 }
 
 /// Player authentication.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthConfig {
     /// Secret that signs player tokens (`warden token`). Prefer the `WARDEN_AUTH__SECRET` environment
@@ -107,7 +107,7 @@ impl Default for Config {
             data_dir: PathBuf::from("data"),
             net: NetConfig::default(),
             rooms: RoomConfig::default(),
-            auth: AuthConfig { secret: None, token_ttl_secs: 24 * 3600 },
+            auth: AuthConfig::default(),
             limits: Limits::default(),
             plugins: BTreeMap::new(),
         }
@@ -130,6 +130,12 @@ impl Default for NetConfig {
             max_connections: 10_000,
             max_connections_per_ip: 2_000,
         }
+    }
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig { secret: None, token_ttl_secs: 24 * 3600 }
     }
 }
 
@@ -256,6 +262,15 @@ mod tests {
         assert_eq!(cfg.plugins["chat"].features, ["chat"]);
         assert_eq!(cfg.plugins["arena"].config["width"].as_integer(), Some(8));
         assert_eq!(cfg.net.max_frame_bytes, 64 << 10, "untouched keys keep their defaults");
+    }
+
+    #[test]
+    fn setting_one_key_of_a_table_keeps_the_defaults_of_the_others() {
+        let cfg = Config::load(None, env(&[("WARDEN_AUTH__SECRET", "0123456789abcdef")]), &["net.burst=5".into()]).unwrap();
+        assert_eq!(cfg.auth.token_ttl_secs, AuthConfig::default().token_ttl_secs);
+        assert_eq!(cfg.auth.token_ttl_secs, 24 * 3600);
+        assert_eq!(cfg.net.msgs_per_sec, NetConfig::default().msgs_per_sec);
+        assert_eq!(cfg.limits, Limits::default());
     }
 
     #[test]

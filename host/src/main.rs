@@ -22,6 +22,10 @@ enum Command {
     /// Run the game server: load the plugins, open the WebSocket and TCP listeners, run rooms until
     /// SIGINT or SIGTERM, then shut down gracefully.
     Serve(commands::serve::ServeArgs),
+    /// Load generator: connect N players to a running server, play arena or chat at a fixed rate, and
+    /// report sent, answered, errors, lost and round-trip percentiles; exits 1 if anything was lost or a
+    /// connection failed.
+    Bots(commands::bots::BotsArgs),
     /// Mint a player token signed with the server's secret (auth.secret / WARDEN_AUTH__SECRET).
     Token(commands::token::TokenArgs),
 }
@@ -33,6 +37,7 @@ fn main() -> ExitCode {
         Command::Inspect(args) => commands::inspect::run(args),
         Command::Serve(args) => commands::serve::run(args),
         Command::Token(args) => commands::token::run(args),
+        Command::Bots(args) => commands::bots::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,367 @@
+//! `warden bots`: a load generator. N players connect over WebSocket or TCP, join rooms of a few
+//! players, and play `arena` (numbered moves, each answered by `moved`) or `chat` (numbered lines, each
+//! coming back to its author) at a fixed rate for a duration. It reports sent, answered, errors, lost and
+//! duplicated messages and round-trip percentiles, and exits non-zero if any message was lost or any
+//! connection failed.
+
+use crate::commands::config_args::ConfigArgs;
+use crate::net::auth;
+use crate::net::client::{self, Endpoint, Received};
+use crate::net::envelope::{ClientEnvelope, Format, ServerEnvelope};
+use anyhow::{Context as _, Result, bail};
+use hdrhistogram::Histogram;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// Which game the bots play.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BotGame {
+    /// Numbered moves; the server answers each with `moved`.
+    Arena,
+    /// Numbered chat lines; each comes back to its author (mind chat's rate limit: 5 lines per 5 s).
+    Chat,
+}
+
+/// Arguments of `warden bots`.
+#[derive(clap::Args, Debug)]
+pub struct BotsArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// WebSocket URL of the server [default: ws://<net.ws_addr>/ws from the configuration].
+    #[arg(long, conflicts_with = "tcp")]
+    url: Option<String>,
+    /// Use TCP to this address instead of WebSocket.
+    #[arg(long)]
+    tcp: Option<SocketAddr>,
+    /// Send JSON text frames instead of MessagePack binary frames (WebSocket only).
+    #[arg(long)]
+    json: bool,
+    /// The game to play.
+    #[arg(long, value_enum, default_value = "arena")]
+    game: BotGame,
+    /// Number of players.
+    #[arg(long, short = 'n', default_value_t = 10)]
+    players: usize,
+    /// Players per room.
+    #[arg(long, default_value_t = 4)]
+    room_size: usize,
+    /// Messages per second, per player.
+    #[arg(long, default_value_t = 10.0)]
+    rate: f64,
+    /// How long to play, in seconds.
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Prefix of the room ids (rooms are <prefix>-0, <prefix>-1, ...).
+    #[arg(long, default_value = "bots")]
+    room_prefix: String,
+    /// Print the report as JSON on stdout.
+    #[arg(long = "report-json")]
+    report_json: bool,
+}
+
+#[derive(Default)]
+struct Counters {
+    connected: AtomicU64,
+    failed: AtomicU64,
+    sent: AtomicU64,
+    answered: AtomicU64,
+    errors: AtomicU64,
+    duplicated: AtomicU64,
+}
+
+/// The outcome of a run.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    /// Players asked for.
+    pub players: usize,
+    /// Players that connected and joined.
+    pub connected: u64,
+    /// Connections that failed to connect or closed unexpectedly.
+    pub failed_connections: u64,
+    /// Messages sent.
+    pub sent: u64,
+    /// Messages answered.
+    pub answered: u64,
+    /// `error` envelopes received.
+    pub errors: u64,
+    /// Sent messages never answered.
+    pub lost: u64,
+    /// Answers received more than once.
+    pub duplicated: u64,
+    /// Round trip, median, in milliseconds.
+    pub rtt_p50_ms: f64,
+    /// Round trip, 99th percentile, in milliseconds.
+    pub rtt_p99_ms: f64,
+    /// Round trip, worst, in milliseconds.
+    pub rtt_max_ms: f64,
+    /// Answers per second over the run.
+    pub answers_per_sec: f64,
+}
+
+/// Runs `warden bots`.
+pub fn run(args: BotsArgs) -> Result<()> {
+    let config = args.config.load(Vec::new())?;
+    let endpoint = match (&args.tcp, &args.url) {
+        (Some(addr), _) => Endpoint::Tcp(*addr),
+        (None, Some(url)) => Endpoint::Ws(url.clone(), if args.json { Format::Json } else { Format::MsgPack }),
+        (None, None) => Endpoint::Ws(format!("ws://{}/ws", config.net.ws_addr), if args.json { Format::Json } else { Format::MsgPack }),
+    };
+    if args.players == 0 || args.room_size == 0 || args.rate <= 0.0 || args.duration <= 0.0 {
+        bail!("--players, --room-size, --rate and --duration must be above 0");
+    }
+    let secret = config.auth.secret.clone().map(String::into_bytes);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let report = runtime.block_on(drive(&args, endpoint, secret))?;
+    if args.report_json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_report(&args, &report);
+    }
+    if report.lost > 0 || report.failed_connections > 0 || report.duplicated > 0 {
+        bail!(
+            "{} lost, {} duplicated, {} failed connections (see the report above)",
+            report.lost,
+            report.duplicated,
+            report.failed_connections
+        );
+    }
+    Ok(())
+}
+
+/// Runs the bots and gathers the report.
+pub async fn drive(args: &BotsArgs, endpoint: Endpoint, secret: Option<Vec<u8>>) -> Result<Report> {
+    let counters = Arc::new(Counters::default());
+    let histogram = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?));
+    let progress = ProgressBar::new_spinner();
+    progress.set_style(ProgressStyle::with_template("{spinner} {elapsed} {msg}")?);
+    let start_at = Instant::now() + Duration::from_millis(200 + args.players as u64 / 2);
+    let mut bots = Vec::with_capacity(args.players);
+    for i in 0..args.players {
+        let bot = Bot {
+            index: i,
+            endpoint: endpoint.clone(),
+            token: secret.as_ref().map(|s| auth::mint(s, &format!("bot-{i}"), auth::unix_now() + 3600)),
+            game: args.game,
+            room: format!("{}-{}", args.room_prefix, i / args.room_size),
+            period: Duration::from_secs_f64(1.0 / args.rate),
+            duration: Duration::from_secs_f64(args.duration),
+            start_at,
+            counters: counters.clone(),
+            histogram: histogram.clone(),
+        };
+        bots.push(tokio::spawn(bot.run()));
+    }
+    let began = Instant::now();
+    let ticker = {
+        let (counters, progress) = (counters.clone(), progress.clone());
+        tokio::spawn(async move {
+            loop {
+                let c = &counters;
+                progress.set_message(format!(
+                    "connected {} failed {} sent {} answered {} errors {}",
+                    c.connected.load(Ordering::Relaxed),
+                    c.failed.load(Ordering::Relaxed),
+                    c.sent.load(Ordering::Relaxed),
+                    c.answered.load(Ordering::Relaxed),
+                    c.errors.load(Ordering::Relaxed)
+                ));
+                progress.tick();
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        })
+    };
+    for bot in bots {
+        if let Err(e) = bot.await.context("a bot task panicked")? {
+            tracing::warn!("{e:#}");
+        }
+    }
+    ticker.abort();
+    progress.finish_and_clear();
+    let elapsed = began.elapsed().as_secs_f64();
+    let c = &counters;
+    let h = histogram.lock().unwrap();
+    let ms = |us: u64| us as f64 / 1000.0;
+    let (sent, answered) = (c.sent.load(Ordering::Relaxed), c.answered.load(Ordering::Relaxed));
+    Ok(Report {
+        players: args.players,
+        connected: c.connected.load(Ordering::Relaxed),
+        failed_connections: c.failed.load(Ordering::Relaxed),
+        sent,
+        answered,
+        errors: c.errors.load(Ordering::Relaxed),
+        lost: sent.saturating_sub(answered),
+        duplicated: c.duplicated.load(Ordering::Relaxed),
+        rtt_p50_ms: ms(h.value_at_quantile(0.50)),
+        rtt_p99_ms: ms(h.value_at_quantile(0.99)),
+        rtt_max_ms: ms(h.max()),
+        answers_per_sec: answered as f64 / elapsed,
+    })
+}
+
+fn print_report(args: &BotsArgs, r: &Report) {
+    println!("bots: {} players ({:?}) at {}/s for {} s", r.players, args.game, args.rate, args.duration);
+    println!("  connected   {} ({} failed)", r.connected, r.failed_connections);
+    println!("  sent        {}", r.sent);
+    println!("  answered    {} ({:.0}/s)", r.answered, r.answers_per_sec);
+    println!("  errors      {}", r.errors);
+    println!("  lost        {}", r.lost);
+    println!("  duplicated  {}", r.duplicated);
+    println!("  round trip  p50 {:.2} ms  p99 {:.2} ms  max {:.2} ms", r.rtt_p50_ms, r.rtt_p99_ms, r.rtt_max_ms);
+}
+
+struct Bot {
+    index: usize,
+    endpoint: Endpoint,
+    token: Option<String>,
+    game: BotGame,
+    room: String,
+    period: Duration,
+    duration: Duration,
+    start_at: Instant,
+    counters: Arc<Counters>,
+    histogram: Arc<Mutex<Histogram<u64>>>,
+}
+
+/// What a bot sends for message number `seq`.
+fn payload(game: BotGame, index: usize, seq: u64) -> Vec<u8> {
+    let value = match game {
+        BotGame::Arena => {
+            let dir = ["up", "right", "down", "left"][(seq as usize + index) % 4];
+            serde_json::json!({"type": "move", "dir": dir, "seq": seq})
+        }
+        BotGame::Chat => serde_json::json!({"type": "say", "text": format!("bot-{index} #{seq}")}),
+    };
+    rmp_serde::to_vec_named(&value).expect("encodes")
+}
+
+/// The number of the message `data` answers, if it is an answer to this bot.
+fn answer_seq(game: BotGame, index: usize, player: &str, data: &[u8]) -> Option<u64> {
+    let value: serde_json::Value = rmp_serde::from_slice(data).ok()?;
+    match game {
+        BotGame::Arena => (value["type"] == "moved").then(|| value["seq"].as_u64()).flatten(),
+        BotGame::Chat => {
+            if value["type"] != "line" || value["from"] != player {
+                return None;
+            }
+            value["text"].as_str()?.strip_prefix(&format!("bot-{index} #"))?.parse().ok()
+        }
+    }
+}
+
+impl Bot {
+    async fn run(self) -> Result<()> {
+        let joined = async {
+            let (mut tx, mut rx) = client::connect(&self.endpoint).await?;
+            let player = client::handshake(&mut tx, &mut rx, self.token.clone(), self.game_name(), &self.room).await?;
+            anyhow::Ok((tx, rx, player))
+        };
+        let (mut tx, mut rx, player) = match joined.await {
+            Ok(ok) => ok,
+            Err(e) => {
+                self.counters.failed.fetch_add(1, Ordering::Relaxed);
+                return Err(e.context(format!("bot {} failed to connect and join", self.index)));
+            }
+        };
+        self.counters.connected.fetch_add(1, Ordering::Relaxed);
+        let sent_at: Arc<Mutex<Vec<Instant>>> = Arc::default();
+        let sender = {
+            let (sent_at, counters, game, index) = (sent_at.clone(), self.counters.clone(), self.game, self.index);
+            // Spread the bots' sends over the period.
+            let phase = self.period.mul_f64((self.index % 100) as f64 / 100.0);
+            let (start, period, end) = (self.start_at + phase, self.period, self.start_at + phase + self.duration);
+            tokio::spawn(async move {
+                let mut ticks = tokio::time::interval_at(start, period);
+                ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                let mut seq = 0u64;
+                loop {
+                    let at = ticks.tick().await;
+                    if at >= end {
+                        break;
+                    }
+                    seq += 1;
+                    sent_at.lock().unwrap().push(Instant::now());
+                    if tx.send(&ClientEnvelope::Msg { data: payload(game, index, seq) }).await.is_err() {
+                        break;
+                    }
+                    counters.sent.fetch_add(1, Ordering::Relaxed);
+                }
+                (tx, seq)
+            })
+        };
+        let mut answered: Vec<bool> = Vec::new();
+        let mut answered_count = 0u64;
+        let mut local = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+        let mut sender = Some(sender);
+        let mut sent_total = None;
+        let mut tx_back = None;
+        let mut grace_until = None;
+        loop {
+            if let (Some(total), Some(until)) = (sent_total, grace_until) {
+                if answered_count >= total || Instant::now() >= until {
+                    break;
+                }
+            }
+            let wait =
+                if let Some(until) = grace_until { until.saturating_duration_since(Instant::now()) } else { Duration::from_millis(100) };
+            tokio::select! {
+                finished = async { sender.as_mut().unwrap().await }, if sender.is_some() => {
+                    let (tx, total) = finished.context("the sender panicked")?;
+                    sender = None;
+                    sent_total = Some(total);
+                    tx_back = Some(tx);
+                    grace_until = Some(Instant::now() + Duration::from_secs(3));
+                }
+                received = tokio::time::timeout(wait.max(Duration::from_millis(1)), rx.recv()) => match received {
+                    Err(_) => continue,
+                    Ok(Err(e)) => {
+                        self.counters.failed.fetch_add(1, Ordering::Relaxed);
+                        return Err(e.context(format!("bot {} received a bad frame", self.index)));
+                    }
+                    Ok(Ok(Received::Closed(reason))) => {
+                        self.counters.failed.fetch_add(1, Ordering::Relaxed);
+                        bail!("bot {}: the server closed the connection ({reason:?})", self.index);
+                    }
+                    Ok(Ok(Received::Envelope(ServerEnvelope::Error { message, .. }))) => {
+                        self.counters.errors.fetch_add(1, Ordering::Relaxed);
+                        tracing::debug!(bot = self.index, "error: {message}");
+                    }
+                    Ok(Ok(Received::Envelope(ServerEnvelope::Msg { data }))) => {
+                        let Some(seq) = answer_seq(self.game, self.index, &player, &data) else { continue };
+                        let sent = sent_at.lock().unwrap().get(seq as usize - 1).copied();
+                        let Some(sent) = sent else { continue };
+                        let i = seq as usize - 1;
+                        if answered.len() <= i {
+                            answered.resize(i + 1, false);
+                        }
+                        if answered[i] {
+                            self.counters.duplicated.fetch_add(1, Ordering::Relaxed);
+                        } else {
+                            answered[i] = true;
+                            answered_count += 1;
+                            self.counters.answered.fetch_add(1, Ordering::Relaxed);
+                            local.saturating_record(sent.elapsed().as_micros() as u64);
+                        }
+                    }
+                    Ok(Ok(Received::Envelope(_))) => {}
+                },
+            }
+        }
+        self.histogram.lock().unwrap().add(&local)?;
+        if let Some(mut tx) = tx_back {
+            tx.close().await;
+        }
+        Ok(())
+    }
+
+    fn game_name(&self) -> &'static str {
+        match self.game {
+            BotGame::Arena => "arena",
+            BotGame::Chat => "chat",
+        }
+    }
+}

@@ -1,0 +1,161 @@
+//! `warden serve`, `warden bots` and `warden token` as processes: the real binary, real sockets.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+use warden::net::client::{self, Endpoint, Received};
+use warden::net::envelope::{ClientEnvelope, ErrorCode, Format, ServerEnvelope};
+use warden_tests::{warden_bin, wasm};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+/// A `warden serve --dev` process on ephemeral ports with the example plugins.
+struct Serve {
+    child: Child,
+    ws: String,
+    tcp: std::net::SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Serve {
+    fn start(extra: &[&str]) -> Serve {
+        let dir = tempfile::tempdir().unwrap();
+        let plugins = dir.path().join("plugins");
+        std::fs::create_dir_all(&plugins).unwrap();
+        for name in ["arena", "chat"] {
+            std::fs::copy(wasm(name), plugins.join(format!("{name}.wasm"))).unwrap();
+        }
+        let mut child = Command::new(warden_bin())
+            .args(["serve", "--dev", "--plugin-dir"])
+            .arg(&plugins)
+            .args(["--set", "net.ws_addr=\"127.0.0.1:0\"", "--set", "net.tcp_addr=\"127.0.0.1:0\""])
+            .arg("--set")
+            .arg(format!("data_dir={:?}", dir.path().display().to_string()))
+            .args(extra)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("warden serve starts");
+        let mut line = String::new();
+        BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
+        assert!(line.starts_with("warden listening"), "first line: {line:?}");
+        let field = |key: &str| line.split_whitespace().find_map(|w| w.strip_prefix(key)).unwrap().to_string();
+        Serve { ws: field("ws="), tcp: field("tcp=").parse().unwrap(), child, _dir: dir }
+    }
+
+    fn terminate(&mut self) -> std::process::ExitStatus {
+        let status = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+        assert!(status.success());
+        for _ in 0..200 {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.child.kill().unwrap();
+        panic!("warden serve did not exit within 10 s of SIGTERM");
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Every envelope until the connection closes.
+async fn rest(rx: &mut client::ClientRx) -> Vec<ServerEnvelope<bytes::Bytes>> {
+    let mut all = Vec::new();
+    loop {
+        match rx.recv_within(WAIT).await.expect("the connection closes") {
+            Received::Envelope(env) => all.push(env),
+            Received::Closed(_) => return all,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_with_players_connected_exits_0_and_tells_every_player() {
+    let mut serve = Serve::start(&[]);
+    let ws = Endpoint::Ws(serve.ws.clone(), Format::MsgPack);
+    let (mut a_tx, mut a_rx) = client::connect(&ws).await.unwrap();
+    client::handshake(&mut a_tx, &mut a_rx, None, "arena", "r").await.unwrap();
+    let (mut b_tx, mut b_rx) = client::connect(&Endpoint::Tcp(serve.tcp)).await.unwrap();
+    client::handshake(&mut b_tx, &mut b_rx, None, "chat", "r").await.unwrap();
+    let (mut c_tx, mut c_rx) = client::connect(&ws).await.unwrap();
+    c_tx.send(&ClientEnvelope::Hello { token: None }).await.unwrap();
+    assert!(matches!(c_rx.envelope(WAIT).await.unwrap(), ServerEnvelope::Welcome { .. }));
+
+    let status = tokio::task::spawn_blocking(move || {
+        let status = serve.terminate();
+        drop(serve);
+        status
+    });
+    for rx in [&mut a_rx, &mut b_rx] {
+        let got = rest(rx).await;
+        assert!(got.iter().any(|e| matches!(e, ServerEnvelope::Kicked { reason } if reason.contains("shutting down"))), "{got:?}");
+        assert!(matches!(got.last(), Some(ServerEnvelope::Error { code: ErrorCode::ShuttingDown, fatal: true, .. })), "{got:?}");
+    }
+    let got = rest(&mut c_rx).await;
+    assert!(matches!(got.last(), Some(ServerEnvelope::Error { code: ErrorCode::ShuttingDown, fatal: true, .. })), "{got:?}");
+    assert!(status.await.unwrap().success(), "warden serve exits 0 after SIGTERM");
+}
+
+fn bots(args: &[&str]) -> std::process::Output {
+    Command::new(warden_bin()).arg("bots").args(args).output().unwrap()
+}
+
+#[test]
+fn bots_play_over_websocket_and_tcp_and_lose_nothing() {
+    let serve = Serve::start(&[]);
+    let tcp = serve.tcp.to_string();
+    for target in [vec!["--url", serve.ws.as_str()], vec!["--url", serve.ws.as_str(), "--json"], vec!["--tcp", tcp.as_str()]] {
+        let mut args = target.clone();
+        args.extend(["--players", "12", "--rate", "10", "--duration", "2", "--report-json"]);
+        let out = bots(&args);
+        assert!(out.status.success(), "{target:?}: {}", String::from_utf8_lossy(&out.stderr));
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(report["connected"], 12);
+        assert_eq!(report["lost"], 0);
+        assert_eq!(report["duplicated"], 0);
+        assert!(report["sent"].as_u64().unwrap() >= 12 * 15, "{report}");
+        assert_eq!(report["sent"], report["answered"]);
+    }
+}
+
+#[test]
+fn bots_fail_when_the_server_is_not_there() {
+    let out = bots(&["--url", "ws://127.0.0.1:9/ws", "--players", "2", "--duration", "1"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("2 failed connections"), "{stderr}");
+}
+
+#[test]
+fn print_config_shows_file_env_and_flag_values() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("warden.toml"), "[rooms]\ntick_hz = 30\nmax_players = 6\n").unwrap();
+    let out = Command::new(warden_bin())
+        .current_dir(dir.path())
+        .args(["serve", "--print-config", "--set", "rooms.max_players=5"])
+        .env("WARDEN_NET__MSGS_PER_SEC", "99")
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(shown.contains("tick_hz = 30"), "from the file: {shown}");
+    assert!(shown.contains("max_players = 5"), "the flag wins: {shown}");
+    assert!(shown.contains("msgs_per_sec = 99"), "from the environment: {shown}");
+}
+
+#[test]
+fn token_mints_what_the_server_accepts_and_needs_a_secret() {
+    let out =
+        Command::new(warden_bin()).args(["token", "--player", "ann"]).env("WARDEN_AUTH__SECRET", "a-secret-of-16-chars").output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let token = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(warden::net::auth::verify(b"a-secret-of-16-chars", token.trim(), warden::net::auth::unix_now()), Ok("ann".into()));
+    let out = Command::new(warden_bin()).args(["token", "--player", "ann"]).env_remove("WARDEN_AUTH__SECRET").output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("WARDEN_AUTH__SECRET"));
+}
