@@ -301,10 +301,10 @@ impl Bot {
         let mut tx_back = None;
         let mut grace_until = None;
         loop {
-            if let (Some(total), Some(until)) = (sent_total, grace_until) {
-                if answered_count >= total || Instant::now() >= until {
-                    break;
-                }
+            if let (Some(total), Some(until)) = (sent_total, grace_until)
+                && (answered_count >= total || Instant::now() >= until)
+            {
+                break;
             }
             let wait =
                 if let Some(until) = grace_until { until.saturating_duration_since(Instant::now()) } else { Duration::from_millis(100) };

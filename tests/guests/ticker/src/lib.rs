@@ -64,7 +64,7 @@ impl Game for Ticker {
         Ok(())
     }
     fn on_tick(&mut self, ctx: &mut Ctx<Report>, tick: u64, dt_ms: u32) -> GameResult {
-        if tick % 100 == 0 {
+        if tick.is_multiple_of(100) {
             let now_ms = ctx.now_ms();
             ctx.broadcast(&Report::Clock { tick, now_ms, dt_ms });
         }
