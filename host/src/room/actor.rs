@@ -107,9 +107,11 @@ impl Room {
                 biased;
                 _ = stop.cancelled() => break End::Shutdown,
                 _ = ticks.tick() => {
+                    let started = std::time::Instant::now();
                     if let Err(crash) = self.tick(&mut instance) {
                         break End::Crashed(crash);
                     }
+                    self.rooms.record_tick(started.elapsed().as_micros() as u64);
                     if self.members.is_empty() {
                         let since = *self.empty_since.get_or_insert_with(Instant::now);
                         if since.elapsed() >= grace && self.rx.is_empty() {

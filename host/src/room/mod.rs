@@ -227,6 +227,8 @@ struct Inner {
     stop: CancellationToken,
     tasks: TaskTracker,
     seeds: RandomState,
+    /// Duration of every tick of every room, in microseconds.
+    tick_us: Mutex<hdrhistogram::Histogram<u64>>,
 }
 
 /// Every room of the server.
@@ -249,6 +251,7 @@ impl Rooms {
             stop: CancellationToken::new(),
             tasks: TaskTracker::new(),
             seeds: RandomState::new(),
+            tick_us: Mutex::new(hdrhistogram::Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds")),
         }))
     }
 
@@ -316,6 +319,18 @@ impl Rooms {
         if rooms.get(key).is_some_and(|(h, _)| h.tx.is_closed()) {
             rooms.remove(key);
         }
+    }
+
+    /// Tick durations of all rooms since the last call (microseconds), and resets them.
+    pub fn take_tick_times(&self) -> hdrhistogram::Histogram<u64> {
+        let mut h = self.0.tick_us.lock().unwrap();
+        let taken = h.clone();
+        h.reset();
+        taken
+    }
+
+    fn record_tick(&self, micros: u64) {
+        self.0.tick_us.lock().unwrap().saturating_record(micros.max(1));
     }
 
     /// Stops every room: each finishes its tick, flushes, tells its players and ends. Resolves when all

@@ -1,0 +1,113 @@
+//! `cargo bench -p warden --bench tick_loop` (after scripts/build-plugins)
+//!
+//! The tick loop alone: 1,000 arena rooms of 4 players at 20 Hz, each player moving 10 times a second,
+//! inputs put straight into the rooms' inboxes and outputs drained without a network. Prints the tick
+//! time per room (p50, p99, max), the CPU the process used, and the same room logic run natively (the
+//! arena game through the SDK's harness, 4 players, 2 moves per tick) as a baseline.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use warden::config::RoomConfig;
+use warden::net::envelope::Format;
+use warden::room::{GameEntry, Kill, OutQueue, PlayerConn, RoomInput, Rooms};
+use warden::runtime::{Features, Limits, MemorySaves, Runtime};
+
+const ROOMS: usize = 1_000;
+const PLAYERS: usize = 4;
+const MOVES_PER_SEC: u64 = 10;
+const WARMUP: Duration = Duration::from_secs(3);
+const MEASURE: Duration = Duration::from_secs(10);
+
+fn cpu_seconds() -> f64 {
+    // utime + stime of this process, in clock ticks (100 per second on Linux).
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    let fields: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
+    (fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap()) / 100.0
+}
+
+fn move_payload(seq: u64) -> Vec<u8> {
+    rmp_serde::to_vec_named(&arena::ArenaIn::Move { dir: [arena::Dir::Up, arena::Dir::Left, arena::Dir::Down, arena::Dir::Right][seq as usize % 4], seq }).unwrap()
+}
+
+fn native_baseline() -> (f64, f64) {
+    let mut room = warden_sdk::testing::Harness::<arena::Arena>::new();
+    for p in 0..PLAYERS {
+        room.join(&format!("p{p}")).unwrap();
+    }
+    let mut times = Vec::with_capacity(20_000);
+    for tick in 0..20_000u64 {
+        let start = Instant::now();
+        // 4 players x 10 moves/s at 20 Hz = 2 moves per tick.
+        for m in 0..2 {
+            let p = (tick * 2 + m) as usize % PLAYERS;
+            room.message_raw(&format!("p{p}"), &move_payload(tick)).unwrap();
+        }
+        room.tick().unwrap();
+        room.take_sent();
+        times.push(start.elapsed());
+    }
+    times.sort();
+    (times[times.len() / 2].as_secs_f64() * 1e6, times[times.len() * 99 / 100].as_secs_f64() * 1e6)
+}
+
+fn main() {
+    if !std::env::args().any(|a| a == "--bench") {
+        return; // `cargo test --benches` builds this; the run is for `cargo bench`.
+    }
+    let rt = Runtime::new(Limits { max_instances: ROOMS as u32 + 10, ..Limits::default() }, None).unwrap();
+    let plugin = Arc::new(rt.load(&warden_tests::wasm_bytes("arena")).unwrap());
+    let game = Arc::new(GameEntry { plugin, config: Vec::new(), features: Features::default() });
+    let tokio_rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    tokio_rt.block_on(async {
+        let rooms = Rooms::new(HashMap::from([("arena".to_string(), game)]), RoomConfig::default(), Arc::new(MemorySaves::default()));
+        let delivered = Arc::new(AtomicU64::new(0));
+        let mut handles = Vec::new();
+        for r in 0..ROOMS {
+            for p in 0..PLAYERS {
+                let (out, mut rx) = OutQueue::new(256, 1 << 20);
+                let id: Arc<str> = format!("p{p}").into();
+                let conn = PlayerConn { id: id.clone(), format: Format::MsgPack, out, kill: Kill::default(), in_room: Arc::new(AtomicBool::new(false)) };
+                let handle = rooms.join("arena", &format!("r{r}"), conn).await.unwrap();
+                let delivered = delivered.clone();
+                tokio::spawn(async move {
+                    while let Some(warden::room::Outbound::Frames(_, frames)) = rx.recv().await {
+                        delivered.fetch_add(frames.len() as u64, Ordering::Relaxed);
+                    }
+                });
+                handles.push((handle, id));
+            }
+        }
+        // Each player moves 10 times a second, spread over the period.
+        for (i, (handle, id)) in handles.into_iter().enumerate() {
+            tokio::spawn(async move {
+                let period = Duration::from_millis(1000 / MOVES_PER_SEC);
+                let phase = period.mul_f64((i % 97) as f64 / 97.0);
+                let mut every = tokio::time::interval_at(tokio::time::Instant::now() + phase, period);
+                for seq in 1.. {
+                    every.tick().await;
+                    if !handle.send(RoomInput::Msg { player: id.clone(), payload: move_payload(seq) }).await {
+                        return;
+                    }
+                }
+            });
+        }
+        tokio::time::sleep(WARMUP).await;
+        rooms.take_tick_times();
+        let (cpu0, sent0, t0) = (cpu_seconds(), delivered.load(Ordering::Relaxed), Instant::now());
+        tokio::time::sleep(MEASURE).await;
+        let ticks = rooms.take_tick_times();
+        let (cpu, frames, wall) = (cpu_seconds() - cpu0, delivered.load(Ordering::Relaxed) - sent0, t0.elapsed().as_secs_f64());
+        let (native_p50, native_p99) = native_baseline();
+        println!("tick loop: {ROOMS} arena rooms x {PLAYERS} players at 20 Hz, {MOVES_PER_SEC} moves/s per player, {:.0} s", wall);
+        println!("  ticks run                  {:>10} ({:.0}/s; schedule: {}/s)", ticks.len(), ticks.len() as f64 / wall, ROOMS * 20);
+        println!("  tick time p50              {:>10} us", ticks.value_at_quantile(0.5));
+        println!("  tick time p99              {:>10} us", ticks.value_at_quantile(0.99));
+        println!("  tick time max              {:>10} us", ticks.max());
+        println!("  frames delivered           {:>10.0}/s", frames as f64 / wall);
+        println!("  process CPU                {:>10.2} cores (of 2)", cpu / wall);
+        println!("  same room logic, native    {:>10.1} us p50, {:.1} us p99 per tick (SDK harness, no wasm)", native_p50, native_p99);
+        rooms.shutdown().await;
+    });
+}
