@@ -28,7 +28,11 @@ fn cpu_seconds() -> f64 {
 }
 
 fn move_payload(seq: u64) -> Vec<u8> {
-    rmp_serde::to_vec_named(&arena::ArenaIn::Move { dir: [arena::Dir::Up, arena::Dir::Left, arena::Dir::Down, arena::Dir::Right][seq as usize % 4], seq }).unwrap()
+    rmp_serde::to_vec_named(&arena::ArenaIn::Move {
+        dir: [arena::Dir::Up, arena::Dir::Left, arena::Dir::Down, arena::Dir::Right][seq as usize % 4],
+        seq,
+    })
+    .unwrap()
 }
 
 fn native_baseline() -> (f64, f64) {
@@ -68,7 +72,13 @@ fn main() {
             for p in 0..PLAYERS {
                 let (out, mut rx) = OutQueue::new(256, 1 << 20);
                 let id: Arc<str> = format!("p{p}").into();
-                let conn = PlayerConn { id: id.clone(), format: Format::MsgPack, out, kill: Kill::default(), in_room: Arc::new(AtomicBool::new(false)) };
+                let conn = PlayerConn {
+                    id: id.clone(),
+                    format: Format::MsgPack,
+                    out,
+                    kill: Kill::default(),
+                    in_room: Arc::new(AtomicBool::new(false)),
+                };
                 let handle = rooms.join("arena", &format!("r{r}"), conn).await.unwrap();
                 let delivered = delivered.clone();
                 tokio::spawn(async move {

@@ -70,6 +70,11 @@ impl Server {
         self.tcp_addr
     }
 
+    /// The rooms open now.
+    pub fn rooms(&self) -> Vec<crate::room::RoomSummary> {
+        self.ctx.rooms.list()
+    }
+
     /// The loaded games.
     pub fn games(&self) -> Vec<String> {
         self.ctx.rooms.games()

@@ -87,3 +87,26 @@ async fn room_errors_name_the_problem() {
     }
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_room_closes_after_its_grace_period_and_a_new_join_reopens_it() {
+    let server = start(&["rooms.empty_grace_ms=300"]).await;
+    let mut p = player(&tcp(&server), "arena", "brief").await;
+    assert_eq!(server.rooms().iter().map(|r| r.room.as_str()).collect::<Vec<_>>(), ["brief"]);
+    p.tx.send(&ClientEnvelope::Leave).await.unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !server.rooms().is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "the empty room did not close");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    p.tx.send(&ClientEnvelope::Join { game: "arena".into(), room: "brief".into() }).await.unwrap();
+    let joined = loop {
+        match p.rx.envelope(WAIT).await.unwrap() {
+            j @ ServerEnvelope::Joined { .. } => break j,
+            _ => continue,
+        }
+    };
+    assert!(matches!(joined, ServerEnvelope::Joined { players: 1, .. }));
+    assert_eq!(server.rooms().len(), 1);
+    server.shutdown().await;
+}

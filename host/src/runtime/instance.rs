@@ -40,8 +40,9 @@ pub enum CallError {
         /// The trap, the guest's panic message if any, and the wasm backtrace.
         message: String,
     },
-    /// The call ran past its deadline and was interrupted. The instance is poisoned.
-    #[error("{export} ran past its {deadline_ms} ms deadline and was stopped")]
+    /// The call used up its CPU budget (or ten budgets of wall time) and was interrupted. The instance
+    /// is poisoned.
+    #[error("{export} ran past its deadline ({deadline_ms} ms of CPU, at most ten times that in wall time) and was stopped")]
     Deadline {
         /// The export.
         export: &'static str,
@@ -139,6 +140,7 @@ impl PluginInstance {
             return Err(CallError::Poisoned(why.clone()));
         }
         self.store.set_epoch_deadline(self.deadline_ticks);
+        self.store.data_mut().deadline.reset();
         let marks = self.store.data().marks();
         let result = f(&self.game, &mut self.store);
         match result {

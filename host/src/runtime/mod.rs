@@ -6,6 +6,7 @@
 
 pub mod bindings;
 mod cache;
+mod deadline;
 mod engine;
 mod host_state;
 mod instance;

@@ -173,7 +173,12 @@ impl Plugin {
         let state = HostState::new(self.name.clone(), env, self.limits.memory_bytes);
         let mut store = wasmtime::Store::new(&self.engine, state);
         store.limiter(|s| s as &mut dyn wasmtime::ResourceLimiter);
-        store.set_epoch_deadline(self.limits.deadline_ticks());
+        let (ticks, budget) = (self.limits.deadline_ticks(), std::time::Duration::from_millis(self.limits.call_deadline_ms));
+        store.set_epoch_deadline(ticks);
+        store.epoch_deadline_callback(move |mut ctx| {
+            let cpu = crate::runtime::deadline::thread_cpu_time();
+            Ok(ctx.data_mut().deadline.decide(cpu, std::time::Instant::now(), budget, ticks))
+        });
         store
     }
 
