@@ -22,3 +22,4 @@ pub mod net;
 pub mod room;
 pub mod runtime;
 pub mod server;
+pub mod storage;

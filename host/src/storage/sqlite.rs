@@ -1,0 +1,291 @@
+//! The SQLite backend: WAL journal, `synchronous=FULL` (a committed transaction survives power loss),
+//! schema created and migrated by the program (`host/migrations/sqlite`).
+
+use super::{AuditEntry, Checkpoint, SaveWrite, StoredSave, VersionRecord, VersionState, now_ms, pack, unpack};
+use anyhow::{Context as _, Result};
+use sqlx::Row;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use std::str::FromStr;
+use std::time::Duration;
+
+/// An open SQLite store.
+#[derive(Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) and migrates the database at `url`.
+    pub async fn open(url: &str) -> Result<Self> {
+        let options = SqliteConnectOptions::from_str(url)
+            .with_context(|| format!("bad SQLite URL {url:?} (expected sqlite://PATH)"))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(5))
+            .foreign_keys(true);
+        if let Some(dir) = options.get_filename().parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).with_context(|| format!("failed to create the database directory {}", dir.display()))?;
+        }
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await
+            .with_context(|| format!("failed to open the SQLite database {url}"))?;
+        sqlx::migrate!("./migrations/sqlite").run(&pool).await.with_context(|| format!("failed to migrate the schema of {url}"))?;
+        Ok(SqliteStore { pool })
+    }
+
+    /// Writes a batch of saves in one transaction; each save's revision goes up by one.
+    pub async fn write_saves(&self, batch: &[SaveWrite]) -> Result<Vec<i64>> {
+        let mut tx = self.pool.begin().await?;
+        let mut revisions = Vec::with_capacity(batch.len());
+        let at = now_ms();
+        for save in batch {
+            let (bytes, compressed) = pack(&save.data);
+            let revision: i64 = sqlx::query_scalar(
+                "INSERT INTO player_saves (game, player, revision, data, compressed, size, updated_at) VALUES (?1, ?2, 1, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (game, player) DO UPDATE SET revision = player_saves.revision + 1, data = excluded.data,
+                     compressed = excluded.compressed, size = excluded.size, updated_at = excluded.updated_at
+                 RETURNING revision",
+            )
+            .bind(&save.game)
+            .bind(&save.player)
+            .bind(bytes)
+            .bind(compressed)
+            .bind(save.data.len() as i64)
+            .bind(at)
+            .fetch_one(&mut *tx)
+            .await?;
+            revisions.push(revision);
+        }
+        tx.commit().await?;
+        Ok(revisions)
+    }
+
+    /// The stored save of `player` in `game`.
+    pub async fn load_save(&self, game: &str, player: &str) -> Result<Option<StoredSave>> {
+        let row = sqlx::query("SELECT data, compressed, revision, updated_at FROM player_saves WHERE game = ?1 AND player = ?2")
+            .bind(game)
+            .bind(player)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|row| {
+            let compressed: bool = row.get("compressed");
+            Ok(StoredSave {
+                data: unpack(row.get("data"), compressed)?,
+                revision: row.get("revision"),
+                updated_at_ms: row.get("updated_at"),
+                compressed,
+            })
+        })
+        .transpose()
+    }
+
+    /// Records a version's state.
+    pub async fn set_version(&self, r: &VersionRecord) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO plugin_versions (plugin, version, state, sha256, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (plugin, version) DO UPDATE SET state = excluded.state, sha256 = excluded.sha256, updated_at = excluded.updated_at",
+        )
+        .bind(&r.plugin)
+        .bind(&r.version)
+        .bind(r.state.as_str())
+        .bind(&r.sha256)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Every registered version of `plugin`, oldest registration first.
+    pub async fn versions(&self, plugin: &str) -> Result<Vec<VersionRecord>> {
+        let rows = sqlx::query("SELECT plugin, version, state, sha256 FROM plugin_versions WHERE plugin = ?1 ORDER BY updated_at, version")
+            .bind(plugin)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.into_iter()
+            .map(|row| {
+                Ok(VersionRecord {
+                    plugin: row.get("plugin"),
+                    version: row.get("version"),
+                    state: VersionState::parse(row.get("state"))?,
+                    sha256: row.get("sha256"),
+                })
+            })
+            .collect()
+    }
+
+    /// The version floor of `plugin`.
+    pub async fn floor(&self, plugin: &str) -> Result<Option<semver::Version>> {
+        let floor: Option<String> =
+            sqlx::query_scalar("SELECT floor FROM version_floors WHERE plugin = ?1").bind(plugin).fetch_optional(&self.pool).await?;
+        floor.map(|f| semver::Version::parse(&f).with_context(|| format!("the stored floor {f:?} of {plugin} is not semver"))).transpose()
+    }
+
+    /// Raises the floor (never lowers it), in one transaction.
+    pub async fn raise_floor(&self, plugin: &str, version: &semver::Version) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let current: Option<String> =
+            sqlx::query_scalar("SELECT floor FROM version_floors WHERE plugin = ?1").bind(plugin).fetch_optional(&mut *tx).await?;
+        let higher = match current.as_deref().map(semver::Version::parse) {
+            Some(Ok(current)) => *version > current,
+            _ => true,
+        };
+        if higher {
+            sqlx::query(
+                "INSERT INTO version_floors (plugin, floor) VALUES (?1, ?2) ON CONFLICT (plugin) DO UPDATE SET floor = excluded.floor",
+            )
+            .bind(plugin)
+            .bind(version.to_string())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Appends an audit entry.
+    pub async fn audit(&self, actor: &str, action: &str, plugin: Option<&str>, version: Option<&str>, detail: &str) -> Result<i64> {
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO audit_log (at, actor, action, plugin, version, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING id",
+        )
+        .bind(now_ms())
+        .bind(actor)
+        .bind(action)
+        .bind(plugin)
+        .bind(version)
+        .bind(detail)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(id)
+    }
+
+    /// The newest `limit` audit entries, newest first.
+    pub async fn audit_log(&self, limit: i64) -> Result<Vec<AuditEntry>> {
+        let rows = sqlx::query("SELECT id, at, actor, action, plugin, version, detail FROM audit_log ORDER BY id DESC LIMIT ?1")
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| AuditEntry {
+                id: row.get("id"),
+                at_ms: row.get("at"),
+                actor: row.get("actor"),
+                action: row.get("action"),
+                plugin: row.get("plugin"),
+                version: row.get("version"),
+                detail: row.get("detail"),
+            })
+            .collect())
+    }
+
+    /// Replaces a room's checkpoint.
+    pub async fn put_checkpoint(&self, c: &Checkpoint) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO room_checkpoints (game, room, version, tick, state, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (game, room) DO UPDATE SET version = excluded.version, tick = excluded.tick, state = excluded.state, at = excluded.at",
+        )
+        .bind(&c.game)
+        .bind(&c.room)
+        .bind(&c.version)
+        .bind(c.tick)
+        .bind(&c.state)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// A room's checkpoint.
+    pub async fn checkpoint(&self, game: &str, room: &str) -> Result<Option<Checkpoint>> {
+        let row = sqlx::query("SELECT version, tick, state FROM room_checkpoints WHERE game = ?1 AND room = ?2")
+            .bind(game)
+            .bind(room)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|row| Checkpoint {
+            game: game.into(),
+            room: room.into(),
+            version: row.get("version"),
+            tick: row.get("tick"),
+            state: row.get("state"),
+        }))
+    }
+
+    /// `PRAGMA integrity_check`: "ok" when the database is sound.
+    pub async fn integrity_check(&self) -> Result<String> {
+        Ok(sqlx::query_scalar("PRAGMA integrity_check").fetch_one(&self.pool).await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::Store;
+
+    async fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("w.db").display());
+        (dir, Store::open(&url).await.unwrap())
+    }
+
+    #[tokio::test]
+    async fn revisions_only_go_up_and_survive_reopening() {
+        let (dir, s) = store().await;
+        let save = |data: &[u8]| SaveWrite { game: "arena".into(), player: "ann".into(), data: data.to_vec() };
+        assert_eq!(s.write_saves(&[save(b"a")]).await.unwrap(), [1]);
+        assert_eq!(s.write_saves(&[save(b"b"), save(b"c")]).await.unwrap(), [2, 3]);
+        drop(s);
+        let url = format!("sqlite://{}", dir.path().join("w.db").display());
+        let s = Store::open(&url).await.unwrap();
+        let got = s.load_save("arena", "ann").await.unwrap().unwrap();
+        assert_eq!((got.data.as_slice(), got.revision), (&b"c"[..], 3));
+        assert_eq!(s.write_saves(&[save(b"d")]).await.unwrap(), [4]);
+        assert_eq!(s.load_save("arena", "bob").await.unwrap(), None);
+        let Store::Sqlite(sqlite) = &s;
+        assert_eq!(sqlite.integrity_check().await.unwrap(), "ok");
+    }
+
+    #[tokio::test]
+    async fn large_saves_are_stored_compressed_and_load_back_whole() {
+        let (_dir, s) = store().await;
+        let data: Vec<u8> = (0..20_000u32).map(|i| (i % 7) as u8).collect();
+        s.write_saves(&[SaveWrite { game: "g".into(), player: "p".into(), data: data.clone() }]).await.unwrap();
+        let got = s.load_save("g", "p").await.unwrap().unwrap();
+        assert!(got.compressed);
+        assert_eq!(got.data, data);
+    }
+
+    #[tokio::test]
+    async fn registry_floors_audit_and_checkpoints() {
+        let (_dir, s) = store().await;
+        let v = |version: &str, state| VersionRecord { plugin: "arena".into(), version: version.into(), state, sha256: "00".into() };
+        s.set_version(&v("1.0.0", VersionState::Staged)).await.unwrap();
+        s.set_version(&v("1.0.0", VersionState::Stable)).await.unwrap();
+        s.set_version(&v("1.1.0", VersionState::Bad)).await.unwrap();
+        let versions = s.versions("arena").await.unwrap();
+        assert_eq!(
+            versions.iter().map(|r| (r.version.as_str(), r.state)).collect::<Vec<_>>(),
+            [("1.0.0", VersionState::Stable), ("1.1.0", VersionState::Bad)]
+        );
+
+        assert_eq!(s.floor("arena").await.unwrap(), None);
+        s.raise_floor("arena", &semver::Version::new(1, 1, 0)).await.unwrap();
+        s.raise_floor("arena", &semver::Version::new(1, 0, 5)).await.unwrap();
+        assert_eq!(s.floor("arena").await.unwrap(), Some(semver::Version::new(1, 1, 0)), "a floor never goes down");
+
+        let first = s.audit("deploy", "reject", Some("arena"), Some("0.9.0"), "below the floor").await.unwrap();
+        let second = s.audit("operator", "rollback", Some("arena"), None, "manual").await.unwrap();
+        assert!(second > first);
+        let log = s.audit_log(10).await.unwrap();
+        assert_eq!(log.iter().map(|e| e.action.as_str()).collect::<Vec<_>>(), ["rollback", "reject"]);
+
+        let cp = Checkpoint { game: "arena".into(), room: "r1".into(), version: "1.0.0".into(), tick: 400, state: vec![1, 2, 3] };
+        s.put_checkpoint(&cp).await.unwrap();
+        s.put_checkpoint(&Checkpoint { tick: 500, ..cp.clone() }).await.unwrap();
+        assert_eq!(s.checkpoint("arena", "r1").await.unwrap().unwrap().tick, 500);
+        assert_eq!(s.checkpoint("arena", "nope").await.unwrap(), None);
+    }
+}
