@@ -26,6 +26,8 @@ pub struct Config {
     pub rooms: RoomConfig,
     /// Player authentication.
     pub auth: AuthConfig,
+    /// Where saves, the registry and checkpoints are kept.
+    pub storage: StorageConfig,
     /// Limits of every plugin call and instance.
     pub limits: Limits,
     /// Per-plugin settings, by plugin name.
@@ -89,6 +91,26 @@ pub struct AuthConfig {
     pub token_ttl_secs: u64,
 }
 
+/// Persistence.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    /// The store: `sqlite://PATH` (embedded). Empty: `sqlite://<data_dir>/warden.db`.
+    pub url: String,
+    /// How long a normal-priority save may wait before it is written, in milliseconds.
+    pub flush_interval_ms: u64,
+    /// Most saves written in one transaction.
+    pub max_batch: usize,
+    /// Pending saves above which the save queue reports back-pressure.
+    pub high_water: usize,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig { url: String::new(), flush_interval_ms: 1_000, max_batch: 2_000, high_water: 10_000 }
+    }
+}
+
 /// One plugin's settings.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -108,6 +130,7 @@ impl Default for Config {
             net: NetConfig::default(),
             rooms: RoomConfig::default(),
             auth: AuthConfig::default(),
+            storage: StorageConfig::default(),
             limits: Limits::default(),
             plugins: BTreeMap::new(),
         }
@@ -207,6 +230,15 @@ impl Config {
             shown.auth.secret = Some("<set>".into());
         }
         toml::to_string_pretty(&shown).expect("the configuration serializes")
+    }
+
+    /// The store URL: `storage.url`, or the SQLite file in the data directory.
+    pub fn storage_url(&self) -> String {
+        if self.storage.url.is_empty() {
+            format!("sqlite://{}", self.data_dir.join("warden.db").display())
+        } else {
+            self.storage.url.clone()
+        }
     }
 
     /// The token secret, or why there is none.

@@ -26,6 +26,8 @@ enum Command {
     /// report sent, answered, errors, lost and round-trip percentiles; exits 1 if anything was lost or a
     /// connection failed.
     Bots(commands::bots::BotsArgs),
+    /// Player saves: show one (size, revision, time, content as JSON).
+    Saves(commands::saves::SavesArgs),
     /// Mint a player token signed with the server's secret (auth.secret / WARDEN_AUTH__SECRET).
     Token(commands::token::TokenArgs),
 }
@@ -38,6 +40,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => commands::serve::run(args),
         Command::Token(args) => commands::token::run(args),
         Command::Bots(args) => commands::bots::run(args),
+        Command::Saves(args) => commands::saves::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

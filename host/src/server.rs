@@ -5,7 +5,9 @@ use crate::net::limits::ConnectionCaps;
 use crate::net::session::ServerCtx;
 use crate::net::{tcp, ws};
 use crate::room::{GameEntry, Rooms};
-use crate::runtime::{Features, MemorySaves, Runtime, SaveBackend};
+use crate::runtime::{Features, Runtime, SaveBackend};
+use crate::storage::Store;
+use crate::storage::queue::{QueueConfig, SaveQueue};
 use anyhow::{Context as _, Result};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -19,13 +21,23 @@ pub struct Server {
     ws_addr: SocketAddr,
     tcp_addr: SocketAddr,
     listeners: Vec<JoinHandle<()>>,
+    saves: SaveQueue,
     _runtime: Arc<Runtime>,
 }
 
 impl Server {
     /// Loads the plugins, binds the listeners and starts accepting.
     pub async fn start(config: Config) -> Result<Server> {
-        let saves: Arc<dyn SaveBackend> = Arc::new(MemorySaves::default());
+        let store = Store::open(&config.storage_url()).await?;
+        let (queue, _writer) = SaveQueue::start(
+            store,
+            QueueConfig {
+                flush_interval: std::time::Duration::from_millis(config.storage.flush_interval_ms),
+                max_batch: config.storage.max_batch,
+                high_water: config.storage.high_water,
+            },
+        );
+        let saves: Arc<dyn SaveBackend> = Arc::new(queue.clone());
         let runtime = Arc::new(Runtime::new(config.limits.clone(), Some(config.data_dir.join("cache")))?);
         let plugins = crate::deploy::load_dir(&runtime, &config.plugin_dir, config.dev)?;
         if plugins.is_empty() {
@@ -57,7 +69,7 @@ impl Server {
             }),
             tokio::spawn(tcp::serve(tcp_listener, ctx.clone(), caps)),
         ];
-        Ok(Server { ctx, ws_addr, tcp_addr, listeners, _runtime: runtime })
+        Ok(Server { ctx, ws_addr, tcp_addr, listeners, saves: queue, _runtime: runtime })
     }
 
     /// The WebSocket listener's address.
@@ -80,10 +92,18 @@ impl Server {
         self.ctx.rooms.games()
     }
 
-    /// Graceful shutdown: rooms finish their tick, flush and tell their players; then every connection
-    /// gets its close reason; the listeners stop.
+    /// The save queue.
+    pub fn saves(&self) -> &SaveQueue {
+        &self.saves
+    }
+
+    /// Graceful shutdown: rooms finish their tick, flush and tell their players; what the plugins saved
+    /// is written; then every connection gets its close reason; the listeners stop.
     pub async fn shutdown(self) {
         self.ctx.rooms.shutdown().await;
+        if let Err(e) = self.saves.close().await {
+            tracing::error!("failed to write the last saves at shutdown: {e:#}");
+        }
         self.ctx.shutdown.cancel();
         for listener in self.listeners {
             let _ = listener.await;

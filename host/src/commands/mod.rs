@@ -3,5 +3,6 @@
 pub mod bots;
 pub mod config_args;
 pub mod inspect;
+pub mod saves;
 pub mod serve;
 pub mod token;

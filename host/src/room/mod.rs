@@ -148,6 +148,9 @@ pub enum JoinError {
     /// The game failed to start the room.
     #[error("the game failed to start room {0}: {1}")]
     GameFailed(String, String),
+    /// The player's save could not be read; joining now could overwrite it.
+    #[error("your saved progress could not be read ({0}); try again shortly")]
+    SavesUnavailable(String),
     /// The server is shutting down.
     #[error("the server is shutting down")]
     ShuttingDown,
@@ -162,6 +165,7 @@ impl JoinError {
             JoinError::Full(..) => ErrorCode::RoomFull,
             JoinError::AlreadyIn(..) => ErrorCode::AlreadyInRoom,
             JoinError::GameFailed(..) => ErrorCode::GameError,
+            JoinError::SavesUnavailable(_) => ErrorCode::GameError,
             JoinError::ShuttingDown => ErrorCode::ShuttingDown,
         }
     }
@@ -277,6 +281,11 @@ impl Rooms {
         };
         if !valid_room_id(room) {
             return Err(JoinError::BadRoom(room.to_string()));
+        }
+        // The plugin's load-save must answer from memory: read the player's save before the join.
+        if let Err(e) = self.0.saves.preload(game, &conn.id).await {
+            tracing::error!(game, player = %conn.id, "failed to read the player's save: {e:#}");
+            return Err(JoinError::SavesUnavailable(format!("{e:#}")));
         }
         loop {
             if self.0.stop.is_cancelled() {

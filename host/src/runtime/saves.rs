@@ -12,7 +12,16 @@ pub trait SaveBackend: Send + Sync + 'static {
     fn load(&self, game: &str, player: &str) -> Option<Vec<u8>>;
     /// Accepts a new save of `player` in `game`. Never drops it.
     fn store(&self, game: &str, player: &str, data: Vec<u8>, priority: SavePriority);
+
+    /// Makes `load` able to answer for `player` without I/O; rooms call it before a player joins.
+    fn preload<'a>(&'a self, game: &'a str, player: &'a str) -> Preload<'a> {
+        let _ = (game, player);
+        Box::pin(std::future::ready(Ok(())))
+    }
 }
+
+/// What [`SaveBackend::preload`] returns.
+pub type Preload<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<()>> + Send + 'a>>;
 
 /// (game, player)
 type SaveKey = (String, String);

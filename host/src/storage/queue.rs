@@ -312,6 +312,10 @@ impl SaveBackend for SaveQueue {
     fn store(&self, game: &str, player: &str, data: Vec<u8>, priority: SavePriority) {
         self.submit(game, player, data, priority);
     }
+
+    fn preload<'a>(&'a self, game: &'a str, player: &'a str) -> crate::runtime::Preload<'a> {
+        Box::pin(SaveQueue::preload(self, game, player))
+    }
 }
 
 #[cfg(test)]

@@ -35,6 +35,12 @@ fn logs() {
     });
 }
 
+/// A fresh database per server, in the shared data directory.
+fn next_db() -> u64 {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
 /// A dev-mode server on ephemeral loopback ports, with `sets` applied over the test defaults.
 pub async fn start(sets: &[&str]) -> Server {
     logs();
@@ -48,6 +54,7 @@ pub async fn start(sets: &[&str]) -> Server {
         "auth.secret=\"test-secret-0123456789\"".into(),
         "plugins.chat.features=[\"chat\"]".into(),
         "rooms.empty_grace_ms=200".into(),
+        format!("storage.url={:?}", format!("sqlite://{}", data.path().join(format!("saves-{}.db", next_db())).display())),
     ];
     all.extend(sets.iter().map(|s| s.to_string()));
     let config = Config::load(None, Vec::new(), &all).expect("test configuration");
