@@ -1,4 +1,5 @@
--- Player saves: the newest save of each player per game, with a revision that only goes up.
+-- Player saves: the newest save of each player per game, with a revision that only goes up. A rowid
+-- table: saves are around a kilobyte, too large a row for WITHOUT ROWID to pay off.
 CREATE TABLE player_saves (
     game       TEXT    NOT NULL,
     player     TEXT    NOT NULL,
@@ -7,8 +8,8 @@ CREATE TABLE player_saves (
     compressed INTEGER NOT NULL DEFAULT 0, -- 1: lz4 block with the size prepended
     size       INTEGER NOT NULL,           -- uncompressed size in bytes
     updated_at INTEGER NOT NULL,           -- unix milliseconds
-    PRIMARY KEY (game, player)
-) WITHOUT ROWID;
+    UNIQUE (game, player)
+);
 
 -- Plugin versions and their rollout state.
 CREATE TABLE plugin_versions (

@@ -140,7 +140,8 @@ impl Store {
         bail!("unsupported store URL {url:?}: use sqlite://PATH (PostgreSQL arrives with fleets)")
     }
 
-    /// Writes a batch of saves in one transaction; returns each save's new revision, in order.
+    /// Writes a batch of saves (at most one per player) in one transaction; returns each save's new
+    /// revision, in order.
     pub async fn write_saves(&self, batch: &[SaveWrite]) -> Result<Vec<i64>> {
         match self {
             Store::Sqlite(s) => s.write_saves(batch).await,
