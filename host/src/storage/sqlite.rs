@@ -17,6 +17,12 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens (creating if needed) and migrates the database at `url`.
     pub async fn open(url: &str) -> Result<Self> {
+        Self::open_with(url, 4, |o| o).await
+    }
+
+    /// Opens with `connections` pooled connections and extra connection options (tests use this to
+    /// impose SQLite limits, e.g. a maximum size to simulate a full disk).
+    pub async fn open_with(url: &str, connections: u32, extra: impl FnOnce(SqliteConnectOptions) -> SqliteConnectOptions) -> Result<Self> {
         let options = SqliteConnectOptions::from_str(url)
             .with_context(|| format!("bad SQLite URL {url:?} (expected sqlite://PATH)"))?
             .create_if_missing(true)
@@ -24,11 +30,12 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(5))
             .foreign_keys(true);
+        let options = extra(options);
         if let Some(dir) = options.get_filename().parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).with_context(|| format!("failed to create the database directory {}", dir.display()))?;
         }
         let pool = SqlitePoolOptions::new()
-            .max_connections(4)
+            .max_connections(connections)
             .connect_with(options)
             .await
             .with_context(|| format!("failed to open the SQLite database {url}"))?;
@@ -220,6 +227,12 @@ impl SqliteStore {
             tick: row.get("tick"),
             state: row.get("state"),
         }))
+    }
+
+    /// Runs one statement on the pool (tests: change a limit on a one-connection store).
+    pub async fn execute(&self, sql: &str) -> Result<()> {
+        sqlx::query(sql).execute(&self.pool).await?;
+        Ok(())
     }
 
     /// `PRAGMA integrity_check`: "ok" when the database is sound.

@@ -89,3 +89,72 @@ async fn back_pressure_is_reported_and_nothing_is_dropped() {
         assert!(store.load_save("g", &format!("p{i}")).await.unwrap().is_some());
     }
 }
+
+#[tokio::test]
+async fn a_full_store_reports_the_error_keeps_every_save_and_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("full.db").display());
+    // One connection, so a PRAGMA reaches the connection the queue writes with.
+    let sqlite = crate::storage::sqlite::SqliteStore::open_with(&url, 1, |o| o).await.unwrap();
+    let store = Store::Sqlite(sqlite.clone());
+    let (q, _writer) = SaveQueue::start(store.clone(), QueueConfig { flush_interval: Duration::from_millis(20), ..QueueConfig::default() });
+    let first = q.submit("g", "early", vec![1; 100], N);
+    q.durable(&first).await.unwrap();
+
+    // The disk is "full": the database may not grow past its current size.
+    sqlite.execute("PRAGMA max_page_count = 1").await.unwrap();
+    let tickets: Vec<Ticket> = (0..200).map(|i| q.submit("g", &format!("p{i}"), vec![7; 4000], N)).collect();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let error = loop {
+        if let Some((error, fatal)) = q.health() {
+            assert!(!fatal, "a full disk is not fatal: {error}");
+            break error;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the store error was not reported");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert!(error.to_lowercase().contains("full"), "the error says why: {error}");
+    assert_eq!(q.stats().pending, 200, "nothing was dropped");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(100), q.durable(&tickets[0])).await.is_err(),
+        "nothing is acknowledged while failing"
+    );
+    assert_eq!(store.load_save("g", "early").await.unwrap().unwrap().data, vec![1; 100], "what was acknowledged is still there");
+
+    // Space again: the queue's retries get everything written.
+    sqlite.execute("PRAGMA max_page_count = 1073741823").await.unwrap();
+    for t in &tickets {
+        tokio::time::timeout(Duration::from_secs(10), q.durable(t)).await.expect("written after recovery").unwrap();
+    }
+    assert_eq!(q.stats().pending, 0);
+    assert!(q.health().is_none(), "the error clears once writes succeed");
+    assert_eq!(store.load_save("g", "p199").await.unwrap().unwrap().data, vec![7; 4000]);
+}
+
+#[tokio::test]
+async fn a_read_only_store_reports_the_error_and_acknowledges_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("ro.db").display());
+    Store::open(&url).await.unwrap(); // create and migrate
+    let read_only = crate::storage::sqlite::SqliteStore::open_with(&url, 1, |o| o.read_only(true)).await.unwrap();
+    let (q, _writer) =
+        SaveQueue::start(Store::Sqlite(read_only), QueueConfig { flush_interval: Duration::from_millis(20), ..QueueConfig::default() });
+    let ticket = q.submit("g", "p", vec![1, 2, 3], C);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let error = loop {
+        if let Some((error, _)) = q.health() {
+            break error;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the store error was not reported");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert!(
+        error.to_lowercase().contains("readonly")
+            || error.to_lowercase().contains("read-only")
+            || error.to_lowercase().contains("read only"),
+        "{error}"
+    );
+    assert!(tokio::time::timeout(Duration::from_millis(200), q.durable(&ticket)).await.is_err(), "never pretend a write succeeded");
+    assert_eq!(q.stats().pending, 1);
+    assert_eq!(q.load("g", "p").as_deref(), Some(&[1u8, 2, 3][..]), "the save is kept and still served");
+}
