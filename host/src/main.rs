@@ -26,7 +26,7 @@ enum Command {
     /// report sent, answered, errors, lost and round-trip percentiles; exits 1 if anything was lost or a
     /// connection failed.
     Bots(commands::bots::BotsArgs),
-    /// Player saves: show one (size, revision, time, content as JSON).
+    /// Player saves: show one (size, revision, time, content as JSON), export and import.
     Saves(commands::saves::SavesArgs),
     /// Mint a player token signed with the server's secret (auth.secret / WARDEN_AUTH__SECRET).
     Token(commands::token::TokenArgs),

@@ -4,7 +4,7 @@ use crate::commands::config_args::ConfigArgs;
 use crate::runtime::SavePriority;
 use crate::storage::Store;
 use crate::storage::queue::{QueueConfig, SaveQueue};
-use anyhow::{Result, bail};
+use anyhow::{Context as _, Result, bail};
 use std::io::Write;
 use std::time::Duration;
 
@@ -29,6 +29,21 @@ enum SavesCommand {
         #[arg(long)]
         player: String,
     },
+    /// Export saves as JSON lines ({"game", "player", "revision", "updated_at_ms", "data_base64"}).
+    Export {
+        /// Only this game [default: every game].
+        #[arg(long)]
+        game: Option<String>,
+        /// Output file [default: stdout].
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+    },
+    /// Import saves from an export. Each imported save becomes the player's newest, with its revision
+    /// one above what the store had (revisions never go down).
+    Import {
+        /// The JSON lines file written by `warden saves export`.
+        file: std::path::PathBuf,
+    },
     /// Test helper: write saves for `players` players through the save queue as fast as it goes, and print
     /// `ack <player> <round>` once each is durable. The crash-safety test SIGKILLs it.
     #[command(hide = true)]
@@ -50,6 +65,8 @@ pub fn run(args: SavesArgs) -> Result<()> {
         let store = Store::open(&config.storage_url()).await?;
         match args.command {
             SavesCommand::Show { game, player } => show(&store, &game, &player).await,
+            SavesCommand::Export { game, out } => export(&store, game.as_deref(), out).await,
+            SavesCommand::Import { file } => import(&store, &file).await,
             SavesCommand::Stress { players, start_round } => stress(store, players, start_round).await,
         }
     })
@@ -68,6 +85,56 @@ async fn show(store: &Store, game: &str, player: &str) -> Result<()> {
         Ok(value) => println!("content     {}", serde_json::to_string_pretty(&value)?),
         Err(_) => println!("content     {} bytes, not MessagePack", save.data.len()),
     }
+    Ok(())
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ExportLine {
+    game: String,
+    player: String,
+    revision: i64,
+    updated_at_ms: i64,
+    data_base64: String,
+}
+
+async fn export(store: &Store, game: Option<&str>, out: Option<std::path::PathBuf>) -> Result<()> {
+    use base64::Engine as _;
+    let mut sink: Box<dyn Write> = match &out {
+        Some(path) => {
+            Box::new(std::io::BufWriter::new(std::fs::File::create(path).with_context(|| format!("failed to create {}", path.display()))?))
+        }
+        None => Box::new(std::io::stdout().lock()),
+    };
+    let saves = store.all_saves(game).await?;
+    for (game, player, save) in &saves {
+        let line = ExportLine {
+            game: game.clone(),
+            player: player.clone(),
+            revision: save.revision,
+            updated_at_ms: save.updated_at_ms,
+            data_base64: base64::engine::general_purpose::STANDARD.encode(&save.data),
+        };
+        writeln!(sink, "{}", serde_json::to_string(&line)?)?;
+    }
+    sink.flush()?;
+    eprintln!("exported {} saves", saves.len());
+    Ok(())
+}
+
+async fn import(store: &Store, file: &std::path::Path) -> Result<()> {
+    use base64::Engine as _;
+    let text = std::fs::read_to_string(file).with_context(|| format!("failed to read {}", file.display()))?;
+    let mut batch = Vec::new();
+    for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        let line: ExportLine = serde_json::from_str(line).with_context(|| format!("{}:{}: not an export line", file.display(), n + 1))?;
+        let data = base64::engine::general_purpose::STANDARD
+            .decode(&line.data_base64)
+            .with_context(|| format!("{}:{}: data_base64 is not base64", file.display(), n + 1))?;
+        batch.push(crate::storage::SaveWrite { game: line.game, player: line.player, data });
+    }
+    // One transaction: an import either happens whole or not at all.
+    store.write_saves(&batch).await?;
+    eprintln!("imported {} saves", batch.len());
     Ok(())
 }
 

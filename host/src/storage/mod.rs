@@ -155,6 +155,13 @@ impl Store {
         }
     }
 
+    /// Every save of `game` (or of every game), ordered by game and player.
+    pub async fn all_saves(&self, game: Option<&str>) -> Result<Vec<(String, String, StoredSave)>> {
+        match self {
+            Store::Sqlite(s) => s.all_saves(game).await,
+        }
+    }
+
     /// Records a version's state (inserting it if new).
     pub async fn set_version(&self, record: &VersionRecord) -> Result<()> {
         match self {

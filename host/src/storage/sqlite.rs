@@ -97,6 +97,28 @@ impl SqliteStore {
         .transpose()
     }
 
+    /// Every save of `game` (or of every game), ordered by game and player.
+    pub async fn all_saves(&self, game: Option<&str>) -> Result<Vec<(String, String, StoredSave)>> {
+        let rows = sqlx::query(
+            "SELECT game, player, data, compressed, revision, updated_at FROM player_saves WHERE ?1 IS NULL OR game = ?1 ORDER BY game, player",
+        )
+        .bind(game)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|row| {
+                let compressed: bool = row.get("compressed");
+                let save = StoredSave {
+                    data: unpack(row.get("data"), compressed)?,
+                    revision: row.get("revision"),
+                    updated_at_ms: row.get("updated_at"),
+                    compressed,
+                };
+                Ok((row.get("game"), row.get("player"), save))
+            })
+            .collect()
+    }
+
     /// Records a version's state.
     pub async fn set_version(&self, r: &VersionRecord) -> Result<()> {
         sqlx::query(
