@@ -72,3 +72,49 @@ async fn acknowledged_saves_survive_sigkill() {
     }
     assert!(total_acks > KILLS as usize, "the stress process acknowledged saves before being killed ({total_acks})");
 }
+
+/// The host itself, SIGKILLed while a player makes deposits: every deposit the player got a receipt for
+/// (a receipt leaves only once its critical save is durable) is in the balance after the restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receipted_deposits_survive_sigkill_of_the_host() {
+    use bank::{BankOut, Deposit};
+    use warden::net::client::{self, Endpoint, Received};
+    use warden::net::envelope::{ClientEnvelope, Format, ServerEnvelope};
+    const HOST_KILLS: u64 = 8;
+    let dir = tempfile::tempdir().unwrap();
+    let token = |secret: &[u8]| warden::net::auth::mint(secret, "saver", warden::net::auth::unix_now() + 600);
+    let secret = b"crash-test-secret-0123";
+    let mut receipted = 0u64;
+    for kill in 0..HOST_KILLS {
+        let mut serve = warden_tests::Serve::start(
+            dir.path(),
+            &["bank"],
+            &["--set", &format!("auth.secret={:?}", std::str::from_utf8(secret).unwrap())],
+        );
+        let (mut tx, mut rx) = client::connect(&Endpoint::Ws(serve.ws.clone(), Format::MsgPack)).await.unwrap();
+        client::handshake(&mut tx, &mut rx, Some(token(secret)), "bank", "vault").await.unwrap();
+        let balance = loop {
+            if let Received::Envelope(ServerEnvelope::Msg { data }) = rx.recv_within(Duration::from_secs(10)).await.unwrap() {
+                match rmp_serde::from_slice::<BankOut>(&data).unwrap() {
+                    BankOut::Balance { balance } => break balance,
+                    other => panic!("{other:?}"),
+                }
+            }
+        };
+        assert!(balance >= receipted, "kill {kill}: the balance {balance} lost receipted deposits (receipted up to {receipted})");
+        receipted = balance;
+        // Deposit as fast as receipts come back, and kill the host at a different moment each time.
+        let until = Instant::now() + Duration::from_millis(150 + (kill * 7919) % 250);
+        while Instant::now() < until {
+            let data = rmp_serde::to_vec_named(&Deposit { amount: 1 }).unwrap();
+            tx.send(&ClientEnvelope::Msg { data }).await.unwrap();
+            if let Received::Envelope(ServerEnvelope::Msg { data }) = rx.recv_within(Duration::from_secs(10)).await.unwrap()
+                && let BankOut::Receipt { balance } = rmp_serde::from_slice::<BankOut>(&data).unwrap()
+            {
+                receipted = receipted.max(balance);
+            }
+        }
+        serve.kill();
+    }
+    assert!(receipted >= HOST_KILLS, "deposits were made and receipted ({receipted})");
+}

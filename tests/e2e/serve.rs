@@ -1,67 +1,12 @@
 //! `warden serve`, `warden bots` and `warden token` as processes: the real binary, real sockets.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 use warden::net::client::{self, Endpoint, Received};
 use warden::net::envelope::{ClientEnvelope, ErrorCode, Format, ServerEnvelope};
-use warden_tests::{warden_bin, wasm};
+use warden_tests::{Serve, warden_bin};
 
 const WAIT: Duration = Duration::from_secs(10);
-
-/// A `warden serve --dev` process on ephemeral ports with the example plugins.
-struct Serve {
-    child: Child,
-    ws: String,
-    tcp: std::net::SocketAddr,
-    _dir: tempfile::TempDir,
-}
-
-impl Serve {
-    fn start(extra: &[&str]) -> Serve {
-        let dir = tempfile::tempdir().unwrap();
-        let plugins = dir.path().join("plugins");
-        std::fs::create_dir_all(&plugins).unwrap();
-        for name in ["arena", "chat"] {
-            std::fs::copy(wasm(name), plugins.join(format!("{name}.wasm"))).unwrap();
-        }
-        let mut child = Command::new(warden_bin())
-            .args(["serve", "--dev", "--plugin-dir"])
-            .arg(&plugins)
-            .args(["--set", "net.ws_addr=\"127.0.0.1:0\"", "--set", "net.tcp_addr=\"127.0.0.1:0\""])
-            .arg("--set")
-            .arg(format!("data_dir={:?}", dir.path().display().to_string()))
-            .args(extra)
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("warden serve starts");
-        let mut line = String::new();
-        BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
-        assert!(line.starts_with("warden listening"), "first line: {line:?}");
-        let field = |key: &str| line.split_whitespace().find_map(|w| w.strip_prefix(key)).unwrap().to_string();
-        Serve { ws: field("ws="), tcp: field("tcp=").parse().unwrap(), child, _dir: dir }
-    }
-
-    fn terminate(&mut self) -> std::process::ExitStatus {
-        let status = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
-        assert!(status.success());
-        for _ in 0..200 {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        self.child.kill().unwrap();
-        panic!("warden serve did not exit within 10 s of SIGTERM");
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// Every envelope until the connection closes.
 async fn rest(rx: &mut client::ClientRx) -> Vec<ServerEnvelope<bytes::Bytes>> {
@@ -76,7 +21,8 @@ async fn rest(rx: &mut client::ClientRx) -> Vec<ServerEnvelope<bytes::Bytes>> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_with_players_connected_exits_0_and_tells_every_player() {
-    let mut serve = Serve::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let mut serve = Serve::start(dir.path(), &["arena", "chat"], &[]);
     let ws = Endpoint::Ws(serve.ws.clone(), Format::MsgPack);
     let (mut a_tx, mut a_rx) = client::connect(&ws).await.unwrap();
     client::handshake(&mut a_tx, &mut a_rx, None, "arena", "r").await.unwrap();
@@ -107,7 +53,8 @@ fn bots(args: &[&str]) -> std::process::Output {
 
 #[test]
 fn bots_play_over_websocket_and_tcp_and_lose_nothing() {
-    let serve = Serve::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let serve = Serve::start(dir.path(), &["arena", "chat"], &[]);
     let tcp = serve.tcp.to_string();
     for target in [vec!["--url", serve.ws.as_str()], vec!["--url", serve.ws.as_str(), "--json"], vec!["--tcp", tcp.as_str()]] {
         let mut args = target.clone();

@@ -3,7 +3,10 @@
 //! `scripts/test` builds the guests (`scripts/build-plugins`) before running `cargo test`; a missing
 //! file makes the test fail with the command that builds it, never skip.
 
-use std::path::PathBuf;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
 /// The cargo target directory (`CARGO_TARGET_DIR`, or `target/` in the workspace).
 pub fn target_dir() -> PathBuf {
@@ -45,4 +48,68 @@ pub fn rss_bytes() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").expect("/proc/self/statm is readable on Linux");
     let pages: u64 = statm.split_whitespace().nth(1).and_then(|s| s.parse().ok()).expect("statm has a resident field");
     pages * 4096
+}
+
+/// A `warden serve --dev` process on ephemeral loopback ports, with its plugin and data directories in
+/// `dir` (reuse `dir` to restart on the same data). Killed when dropped.
+pub struct Serve {
+    /// The process.
+    pub child: Child,
+    /// `ws://127.0.0.1:PORT/ws`.
+    pub ws: String,
+    /// The TCP listener.
+    pub tcp: std::net::SocketAddr,
+}
+
+impl Serve {
+    /// Starts the server with copies of the built `plugins`, plus `extra` arguments.
+    pub fn start(dir: &Path, plugins: &[&str], extra: &[&str]) -> Serve {
+        let plugin_dir = dir.join("plugins");
+        std::fs::create_dir_all(&plugin_dir).unwrap();
+        for name in plugins {
+            std::fs::copy(wasm(name), plugin_dir.join(format!("{name}.wasm"))).unwrap();
+        }
+        let mut child = Command::new(warden_bin())
+            .args(["serve", "--dev", "--plugin-dir"])
+            .arg(&plugin_dir)
+            .args(["--set", "net.ws_addr=\"127.0.0.1:0\"", "--set", "net.tcp_addr=\"127.0.0.1:0\""])
+            .arg("--set")
+            .arg(format!("data_dir={:?}", dir.display().to_string()))
+            .args(extra)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("warden serve starts");
+        let mut line = String::new();
+        BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
+        assert!(line.starts_with("warden listening"), "first line: {line:?}");
+        let field = |key: &str| line.split_whitespace().find_map(|w| w.strip_prefix(key)).unwrap().to_string();
+        Serve { ws: field("ws="), tcp: field("tcp=").parse().unwrap(), child }
+    }
+
+    /// Sends SIGTERM and waits (up to 10 s) for the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let status = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+        assert!(status.success());
+        for _ in 0..200 {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.child.kill().unwrap();
+        panic!("warden serve did not exit within 10 s of SIGTERM");
+    }
+
+    /// SIGKILL, and wait for it to be gone.
+    pub fn kill(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

@@ -111,6 +111,13 @@ impl Room {
                     if let Err(crash) = self.tick(&mut instance) {
                         break End::Crashed(crash);
                     }
+                    // Nothing of this tick leaves before its critical saves are durable.
+                    for durable in instance.host_mut().take_critical_saves() {
+                        if let Err(e) = durable.await {
+                            tracing::error!("a critical save was not written: {e:#}");
+                        }
+                    }
+                    self.flush();
                     self.rooms.record_tick(started.elapsed().as_micros() as u64);
                     if self.members.is_empty() {
                         let since = *self.empty_since.get_or_insert_with(Instant::now);
@@ -126,8 +133,8 @@ impl Room {
         self.close(end);
     }
 
-    /// One tick. An `Err` is a trap or deadline hit: the room cannot go on (supervision that rebuilds
-    /// the instance arrives with checkpoints).
+    /// One tick, up to but not including the flush. An `Err` is a trap or deadline hit: the room cannot
+    /// go on (supervision that rebuilds the instance arrives with checkpoints).
     fn tick(&mut self, instance: &mut PluginInstance) -> Result<(), String> {
         let cfg = &self.rooms.0.config;
         let (hz, max_players) = (u64::from(cfg.tick_hz), cfg.max_players);
@@ -187,9 +194,7 @@ impl Room {
         }
         let dt_ms = (1000 / hz) as u32;
         let tick = self.tick;
-        self.call(instance, None, |i| i.on_tick(tick, dt_ms))?;
-        self.flush();
-        Ok(())
+        self.call(instance, None, |i| i.on_tick(tick, dt_ms))
     }
 
     /// Runs one plugin call and collects what it queued. A gameplay error goes to `player` (the sender

@@ -179,6 +179,7 @@ pub struct HostState {
     timers: Vec<TimerRequest>,
     kicks: Vec<Kick>,
     pending_saves: Vec<(String, Vec<u8>, SavePriority)>,
+    critical_saves: Vec<crate::runtime::Durable>,
     metrics: Vec<(String, f64)>,
     memory_cap: usize,
     pub(crate) deadline: crate::runtime::deadline::DeadlineProbe,
@@ -206,6 +207,7 @@ impl HostState {
             timers: Vec::new(),
             kicks: Vec::new(),
             pending_saves: Vec::new(),
+            critical_saves: Vec::new(),
             metrics: Vec::new(),
             memory_cap,
             deadline: Default::default(),
@@ -267,11 +269,22 @@ impl HostState {
         self.pending_saves.truncate(marks.saves);
     }
 
-    /// Hands the saves of a completed call to the save backend.
+    /// Hands the saves of a completed call to the save backend, keeping track of when the critical ones
+    /// are durable.
     pub(crate) fn commit_saves(&mut self) {
         for (player, data, priority) in self.pending_saves.drain(..) {
-            self.env.saves.store(&self.plugin, &player, data, priority);
+            let durable = self.env.saves.store(&self.plugin, &player, data, priority);
+            if let (SavePriority::Critical, Some(durable)) = (priority, durable) {
+                self.critical_saves.push(durable);
+            }
         }
+    }
+
+    /// Takes the pending durability of the critical saves made since the last call: the room waits on
+    /// them before sending anything the plugin queued alongside (a purchase is confirmed only once it is
+    /// on disk).
+    pub fn take_critical_saves(&mut self) -> Vec<crate::runtime::Durable> {
+        std::mem::take(&mut self.critical_saves)
     }
 }
 

@@ -22,7 +22,7 @@ pub use instance::{CallError, PluginInstance, TrapKind};
 pub use limits::Limits;
 pub use manifest::{HOST_WIT_VERSION, MANIFEST_SECTION, Manifest};
 pub use plugin::{GAME_EXPORTS, LoadError, Plugin};
-pub use saves::{MemorySaves, Preload, SaveBackend};
+pub use saves::{Durable, MemorySaves, Preload, SaveBackend};
 
 use anyhow::{Context as _, Result};
 use std::path::PathBuf;

@@ -10,8 +10,9 @@ use std::sync::Mutex;
 pub trait SaveBackend: Send + Sync + 'static {
     /// The newest save of `player` in `game`, queued or durable.
     fn load(&self, game: &str, player: &str) -> Option<Vec<u8>>;
-    /// Accepts a new save of `player` in `game`. Never drops it.
-    fn store(&self, game: &str, player: &str, data: Vec<u8>, priority: SavePriority);
+    /// Accepts a new save of `player` in `game`. Never drops it. Returns a future that resolves once
+    /// the save is durable, when the backend can tell (`None`: durable already, or not tracked).
+    fn store(&self, game: &str, player: &str, data: Vec<u8>, priority: SavePriority) -> Option<Durable>;
 
     /// Makes `load` able to answer for `player` without I/O; rooms call it before a player joins.
     fn preload<'a>(&'a self, game: &'a str, player: &'a str) -> Preload<'a> {
@@ -19,6 +20,9 @@ pub trait SaveBackend: Send + Sync + 'static {
         Box::pin(std::future::ready(Ok(())))
     }
 }
+
+/// Resolves once a save is durable (or fails if it never will be).
+pub type Durable = std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<()>> + Send>>;
 
 /// What [`SaveBackend::preload`] returns.
 pub type Preload<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<()>> + Send + 'a>>;
@@ -43,7 +47,8 @@ impl SaveBackend for MemorySaves {
     fn load(&self, game: &str, player: &str) -> Option<Vec<u8>> {
         self.get(game, player).map(|(data, _)| data)
     }
-    fn store(&self, game: &str, player: &str, data: Vec<u8>, priority: SavePriority) {
+    fn store(&self, game: &str, player: &str, data: Vec<u8>, priority: SavePriority) -> Option<Durable> {
         self.saves.lock().unwrap().insert((game.to_string(), player.to_string()), (data, priority));
+        None
     }
 }

@@ -309,8 +309,10 @@ impl SaveBackend for SaveQueue {
         SaveQueue::load(self, game, player)
     }
 
-    fn store(&self, game: &str, player: &str, data: Vec<u8>, priority: SavePriority) {
-        self.submit(game, player, data, priority);
+    fn store(&self, game: &str, player: &str, data: Vec<u8>, priority: SavePriority) -> Option<crate::runtime::Durable> {
+        let ticket = self.submit(game, player, data, priority);
+        let queue = self.clone();
+        Some(Box::pin(async move { queue.durable(&ticket).await }))
     }
 
     fn preload<'a>(&'a self, game: &'a str, player: &'a str) -> crate::runtime::Preload<'a> {
