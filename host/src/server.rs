@@ -51,7 +51,7 @@ impl Server {
             games.insert(name, Arc::new(GameEntry { plugin: Arc::new(plugin), config: init_config, features }));
         }
         let rooms = Rooms::new(games, config.rooms.clone(), saves);
-        let ctx = Arc::new(ServerCtx::new(rooms, &config));
+        let ctx = Arc::new(ServerCtx::new(rooms, &config, queue.clone()));
         let caps = ConnectionCaps::new(config.net.max_connections, config.net.max_connections_per_ip);
         let ws_listener =
             TcpListener::bind(config.net.ws_addr).await.with_context(|| format!("failed to listen on {}", config.net.ws_addr))?;

@@ -110,3 +110,21 @@ async fn an_empty_room_closes_after_its_grace_period_and_a_new_join_reopens_it()
     assert_eq!(server.rooms().len(), 1);
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_reports_rooms_connections_and_saves() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = start(&[]).await;
+    let _p = player(&tcp(&server), "arena", "h").await;
+    let mut http = tokio::net::TcpStream::connect(server.ws_addr()).await.unwrap();
+    http.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
+    let mut response = String::new();
+    http.read_to_string(&mut response).await.unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    let body: serde_json::Value = serde_json::from_str(response.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    assert_eq!(body["ok"], true);
+    assert_eq!(body["rooms"], 1);
+    assert_eq!(body["connections"], 1);
+    assert_eq!(body["saves"]["pending"], 0);
+    server.shutdown().await;
+}

@@ -94,3 +94,53 @@ async fn timers_fire_on_the_tick_they_are_due_in_order() {
     }
     rooms.shutdown().await;
 }
+
+/// Saves in memory, with a back-pressure switch.
+#[derive(Default)]
+struct SlowSaves {
+    behind: AtomicBool,
+}
+
+impl warden::runtime::SaveBackend for SlowSaves {
+    fn load(&self, _game: &str, _player: &str) -> Option<Vec<u8>> {
+        None
+    }
+    fn store(&self, _: &str, _: &str, _: Vec<u8>, _: warden::runtime::SavePriority) -> Option<warden::runtime::Durable> {
+        None
+    }
+    fn backpressure(&self) -> bool {
+        self.behind.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn while_the_save_store_is_behind_inputs_wait_and_none_is_lost() {
+    let saves = Arc::new(SlowSaves::default());
+    let game = Arc::new(GameEntry { plugin: common::plugin("ticker"), config: Vec::new(), features: Features::default() });
+    let rooms = Rooms::new(HashMap::from([("ticker".to_string(), game)]), RoomConfig::default(), saves.clone());
+    let (out, rx) = OutQueue::new(10_000, 1 << 30);
+    let conn =
+        PlayerConn { id: "p".into(), format: Format::MsgPack, out, kill: Kill::default(), in_room: Arc::new(AtomicBool::new(false)) };
+    let handle = rooms.join("ticker", "t1", conn).await.unwrap();
+    let mut rx = Inbox { rx, pending: VecDeque::new() };
+
+    saves.behind.store(true, std::sync::atomic::Ordering::Relaxed);
+    for i in 0..3 {
+        let payload = rmp_serde::to_vec_named(&SetTimer { after_ms: 10_000, tag: format!("t{i}") }).unwrap();
+        assert!(handle.send(RoomInput::Msg { player: "p".into(), payload }).await);
+    }
+    // Five seconds of game time later the room has ticked (its clock reports) but held the inputs.
+    assert!(matches!(rx.report().await, Report::Clock { tick: 100, .. }), "the room kept ticking");
+    assert!(rx.pending.is_empty(), "no input was delivered while the store was behind");
+
+    saves.behind.store(false, std::sync::atomic::Ordering::Relaxed);
+    let mut set = Vec::new();
+    while set.len() < 3 {
+        if let Report::Set { tag, tick, .. } = rx.report().await {
+            assert!(tick > 100);
+            set.push(tag);
+        }
+    }
+    assert_eq!(set, ["t0", "t1", "t2"], "every held input, in arrival order");
+    rooms.shutdown().await;
+}

@@ -31,18 +31,21 @@ pub struct ServerCtx {
     pub secret: Option<Vec<u8>>,
     /// Cancelled when the server shuts down.
     pub shutdown: CancellationToken,
+    /// The save queue (for health).
+    pub saves: crate::storage::queue::SaveQueue,
     guests: AtomicU64,
 }
 
 impl ServerCtx {
     /// Shared state for sessions of a server with `config`.
-    pub fn new(rooms: Rooms, config: &Config) -> Self {
+    pub fn new(rooms: Rooms, config: &Config, saves: crate::storage::queue::SaveQueue) -> Self {
         ServerCtx {
             rooms,
             net: config.net.clone(),
             dev: config.dev,
             secret: config.auth.secret.clone().map(String::into_bytes),
             shutdown: CancellationToken::new(),
+            saves,
             guests: AtomicU64::new(0),
         }
     }

@@ -28,6 +28,7 @@ pub async fn serve(listener: TcpListener, ctx: Arc<ServerCtx>, caps: Arc<Connect
     let app = Router::new()
         .route("/ws", get(upgrade))
         .route("/rooms", get(rooms))
+        .route("/health", get(health))
         .route("/", get(|| async { "warden: connect a WebSocket to /ws (see docs/protocol.md)\n" }))
         .with_state(WsState { ctx, caps });
     // Game traffic is small frames that must leave now: no Nagle delay (it adds up to 40 ms).
@@ -43,6 +44,21 @@ pub async fn serve(listener: TcpListener, ctx: Arc<ServerCtx>, caps: Arc<Connect
 
 async fn rooms(State(state): State<WsState>) -> Json<Vec<crate::room::RoomSummary>> {
     Json(state.ctx.rooms.list())
+}
+
+/// `GET /health`: 200 when saves are being written, 503 with the store's error when they are not.
+async fn health(State(state): State<WsState>) -> (axum::http::StatusCode, Json<serde_json::Value>) {
+    let saves = state.ctx.saves.stats();
+    let error = state.ctx.saves.health();
+    let status = if error.is_some() { axum::http::StatusCode::SERVICE_UNAVAILABLE } else { axum::http::StatusCode::OK };
+    let body = serde_json::json!({
+        "ok": error.is_none(),
+        "rooms": state.ctx.rooms.list().len(),
+        "connections": state.caps.open(),
+        "saves": saves,
+        "save_error": error.map(|(message, fatal)| serde_json::json!({"message": message, "fatal": fatal})),
+    });
+    (status, Json(body))
 }
 
 async fn upgrade(ws: WebSocketUpgrade, ConnectInfo(peer): ConnectInfo<SocketAddr>, State(state): State<WsState>) -> Response {

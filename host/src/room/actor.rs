@@ -149,7 +149,12 @@ impl Room {
         for player in std::mem::take(&mut self.leaving) {
             self.call(instance, None, |i| i.on_leave(&player))?;
         }
-        while let Ok(input) = self.rx.try_recv() {
+        // While the save store is behind, inputs wait in the inbox (bounded: senders then wait too).
+        let held = self.rooms.0.saves.backpressure();
+        if held && self.tick % hz == 0 {
+            tracing::warn!(waiting = self.rx.len(), "the save store is behind: holding this room's inputs");
+        }
+        while let Some(input) = if held { None } else { self.rx.try_recv().ok() } {
             match input {
                 RoomInput::Join { conn, reply } => {
                     if self.members.contains_key(&conn.id) {

@@ -14,6 +14,12 @@ pub trait SaveBackend: Send + Sync + 'static {
     /// the save is durable, when the backend can tell (`None`: durable already, or not tracked).
     fn store(&self, game: &str, player: &str, data: Vec<u8>, priority: SavePriority) -> Option<Durable>;
 
+    /// Whether the backend is behind: rooms then hold their players' inputs (which, through the bounded
+    /// inboxes, slows the players' connections) until it catches up. Nothing is dropped.
+    fn backpressure(&self) -> bool {
+        false
+    }
+
     /// Makes `load` able to answer for `player` without I/O; rooms call it before a player joins.
     fn preload<'a>(&'a self, game: &'a str, player: &'a str) -> Preload<'a> {
         let _ = (game, player);

@@ -315,6 +315,10 @@ impl SaveBackend for SaveQueue {
         Some(Box::pin(async move { queue.durable(&ticket).await }))
     }
 
+    fn backpressure(&self) -> bool {
+        self.0.state.lock().unwrap().pending.len() > self.0.config.high_water
+    }
+
     fn preload<'a>(&'a self, game: &'a str, player: &'a str) -> crate::runtime::Preload<'a> {
         Box::pin(SaveQueue::preload(self, game, player))
     }
