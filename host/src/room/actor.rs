@@ -151,7 +151,7 @@ impl Room {
         }
         // While the save store is behind, inputs wait in the inbox (bounded: senders then wait too).
         let held = self.rooms.0.saves.backpressure();
-        if held && self.tick % hz == 0 {
+        if held && self.tick.is_multiple_of(hz) {
             tracing::warn!(waiting = self.rx.len(), "the save store is behind: holding this room's inputs");
         }
         while let Some(input) = if held { None } else { self.rx.try_recv().ok() } {
