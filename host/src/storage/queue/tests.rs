@@ -158,3 +158,46 @@ async fn a_read_only_store_reports_the_error_and_acknowledges_nothing() {
     assert_eq!(q.stats().pending, 1);
     assert_eq!(q.load("g", "p").as_deref(), Some(&[1u8, 2, 3][..]), "the save is kept and still served");
 }
+
+/// A database error with a given SQLite extended result code.
+#[derive(Debug)]
+struct CodedError(&'static str);
+
+impl std::fmt::Display for CodedError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "sqlite error {}", self.0)
+    }
+}
+
+impl std::error::Error for CodedError {}
+
+impl sqlx::error::DatabaseError for CodedError {
+    fn message(&self) -> &str {
+        "simulated"
+    }
+    fn code(&self) -> Option<std::borrow::Cow<'_, str>> {
+        Some(self.0.into())
+    }
+    fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+        self
+    }
+    fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
+        self
+    }
+    fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
+        self
+    }
+    fn kind(&self) -> sqlx::error::ErrorKind {
+        sqlx::error::ErrorKind::Other
+    }
+}
+
+#[test]
+fn an_fsync_failure_is_fatal_and_a_busy_or_full_store_is_not() {
+    let err = |code| anyhow::Error::from(sqlx::Error::Database(Box::new(CodedError(code)))).context("failed to write saves");
+    assert!(is_fatal(&err("1034")), "SQLITE_IOERR_FSYNC");
+    assert!(is_fatal(&err("1290")), "SQLITE_IOERR_DIR_FSYNC");
+    for transient in ["5", "6", "13", "8"] {
+        assert!(!is_fatal(&err(transient)), "busy, locked, full and read-only are retried: {transient}");
+    }
+}
