@@ -85,16 +85,7 @@ impl SqliteStore {
             .bind(player)
             .fetch_optional(&self.pool)
             .await?;
-        row.map(|row| {
-            let compressed: bool = row.get("compressed");
-            Ok(StoredSave {
-                data: unpack(row.get("data"), compressed)?,
-                revision: row.get("revision"),
-                updated_at_ms: row.get("updated_at"),
-                compressed,
-            })
-        })
-        .transpose()
+        row.as_ref().map(stored_save).transpose()
     }
 
     /// Every save of `game` (or of every game), ordered by game and player.
@@ -105,18 +96,7 @@ impl SqliteStore {
         .bind(game)
         .fetch_all(&self.pool)
         .await?;
-        rows.into_iter()
-            .map(|row| {
-                let compressed: bool = row.get("compressed");
-                let save = StoredSave {
-                    data: unpack(row.get("data"), compressed)?,
-                    revision: row.get("revision"),
-                    updated_at_ms: row.get("updated_at"),
-                    compressed,
-                };
-                Ok((row.get("game"), row.get("player"), save))
-            })
-            .collect()
+        rows.into_iter().map(|row| Ok((row.get("game"), row.get("player"), stored_save(&row)?))).collect()
     }
 
     /// Records a version's state.
@@ -261,6 +241,17 @@ impl SqliteStore {
     pub async fn integrity_check(&self) -> Result<String> {
         Ok(sqlx::query_scalar("PRAGMA integrity_check").fetch_one(&self.pool).await?)
     }
+}
+
+/// A save from a row with `data`, `compressed`, `revision` and `updated_at`.
+fn stored_save(row: &sqlx::sqlite::SqliteRow) -> Result<StoredSave> {
+    let compressed: bool = row.get("compressed");
+    Ok(StoredSave {
+        data: unpack(row.get("data"), compressed)?,
+        revision: row.get("revision"),
+        updated_at_ms: row.get("updated_at"),
+        compressed,
+    })
 }
 
 #[cfg(test)]
