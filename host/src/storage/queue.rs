@@ -238,7 +238,9 @@ impl SaveQueue {
 
     /// Writes one batch (critical saves only, or everything); returns how many saves it wrote.
     async fn write_batch(&self, only_critical: bool) -> Result<usize> {
-        let batch: Vec<((String, String), u64, SaveWrite)> = {
+        // Each save's data is copied once, out of the pending map; the entries stay there (and keep
+        // answering loads) until the write is committed.
+        let (seqs, writes): (Vec<u64>, Vec<SaveWrite>) = {
             let s = self.0.state.lock().unwrap();
             if let Some(fatal) = &s.fatal {
                 bail!("the store failed fatally: {fatal}");
@@ -248,24 +250,25 @@ impl SaveQueue {
             entries
                 .into_iter()
                 .take(self.0.config.max_batch)
-                .map(|(k, e)| (k.clone(), e.seq, SaveWrite { game: k.0.clone(), player: k.1.clone(), data: e.data.clone() }))
-                .collect()
+                .map(|(k, e)| (e.seq, SaveWrite { game: k.0.clone(), player: k.1.clone(), data: e.data.clone() }))
+                .unzip()
         };
-        if batch.is_empty() {
+        if writes.is_empty() {
             return Ok(0);
         }
-        let writes: Vec<SaveWrite> = batch.iter().map(|(_, _, w)| w.clone()).collect();
         let result = self.0.store.write_saves(&writes).await;
+        let written = writes.len();
         let mut s = self.0.state.lock().unwrap();
         match result {
             Ok(_) => {
                 s.stats.batches += 1;
-                s.stats.written += batch.len() as u64;
+                s.stats.written += written as u64;
                 if only_critical {
                     s.stats.critical_flushes += 1;
                 }
                 s.last_error = None;
-                for (key, seq, write) in batch {
+                for (seq, write) in seqs.into_iter().zip(writes) {
+                    let key = (write.game, write.player);
                     if s.pending.get(&key).is_some_and(|e| e.seq == seq) {
                         s.pending.remove(&key);
                     }
@@ -277,7 +280,7 @@ impl SaveQueue {
                 }
                 drop(s);
                 self.0.written.notify_waiters();
-                Ok(writes.len())
+                Ok(written)
             }
             Err(e) => {
                 let text = format!("{e:#}");
