@@ -30,6 +30,8 @@ pub struct Config {
     pub storage: StorageConfig,
     /// Limits of every plugin call and instance.
     pub limits: Limits,
+    /// Hot deploy: trusted signing keys and the plugin-directory watcher.
+    pub deploy: DeployConfig,
     /// Per-plugin settings, by plugin name.
     pub plugins: BTreeMap<String, PluginConfig>,
 }
@@ -111,6 +113,42 @@ impl Default for StorageConfig {
     }
 }
 
+/// Hot deploy.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DeployConfig {
+    /// minisign public keys whose signatures are trusted: the base64 key line (`RW...`) or the path of
+    /// a `.pub` file. A plugin must be signed by one of them (unsigned files load only with `dev`).
+    pub trusted_keys: Vec<String>,
+    /// Largest plugin file accepted, in bytes.
+    pub max_plugin_bytes: u64,
+    /// Watch the plugin directory and deploy new versions while running.
+    pub watch: bool,
+    /// Filesystem events closer than this are taken together, in milliseconds.
+    pub debounce_ms: u64,
+    /// A file must stay unchanged (size and modification time) this long before it is read, in
+    /// milliseconds: a file still being copied is never read half-written.
+    pub settle_ms: u64,
+    /// The directory is listed again this often, for events the watcher missed, in milliseconds.
+    pub rescan_ms: u64,
+    /// How long a `.wasm` waits for its `.minisig` before it is rejected as unsigned, in milliseconds.
+    pub signature_wait_ms: u64,
+}
+
+impl Default for DeployConfig {
+    fn default() -> Self {
+        DeployConfig {
+            trusted_keys: Vec::new(),
+            max_plugin_bytes: 64 << 20,
+            watch: true,
+            debounce_ms: 100,
+            settle_ms: 500,
+            rescan_ms: 2_000,
+            signature_wait_ms: 3_000,
+        }
+    }
+}
+
 /// One plugin's settings.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -132,6 +170,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             storage: StorageConfig::default(),
             limits: Limits::default(),
+            deploy: DeployConfig::default(),
             plugins: BTreeMap::new(),
         }
     }

@@ -28,6 +28,18 @@ enum Command {
     Bots(commands::bots::BotsArgs),
     /// Player saves: show one (size, revision, time, content as JSON), export and import.
     Saves(commands::saves::SavesArgs),
+    /// Make a minisign key pair for signing plugins (NAME.key, NAME.pub) and print the warden.toml line
+    /// that trusts it.
+    Keygen(commands::sign::KeygenArgs),
+    /// Sign a plugin: writes FILE.minisig, whose trusted comment binds the plugin's name and version
+    /// (read from its embedded manifest).
+    Sign(commands::sign::SignArgs),
+    /// Check a plugin's signature, trusted comment and names as the server does (exit status 1 if it
+    /// would be rejected).
+    Verify(commands::sign::VerifyArgs),
+    /// Deploy a signed plugin into a server's plugin directory: run the server's checks, then copy the
+    /// signature and the file in with write-then-rename; exits 1 with the reason if it would be rejected.
+    Push(commands::push::PushArgs),
     /// Mint a player token signed with the server's secret (auth.secret / WARDEN_AUTH__SECRET).
     Token(commands::token::TokenArgs),
 }
@@ -39,6 +51,10 @@ fn main() -> ExitCode {
         Command::Inspect(args) => commands::inspect::run(args),
         Command::Serve(args) => commands::serve::run(args),
         Command::Token(args) => commands::token::run(args),
+        Command::Keygen(args) => commands::sign::keygen(args),
+        Command::Sign(args) => commands::sign::sign(args),
+        Command::Verify(args) => commands::sign::verify(args),
+        Command::Push(args) => commands::push::run(args),
         Command::Bots(args) => commands::bots::run(args),
         Command::Saves(args) => commands::saves::run(args),
     };

@@ -4,12 +4,14 @@ use crate::config::Config;
 use crate::net::limits::ConnectionCaps;
 use crate::net::session::ServerCtx;
 use crate::net::{tcp, ws};
-use crate::room::{GameEntry, Rooms};
-use crate::runtime::{Features, Runtime, SaveBackend};
+use crate::deploy::Deployer;
+use crate::room::Rooms;
+use crate::runtime::{Runtime, SaveBackend};
 use crate::storage::Store;
 use crate::storage::queue::{QueueConfig, SaveQueue};
 use anyhow::{Context as _, Result};
 use std::collections::HashMap;
+use tokio_util::sync::CancellationToken;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
@@ -22,6 +24,10 @@ pub struct Server {
     tcp_addr: SocketAddr,
     listeners: Vec<JoinHandle<()>>,
     saves: SaveQueue,
+    store: Store,
+    deployer: Arc<Deployer>,
+    deploy_stop: CancellationToken,
+    deploy_task: JoinHandle<()>,
     _runtime: Arc<Runtime>,
 }
 
@@ -30,7 +36,7 @@ impl Server {
     pub async fn start(config: Config) -> Result<Server> {
         let store = Store::open(&config.storage_url()).await?;
         let (queue, _writer) = SaveQueue::start(
-            store,
+            store.clone(),
             QueueConfig {
                 flush_interval: std::time::Duration::from_millis(config.storage.flush_interval_ms),
                 max_batch: config.storage.max_batch,
@@ -39,18 +45,14 @@ impl Server {
         );
         let saves: Arc<dyn SaveBackend> = Arc::new(queue.clone());
         let runtime = Arc::new(Runtime::new(config.limits.clone(), Some(config.data_dir.join("cache")))?);
-        let plugins = crate::deploy::load_dir(&runtime, &config.plugin_dir, config.dev)?;
-        if plugins.is_empty() {
-            tracing::warn!("no plugin loaded from {}: every join will be refused", config.plugin_dir.display());
+        let rooms = Rooms::new(HashMap::new(), config.rooms.clone(), saves);
+        let deployer = Arc::new(Deployer::new(runtime.clone(), store.clone(), rooms.clone(), &config)?);
+        deployer.boot().await?;
+        if rooms.games().is_empty() {
+            tracing::warn!("no plugin is serving from {}: joins are refused until one is deployed", config.plugin_dir.display());
         }
-        let mut games = HashMap::new();
-        for (name, plugin) in plugins {
-            let settings = config.plugins.get(&name).cloned().unwrap_or_default();
-            let init_config = if settings.config.is_empty() { Vec::new() } else { rmp_serde::to_vec_named(&settings.config)? };
-            let features = Features::on(&settings.features.iter().map(String::as_str).collect::<Vec<_>>());
-            games.insert(name, Arc::new(GameEntry { plugin: Arc::new(plugin), config: init_config, features }));
-        }
-        let rooms = Rooms::new(games, config.rooms.clone(), saves);
+        let deploy_stop = CancellationToken::new();
+        let deploy_task = deployer.clone().spawn(deploy_stop.clone())?;
         let ctx = Arc::new(ServerCtx::new(rooms, &config, queue.clone()));
         let caps = ConnectionCaps::new(config.net.max_connections, config.net.max_connections_per_ip);
         let ws_listener =
@@ -69,7 +71,7 @@ impl Server {
             }),
             tokio::spawn(tcp::serve(tcp_listener, ctx.clone(), caps)),
         ];
-        Ok(Server { ctx, ws_addr, tcp_addr, listeners, saves: queue, _runtime: runtime })
+        Ok(Server { ctx, ws_addr, tcp_addr, listeners, saves: queue, store, deployer, deploy_stop, deploy_task, _runtime: runtime })
     }
 
     /// The WebSocket listener's address.
@@ -97,9 +99,26 @@ impl Server {
         &self.saves
     }
 
+    /// The store (saves, registry, audit log).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The deployer (deploy events, trusted keys).
+    pub fn deployer(&self) -> &Arc<Deployer> {
+        &self.deployer
+    }
+
+    /// The rooms.
+    pub fn room_manager(&self) -> &Rooms {
+        &self.ctx.rooms
+    }
+
     /// Graceful shutdown: rooms finish their tick, flush and tell their players; what the plugins saved
     /// is written; then every connection gets its close reason; the listeners stop.
     pub async fn shutdown(self) {
+        self.deploy_stop.cancel();
+        let _ = self.deploy_task.await;
         self.ctx.rooms.shutdown().await;
         if let Err(e) = self.saves.close().await {
             tracing::error!("failed to write the last saves at shutdown: {e:#}");

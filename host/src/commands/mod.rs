@@ -3,6 +3,8 @@
 pub mod bots;
 pub mod config_args;
 pub mod inspect;
+pub mod push;
 pub mod saves;
 pub mod serve;
+pub mod sign;
 pub mod token;

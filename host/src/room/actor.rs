@@ -5,16 +5,21 @@
 //! call `on-tick`;
 //! then flush what the plugin sent, one batch per player. Game time is `tick * 1000 / tick_hz`, never wall
 //! time; ticks run on an absolute schedule, and a late tick is caught up, not skipped.
+//!
+//! Between ticks the room follows its game's active version: when it changes, the room snapshots its
+//! instance, instantiates the new version in the same environment (clock, random stream, saves) and
+//! restores the state into it. Inputs that arrive meanwhile wait in the inbox. If the new side fails, the
+//! room keeps its old instance untouched and reports the failure (the deployer rolls the version back).
 
-use super::{GameEntry, JoinError, PlayerConn, RoomInput, RoomKey, Rooms};
+use super::{GameEntry, JoinError, PlayerConn, RoomInput, RoomKey, Rooms, SwapFailure};
 use crate::net::envelope::{self, ErrorCode, Format, ServerEnvelope, ServerMsg};
-use crate::runtime::{CallError, GameClock, InstanceEnv, PluginInstance, Recipient, RoomInfo, RoomRng};
+use crate::runtime::{CallError, GameClock, InstanceEnv, Plugin, PluginInstance, Recipient, RoomInfo, RoomRng};
 use bytes::Bytes;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, MissedTickBehavior};
 
 /// A timer set by the plugin.
@@ -26,11 +31,17 @@ struct Timer {
 
 pub(super) struct Room {
     rooms: Rooms,
-    key: RoomKey,
+    pub(super) key: RoomKey,
     game: Arc<GameEntry>,
+    /// The version this room's instance runs.
+    plugin: Arc<Plugin>,
+    /// A version this room failed to move to (not retried).
+    refused: Option<Arc<Plugin>>,
+    changed: watch::Receiver<u64>,
     seed: u64,
     rx: mpsc::Receiver<RoomInput>,
     clock: Arc<GameClock>,
+    rng: Arc<RoomRng>,
     tick: u64,
     members: BTreeMap<Arc<str>, PlayerConn>,
     /// Frames for each player, built up during the tick and sent at its end.
@@ -51,13 +62,19 @@ enum End {
 
 impl Room {
     pub(super) fn new(rooms: Rooms, key: RoomKey, game: Arc<GameEntry>, seed: u64, rx: mpsc::Receiver<RoomInput>) -> Self {
+        // Subscribe before reading the active version, so a change in between is not missed.
+        let changed = game.changed.subscribe();
         Room {
             rooms,
             key,
+            plugin: game.active(),
+            refused: None,
+            changed,
             game,
             seed,
             rx,
             clock: Arc::new(GameClock::default()),
+            rng: Arc::new(RoomRng::new(seed)),
             tick: 0,
             members: BTreeMap::new(),
             pending: HashMap::new(),
@@ -73,17 +90,76 @@ impl Room {
         RoomInfo { id: self.key.1.clone(), game: self.key.0.clone(), seed: self.seed, tick_hz: cfg.tick_hz, max_players: cfg.max_players }
     }
 
-    fn start(&self) -> Result<PluginInstance, String> {
-        let env = InstanceEnv {
+    /// The version the room runs.
+    pub(super) fn version(&self) -> &str {
+        &self.plugin.manifest().version
+    }
+
+    fn env(&self) -> InstanceEnv {
+        InstanceEnv {
             room: self.key.1.clone(),
             clock: self.clock.clone(),
-            rng: Arc::new(RoomRng::new(self.seed)),
+            rng: self.rng.clone(),
             features: self.game.features.clone(),
             saves: self.rooms.0.saves.clone(),
-        };
-        let mut instance = self.game.plugin.instantiate(env).map_err(|e| format!("{e:#}"))?;
+        }
+    }
+
+    fn start(&self) -> Result<PluginInstance, String> {
+        let mut instance = self.plugin.instantiate(self.env()).map_err(|e| format!("{e:#}"))?;
         instance.init(&self.info(), &self.game.config).map_err(|e| e.to_string())?;
         Ok(instance)
+    }
+
+    /// Moves the room to its game's active version if that changed (at a tick boundary). An `Err` is a
+    /// trap of the serving instance while it was snapshotted: the room cannot go on.
+    fn follow_active(&mut self, instance: &mut PluginInstance) -> Result<(), String> {
+        if self.game.is_active(&self.plugin) {
+            return Ok(());
+        }
+        let target = self.game.active();
+        if self.refused.as_ref().is_some_and(|r| Arc::ptr_eq(r, &target)) {
+            return Ok(());
+        }
+        let started = std::time::Instant::now();
+        let (from, to) = (self.version().to_string(), target.manifest().version.clone());
+        let state = match instance.snapshot() {
+            Ok(state) => state,
+            Err(e) if e.is_fatal() => return Err(e.to_string()),
+            Err(e) => {
+                // Not the new version's fault: stay, and do not retry this version.
+                tracing::error!(from, to, "cannot move to the new version: the serving version's snapshot failed: {e}");
+                self.refused = Some(target);
+                return Ok(());
+            }
+        };
+        let moved = target.instantiate(self.env()).map_err(|e| format!("{e:#}")).and_then(|mut new| {
+            new.restore(&state, &from).map_err(|e| format!("restore of {} bytes from version {from} failed: {e}", state.len()))?;
+            Ok(new)
+        });
+        match moved {
+            Ok(mut new) => {
+                self.collect(&mut new);
+                *instance = new;
+                self.plugin = target;
+                self.refused = None;
+                let micros = started.elapsed().as_micros() as u64;
+                self.rooms.swapped(&self.key, &to, micros);
+                tracing::debug!(from, to, micros, bytes = state.len(), "moved to the new version");
+            }
+            Err(reason) => {
+                tracing::error!(from, to, "stays on {from}: {reason}");
+                self.refused = Some(target);
+                let _ = self.rooms.0.swap_failures.send(SwapFailure {
+                    game: self.key.0.clone(),
+                    room: self.key.1.clone(),
+                    from,
+                    to,
+                    reason,
+                });
+            }
+        }
+        Ok(())
     }
 
     #[tracing::instrument(name = "room", skip_all, fields(game = %self.key.0, room = %self.key.1))]
@@ -106,9 +182,14 @@ impl Room {
             tokio::select! {
                 biased;
                 _ = stop.cancelled() => break End::Shutdown,
+                Ok(()) = self.changed.changed() => {
+                    if let Err(crash) = self.follow_active(&mut instance) {
+                        break End::Crashed(crash);
+                    }
+                }
                 _ = ticks.tick() => {
                     let started = std::time::Instant::now();
-                    if let Err(crash) = self.tick(&mut instance) {
+                    if let Err(crash) = self.follow_active(&mut instance).and_then(|()| self.tick(&mut instance)) {
                         break End::Crashed(crash);
                     }
                     // Nothing of this tick leaves before its critical saves are durable.
@@ -168,7 +249,7 @@ impl Room {
                         let joined = ServerEnvelope::Joined {
                             game: self.key.0.clone(),
                             room: self.key.1.clone(),
-                            version: self.game.plugin.manifest().version.clone(),
+                            version: self.version().to_string(),
                             seed: self.seed,
                             tick_hz: hz as u32,
                             max_players,

@@ -6,23 +6,66 @@ mod actor;
 use crate::config::RoomConfig;
 use crate::net::envelope::{ErrorCode, Format};
 use crate::runtime::{Features, Plugin, SaveBackend};
+use arc_swap::ArcSwap;
 use bytes::Bytes;
+use std::collections::BTreeMap;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use tokio::sync::{mpsc, oneshot};
+use std::sync::{Arc, Mutex, RwLock};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-/// A loaded game: its plugin and the settings rooms of it start with.
+/// A loaded game: the version serving it and the settings its rooms start with.
+///
+/// The active version is an [`ArcSwap`]: new rooms take whatever it holds when they start, and every live
+/// room follows a change at its next tick boundary (`snapshot` on the old instance, `restore` on the new).
 pub struct GameEntry {
-    /// The plugin.
-    pub plugin: Arc<Plugin>,
+    active: ArcSwap<Plugin>,
+    changed: watch::Sender<u64>,
     /// Configuration for `init` (MessagePack map; empty for none).
     pub config: Vec<u8>,
     /// Feature switches shared by every room of this game.
     pub features: Features,
+}
+
+impl GameEntry {
+    /// A game served by `plugin`.
+    pub fn new(plugin: Arc<Plugin>, config: Vec<u8>, features: Features) -> Self {
+        GameEntry { active: ArcSwap::new(plugin), changed: watch::Sender::new(0), config, features }
+    }
+
+    /// The version serving the game now.
+    pub fn active(&self) -> Arc<Plugin> {
+        self.active.load_full()
+    }
+
+    /// Makes `plugin` the active version: new rooms start on it, live rooms move at their next tick.
+    pub fn set_active(&self, plugin: Arc<Plugin>) {
+        self.active.store(plugin);
+        self.changed.send_modify(|generation| *generation += 1);
+    }
+
+    fn is_active(&self, plugin: &Arc<Plugin>) -> bool {
+        Arc::ptr_eq(&self.active.load(), plugin)
+    }
+}
+
+/// A room could not move to a new version: the room stays on the one it ran; the deployer rolls the new
+/// version back.
+#[derive(Clone, Debug)]
+pub struct SwapFailure {
+    /// Game name.
+    pub game: String,
+    /// Room id.
+    pub room: String,
+    /// The version the room stays on.
+    pub from: String,
+    /// The version it could not take.
+    pub to: String,
+    /// Why.
+    pub reason: String,
 }
 
 /// A connection's outbound queue, bounded both in batches and in bytes: a consumer that falls behind
@@ -224,7 +267,7 @@ pub struct RoomSummary {
 type RoomKey = (String, String);
 
 struct Inner {
-    games: HashMap<String, Arc<GameEntry>>,
+    games: RwLock<HashMap<String, Arc<GameEntry>>>,
     rooms: Mutex<HashMap<RoomKey, (RoomHandle, RoomSummary)>>,
     config: RoomConfig,
     saves: Arc<dyn SaveBackend>,
@@ -233,6 +276,10 @@ struct Inner {
     seeds: RandomState,
     /// Duration of every tick of every room, in microseconds.
     tick_us: Mutex<hdrhistogram::Histogram<u64>>,
+    /// How long each room paused to change version (snapshot + instantiate + restore), in microseconds.
+    swap_us: Mutex<hdrhistogram::Histogram<u64>>,
+    swap_failures: mpsc::UnboundedSender<SwapFailure>,
+    swap_failures_rx: Mutex<Option<mpsc::UnboundedReceiver<SwapFailure>>>,
 }
 
 /// Every room of the server.
@@ -247,8 +294,9 @@ pub fn valid_room_id(id: &str) -> bool {
 impl Rooms {
     /// Rooms of the given games.
     pub fn new(games: HashMap<String, Arc<GameEntry>>, config: RoomConfig, saves: Arc<dyn SaveBackend>) -> Self {
+        let (swap_failures, rx) = mpsc::unbounded_channel();
         Rooms(Arc::new(Inner {
-            games,
+            games: RwLock::new(games),
             rooms: Mutex::new(HashMap::new()),
             config,
             saves,
@@ -256,14 +304,66 @@ impl Rooms {
             tasks: TaskTracker::new(),
             seeds: RandomState::new(),
             tick_us: Mutex::new(hdrhistogram::Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds")),
+            swap_us: Mutex::new(hdrhistogram::Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds")),
+            swap_failures,
+            swap_failures_rx: Mutex::new(Some(rx)),
         }))
     }
 
     /// Names of the loaded games.
     pub fn games(&self) -> Vec<String> {
-        let mut names: Vec<String> = self.0.games.keys().cloned().collect();
+        let mut names: Vec<String> = self.0.games.read().unwrap().keys().cloned().collect();
         names.sort();
         names
+    }
+
+    /// The game `name`, if loaded.
+    pub fn game(&self, name: &str) -> Option<Arc<GameEntry>> {
+        self.0.games.read().unwrap().get(name).cloned()
+    }
+
+    /// Makes `plugin` the active version of its game, adding the game (with `config` and `features`)
+    /// if it is new. Live rooms of the game move to it at their next tick boundary.
+    pub fn activate(&self, plugin: Arc<Plugin>, config: Vec<u8>, features: Features) {
+        let name = plugin.manifest().name.clone();
+        let mut games = self.0.games.write().unwrap();
+        match games.get(&name) {
+            Some(game) => game.set_active(plugin),
+            None => {
+                games.insert(name, Arc::new(GameEntry::new(plugin, config, features)));
+            }
+        }
+    }
+
+    /// How many open rooms of `game` run each version.
+    pub fn versions(&self, game: &str) -> BTreeMap<String, usize> {
+        let mut counts = BTreeMap::new();
+        for (_, summary) in self.0.rooms.lock().unwrap().values() {
+            if summary.game == game {
+                *counts.entry(summary.version.clone()).or_default() += 1;
+            }
+        }
+        counts
+    }
+
+    /// Failed room swaps, in the order they happened (for the deployer; the first caller gets them).
+    pub fn take_swap_failures(&self) -> Option<mpsc::UnboundedReceiver<SwapFailure>> {
+        self.0.swap_failures_rx.lock().unwrap().take()
+    }
+
+    /// Per-room swap pauses since the last call (microseconds), and resets them.
+    pub fn take_swap_times(&self) -> hdrhistogram::Histogram<u64> {
+        let mut h = self.0.swap_us.lock().unwrap();
+        let taken = h.clone();
+        h.reset();
+        taken
+    }
+
+    fn swapped(&self, key: &RoomKey, version: &str, micros: u64) {
+        self.0.swap_us.lock().unwrap().saturating_record(micros.max(1));
+        if let Some((_, summary)) = self.0.rooms.lock().unwrap().get_mut(key) {
+            summary.version = version.to_string();
+        }
     }
 
     /// The rooms open now.
@@ -276,7 +376,7 @@ impl Rooms {
     /// Puts `conn` into room `room` of `game`, creating the room if needed. Resolves once the room has
     /// taken the player in (at its next tick).
     pub async fn join(&self, game: &str, room: &str, conn: PlayerConn) -> Result<RoomHandle, JoinError> {
-        let Some(entry) = self.0.games.get(game) else {
+        let Some(entry) = self.game(game) else {
             return Err(JoinError::UnknownGame(game.to_string(), self.games().join(", ")));
         };
         if !valid_room_id(room) {
@@ -291,7 +391,7 @@ impl Rooms {
             if self.0.stop.is_cancelled() {
                 return Err(JoinError::ShuttingDown);
             }
-            let handle = self.get_or_create(game, room, entry);
+            let handle = self.get_or_create(game, room, &entry);
             let (reply, answer) = oneshot::channel();
             if handle.send(RoomInput::Join { conn: conn.clone(), reply }).await {
                 match answer.await {
@@ -313,10 +413,9 @@ impl Rooms {
         let (tx, rx) = mpsc::channel(self.0.config.inbox);
         let handle = RoomHandle { tx };
         let seed = self.0.seeds.hash_one(&key);
-        let summary =
-            RoomSummary { game: game.to_string(), room: room.to_string(), version: entry.plugin.manifest().version.clone(), seed };
-        rooms.insert(key.clone(), (handle.clone(), summary));
-        let room = actor::Room::new(self.clone(), key, entry.clone(), seed, rx);
+        let room = actor::Room::new(self.clone(), key.clone(), entry.clone(), seed, rx);
+        let summary = RoomSummary { game: game.to_string(), room: room.key.1.clone(), version: room.version().to_string(), seed };
+        rooms.insert(key, (handle.clone(), summary));
         self.0.tasks.spawn(room.run());
         handle
     }

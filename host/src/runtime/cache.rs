@@ -1,5 +1,5 @@
-//! On-disk cache of compiled components, keyed by the component's sha256 and the engine's compatibility
-//! hash, so a second load of the same bytes skips Cranelift.
+//! On-disk cache of compiled components, keyed by the sha256 of the component's code (its manifest stamp left out) and
+//! the engine's compatibility hash, so a second load of the same code skips Cranelift.
 
 use anyhow::{Context as _, Result};
 use sha2::{Digest, Sha256};
@@ -65,7 +65,7 @@ impl CompileCache {
         CacheStats { hits: self.hits.load(Ordering::Relaxed), misses: self.misses.load(Ordering::Relaxed) }
     }
 
-    /// The compiled component for `bytes` (whose sha256 is `sha256`), from the cache when possible.
+    /// The compiled component for `bytes` (whose code hash is `sha256`), from the cache when possible.
     pub fn component(&self, engine: &Engine, bytes: &[u8], sha256: &str) -> Result<(Component, CacheOutcome)> {
         let Some(dir) = &self.dir else {
             self.misses.fetch_add(1, Ordering::Relaxed);

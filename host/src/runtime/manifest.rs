@@ -64,6 +64,87 @@ pub(crate) fn find_section(bytes: &[u8]) -> Result<Option<Vec<u8>>, LoadError> {
     Ok(found)
 }
 
+/// The manifest of a component, read without compiling it: the header, a full walk of the binary (which
+/// catches truncation), and the `warden-manifest` section. When there are several, the last one wins, so a
+/// build can be stamped with another version by appending a top-level section (the signature covers it).
+pub fn read(bytes: &[u8]) -> Result<Manifest, LoadError> {
+    let Kind::Component = sniff(bytes)?;
+    parse(&find_section(bytes)?.ok_or(LoadError::NoManifest)?)
+}
+
+/// sha256 of the component's code: every top-level section except `warden-manifest` ones, so builds that
+/// differ only in their stamped manifest share one compiled artifact. The caller has already walked the
+/// binary; a malformed layout hashes the whole file.
+pub(crate) fn code_hash(bytes: &[u8]) -> String {
+    fn leb(bytes: &[u8], pos: &mut usize) -> Option<usize> {
+        let mut value = 0usize;
+        for shift in (0..35).step_by(7) {
+            let byte = *bytes.get(*pos)?;
+            *pos += 1;
+            value |= usize::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                return Some(value);
+            }
+        }
+        None
+    }
+    let sections = || -> Option<Vec<std::ops::Range<usize>>> {
+        let mut kept = vec![0..8];
+        let mut pos = 8;
+        while pos < bytes.len() {
+            let start = pos;
+            let id = bytes[pos];
+            pos += 1;
+            let size = leb(bytes, &mut pos)?;
+            let end = pos.checked_add(size).filter(|&e| e <= bytes.len())?;
+            let is_manifest = id == 0 && {
+                let mut at = pos;
+                let len = leb(bytes, &mut at)?;
+                bytes.get(at..at + len) == Some(MANIFEST_SECTION.as_bytes())
+            };
+            if !is_manifest {
+                kept.push(start..end);
+            }
+            pos = end;
+        }
+        Some(kept)
+    };
+    use sha2::Digest as _;
+    let mut hasher = sha2::Sha256::new();
+    match sections() {
+        Some(ranges) => ranges.into_iter().for_each(|r| hasher.update(&bytes[r])),
+        None => hasher.update(bytes),
+    }
+    hex::encode(hasher.finalize())
+}
+
+/// Appends a top-level `warden-manifest` section to a component: the result loads as `manifest` (the
+/// last manifest section wins) and shares the original's compiled code. `warden stamp` and the tests use
+/// it to turn one build into many versions.
+pub fn stamp(bytes: &[u8], manifest: &Manifest) -> Vec<u8> {
+    fn leb(mut n: usize, out: &mut Vec<u8>) {
+        loop {
+            let byte = (n & 0x7f) as u8;
+            n >>= 7;
+            if n == 0 {
+                out.push(byte);
+                return;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+    let json = serde_json::to_vec(manifest).expect("a manifest serializes");
+    let mut content = Vec::new();
+    leb(MANIFEST_SECTION.len(), &mut content);
+    content.extend_from_slice(MANIFEST_SECTION.as_bytes());
+    content.extend_from_slice(&json);
+    let mut out = bytes.to_vec();
+    out.push(0);
+    leb(content.len(), &mut out);
+    out.extend_from_slice(&content);
+    out
+}
+
 /// Parses and checks a manifest section: JSON with a semver version and a WIT version this host runs.
 pub(crate) fn parse(data: &[u8]) -> Result<Manifest, LoadError> {
     let manifest: Manifest =
@@ -99,6 +180,20 @@ mod tests {
         assert!(!wit_compatible("1.0.0"));
         assert!(!wit_compatible("0.1.9"), "a plugin needing a newer WIT than the host's");
         assert!(!wit_compatible("banana"));
+    }
+
+    #[test]
+    fn a_stamped_component_reads_as_the_new_version_with_the_same_code_hash() {
+        let bytes = wat::parse_str(r#"(component (core module (@custom "warden-manifest" "{\"name\":\"a\",\"version\":\"1.0.0\",\"wit\":\"0.1.0\"}")))"#).unwrap();
+        assert_eq!(read(&bytes).unwrap().version, "1.0.0");
+        let mut m = read(&bytes).unwrap();
+        m.version = "1.0.7".into();
+        let stamped = stamp(&bytes, &m);
+        assert_eq!(read(&stamped).unwrap(), m);
+        assert_eq!(code_hash(&stamped), code_hash(&bytes), "only the manifest differs");
+        let mut other = bytes.clone();
+        *other.last_mut().unwrap() ^= 1;
+        assert_ne!(code_hash(&other), code_hash(&bytes));
     }
 
     #[test]

@@ -11,7 +11,7 @@ mod engine;
 mod host_state;
 mod instance;
 mod limits;
-mod manifest;
+pub mod manifest;
 mod plugin;
 mod saves;
 

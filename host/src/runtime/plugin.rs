@@ -98,7 +98,7 @@ pub(crate) fn load(rt: &Runtime, bytes: &[u8]) -> Result<Plugin, LoadError> {
 
     let started = Instant::now();
     let (component, cache) =
-        rt.cache.component(&rt.engine, bytes, &sha256).map_err(|e| LoadError::Malformed { reason: format!("{e:#}") })?;
+        rt.cache.component(&rt.engine, bytes, &manifest::code_hash(bytes)).map_err(|e| LoadError::Malformed { reason: format!("{e:#}") })?;
     let compile_time = started.elapsed();
 
     let ty = component.component_type();

@@ -169,6 +169,13 @@ impl Store {
         }
     }
 
+    /// Names of every plugin in the registry.
+    pub async fn plugins(&self) -> Result<Vec<String>> {
+        match self {
+            Store::Sqlite(s) => s.plugins().await,
+        }
+    }
+
     /// Every registered version of `plugin`.
     pub async fn versions(&self, plugin: &str) -> Result<Vec<VersionRecord>> {
         match self {

@@ -115,6 +115,11 @@ impl SqliteStore {
         Ok(())
     }
 
+    /// Names of every plugin in the registry.
+    pub async fn plugins(&self) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar("SELECT DISTINCT plugin FROM plugin_versions ORDER BY plugin").fetch_all(&self.pool).await?)
+    }
+
     /// Every registered version of `plugin`, oldest registration first.
     pub async fn versions(&self, plugin: &str) -> Result<Vec<VersionRecord>> {
         let rows = sqlx::query("SELECT plugin, version, state, sha256 FROM plugin_versions WHERE plugin = ?1 ORDER BY updated_at, version")

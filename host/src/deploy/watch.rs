@@ -1,0 +1,138 @@
+//! The plugin-directory watcher: filesystem events (notify, debounced) plus a periodic rescan for events
+//! that were missed. A `.wasm` is handed on only once it has stopped changing (size and modification
+//! time unchanged for `deploy.settle_ms`) and its `.minisig` is there (or `deploy.signature_wait_ms` has
+//! passed, and the pipeline rejects it as unsigned). Dotfiles and temp names are ignored, so
+//! write-then-rename (what `warden push` does) is never seen half-way; a slow copy without it is seen
+//! only once complete.
+
+use super::{Candidate, is_candidate_name, wasm_of};
+use crate::config::DeployConfig;
+use anyhow::{Context as _, Result};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// The `.wasm` files of the plugin directory that the deployer looks at, sorted.
+pub fn list(dir: &Path) -> Result<Vec<PathBuf>> {
+    let entries = std::fs::read_dir(dir).with_context(|| format!("failed to read the plugin directory {}", dir.display()))?;
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(is_candidate_name))
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+/// What a file and its signature look like now: sizes and modification times.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Stamp {
+    wasm: (u64, SystemTime),
+    sig: Option<(u64, SystemTime)>,
+}
+
+fn stamp(wasm: &Path) -> Option<Stamp> {
+    let of = |p: &Path| std::fs::metadata(p).ok().map(|m| (m.len(), m.modified().unwrap_or(SystemTime::UNIX_EPOCH)));
+    Some(Stamp { wasm: of(wasm)?, sig: of(&super::sign::signature_path(wasm)) })
+}
+
+struct Pending {
+    stamp: Option<Stamp>,
+    stable_since: Instant,
+    first_seen: Instant,
+}
+
+/// A running watcher; stops when dropped or when its token is cancelled.
+pub struct Watcher {
+    _debouncer: notify_debouncer_mini::Debouncer<notify::RecommendedWatcher>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Watcher {
+    /// Watches `dir`; files present now count as seen. Candidates go to `out`.
+    pub fn start(dir: &Path, cfg: &DeployConfig, out: mpsc::Sender<Candidate>, stop: CancellationToken) -> Result<Watcher> {
+        let (events_tx, mut events) = mpsc::unbounded_channel::<PathBuf>();
+        let mut debouncer = notify_debouncer_mini::new_debouncer(Duration::from_millis(cfg.debounce_ms.max(1)), move |res| match res {
+            Ok(batch) => {
+                for event in batch {
+                    let notify_debouncer_mini::DebouncedEvent { path, .. } = event;
+                    let _ = events_tx.send(path);
+                }
+            }
+            Err(e) => tracing::warn!("plugin directory watch error (the rescan covers it): {e}"),
+        })
+        .context("failed to start the plugin directory watcher")?;
+        debouncer
+            .watcher()
+            .watch(dir, notify::RecursiveMode::NonRecursive)
+            .with_context(|| format!("failed to watch the plugin directory {}", dir.display()))?;
+
+        let mut seen: HashMap<PathBuf, Stamp> = list(dir)?.into_iter().filter_map(|p| Some((p.clone(), stamp(&p)?))).collect();
+        let settle = Duration::from_millis(cfg.settle_ms);
+        let sig_wait = Duration::from_millis(cfg.signature_wait_ms);
+        let check_every = Duration::from_millis((cfg.settle_ms / 4).clamp(10, 100));
+        let (dir, rescan_every) = (dir.to_path_buf(), Duration::from_millis(cfg.rescan_ms.max(10)));
+        let task = tokio::spawn(async move {
+            let mut pending: HashMap<PathBuf, Pending> = HashMap::new();
+            let mut check = tokio::time::interval(check_every);
+            let mut rescan = tokio::time::interval(rescan_every);
+            let add = |pending: &mut HashMap<PathBuf, Pending>, path: PathBuf| {
+                pending.entry(path).or_insert_with(|| Pending { stamp: None, stable_since: Instant::now(), first_seen: Instant::now() });
+            };
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    Some(path) = events.recv() => {
+                        if let Some(wasm) = wasm_of(&path) {
+                            add(&mut pending, wasm);
+                        }
+                    }
+                    _ = rescan.tick() => {
+                        for path in list(&dir).unwrap_or_default() {
+                            if !pending.contains_key(&path) && stamp(&path).is_some_and(|s| seen.get(&path) != Some(&s)) {
+                                tracing::debug!(file = %path.display(), "rescan found a new or changed file");
+                                add(&mut pending, path);
+                            }
+                        }
+                    }
+                    _ = check.tick() => {
+                        let mut ready = Vec::new();
+                        pending.retain(|path, p| {
+                            let Some(now) = stamp(path) else {
+                                seen.remove(path);
+                                return false; // gone (renamed away or deleted)
+                            };
+                            if p.stamp != Some(now) {
+                                p.stamp = Some(now);
+                                p.stable_since = Instant::now();
+                                return true;
+                            }
+                            if p.stable_since.elapsed() < settle || (now.sig.is_none() && p.first_seen.elapsed() < sig_wait) {
+                                return true;
+                            }
+                            if seen.get(path) != Some(&now) {
+                                seen.insert(path.clone(), now);
+                                ready.push(Candidate { path: path.clone(), seen_at: p.first_seen });
+                            }
+                            false
+                        });
+                        for candidate in ready {
+                            tracing::info!(file = %candidate.path.display(), "new plugin file settled: checking it");
+                            if out.send(candidate).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+            }
+        });
+        Ok(Watcher { _debouncer: debouncer, task })
+    }
+}
