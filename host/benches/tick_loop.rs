@@ -62,7 +62,7 @@ fn main() {
     }
     let rt = Runtime::new(Limits { max_instances: ROOMS as u32 + 10, ..Limits::default() }, None).unwrap();
     let plugin = Arc::new(rt.load(&warden_tests::wasm_bytes("arena")).unwrap());
-    let game = Arc::new(GameEntry { plugin, config: Vec::new(), features: Features::default() });
+    let game = Arc::new(GameEntry::new(plugin, Vec::new(), Features::default()));
     let tokio_rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     tokio_rt.block_on(async {
         let rooms = Rooms::new(HashMap::from([("arena".to_string(), game)]), RoomConfig::default(), Arc::new(MemorySaves::default()));
