@@ -58,6 +58,25 @@ pub struct WasmHost;
 mod wasm_host {
     use super::*;
     use crate::__bindings::warden::plugin::{clock, messaging, random, saves, telemetry, types};
+
+    /// A panic's message goes to the host as an error log line starting with "panicked at" (the host
+    /// attaches it to the trap), not to WASI stderr: the panic then costs no stream I/O, and the host
+    /// never services a blocking stderr write on a game thread.
+    pub fn report_panics_to_host() {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| {
+            std::panic::set_hook(Box::new(|info| {
+                let location = info.location().map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column())).unwrap_or_default();
+                let payload = info
+                    .payload()
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| info.payload().downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "Box<dyn Any>".to_string());
+                telemetry::log(types::LogLevel::Error, &format!("panicked at {location}:\n{payload}"));
+            }));
+        });
+    }
     use crate::types::{Level, Priority, Recipient};
 
     impl crate::ctx::HostApi for WasmHost {
@@ -120,6 +139,8 @@ thread_local! {
 
 /// Runs `f` on this instance's driver, creating it on first use.
 pub fn with_driver<G: Game, R>(version: &'static str, f: impl FnOnce(&mut Driver<G>) -> GameResult<R>) -> GameResult<R> {
+    #[cfg(target_arch = "wasm32")]
+    wasm_host::report_panics_to_host();
     SLOT.with(|slot| {
         let mut slot = slot.borrow_mut();
         let any = slot.get_or_insert_with(|| Box::new(Driver::<G>::new(version)));

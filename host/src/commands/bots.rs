@@ -72,6 +72,7 @@ struct Counters {
     answered: AtomicU64,
     errors: AtomicU64,
     duplicated: AtomicU64,
+    score_resets: AtomicU64,
 }
 
 /// The outcome of a run.
@@ -93,6 +94,8 @@ pub struct Report {
     pub lost: u64,
     /// Answers received more than once.
     pub duplicated: u64,
+    /// Arena: answers whose score was below the player's score in an earlier answer (room state lost).
+    pub score_resets: u64,
     /// Round trip, median, in milliseconds.
     pub rtt_p50_ms: f64,
     /// Round trip, 99th percentile, in milliseconds.
@@ -101,6 +104,26 @@ pub struct Report {
     pub rtt_max_ms: f64,
     /// Answers per second over the run.
     pub answers_per_sec: f64,
+}
+
+impl BotsArgs {
+    /// Bots playing `game` against `endpoint`'s server: `players` in rooms of `room_size`, `rate`
+    /// messages a second each for `duration` seconds (for tests and benchmarks that drive bots in-process).
+    pub fn new(game: BotGame, players: usize, room_size: usize, rate: f64, duration: f64, room_prefix: &str) -> Self {
+        BotsArgs {
+            config: ConfigArgs::default(),
+            url: None,
+            tcp: None,
+            json: false,
+            game,
+            players,
+            room_size,
+            rate,
+            duration,
+            room_prefix: room_prefix.to_string(),
+            report_json: false,
+        }
+    }
 }
 
 /// Runs `warden bots`.
@@ -122,12 +145,13 @@ pub fn run(args: BotsArgs) -> Result<()> {
     } else {
         print_report(&args, &report);
     }
-    if report.lost > 0 || report.failed_connections > 0 || report.duplicated > 0 {
+    if report.lost > 0 || report.failed_connections > 0 || report.duplicated > 0 || report.score_resets > 0 {
         bail!(
-            "{} lost, {} duplicated, {} failed connections (see the report above)",
+            "{} lost, {} duplicated, {} failed connections, {} score resets (see the report above)",
             report.lost,
             report.duplicated,
-            report.failed_connections
+            report.failed_connections,
+            report.score_resets
         );
     }
     Ok(())
@@ -196,6 +220,7 @@ pub async fn drive(args: &BotsArgs, endpoint: Endpoint, secret: Option<Vec<u8>>)
         errors: c.errors.load(Ordering::Relaxed),
         lost: sent.saturating_sub(answered),
         duplicated: c.duplicated.load(Ordering::Relaxed),
+        score_resets: c.score_resets.load(Ordering::Relaxed),
         rtt_p50_ms: ms(h.value_at_quantile(0.50)),
         rtt_p99_ms: ms(h.value_at_quantile(0.99)),
         rtt_max_ms: ms(h.max()),
@@ -211,6 +236,7 @@ fn print_report(args: &BotsArgs, r: &Report) {
     println!("  errors      {}", r.errors);
     println!("  lost        {}", r.lost);
     println!("  duplicated  {}", r.duplicated);
+    println!("  score resets {}", r.score_resets);
     println!("  round trip  p50 {:.2} ms  p99 {:.2} ms  max {:.2} ms", r.rtt_p50_ms, r.rtt_p99_ms, r.rtt_max_ms);
 }
 
@@ -239,16 +265,17 @@ fn payload(game: BotGame, index: usize, seq: u64) -> Vec<u8> {
     rmp_serde::to_vec_named(&value).expect("encodes")
 }
 
-/// The number of the message `data` answers, if it is an answer to this bot.
-fn answer_seq(game: BotGame, index: usize, player: &str, data: &[u8]) -> Option<u64> {
+/// The number of the message `data` answers, if it is an answer to this bot, and the score it reports
+/// (arena).
+fn answer_seq(game: BotGame, index: usize, player: &str, data: &[u8]) -> Option<(u64, Option<u64>)> {
     let value: serde_json::Value = rmp_serde::from_slice(data).ok()?;
     match game {
-        BotGame::Arena => (value["type"] == "moved").then(|| value["seq"].as_u64()).flatten(),
+        BotGame::Arena => (value["type"] == "moved").then(|| Some((value["seq"].as_u64()?, value["score"].as_u64()))).flatten(),
         BotGame::Chat => {
             if value["type"] != "line" || value["from"] != player {
                 return None;
             }
-            value["text"].as_str()?.strip_prefix(&format!("bot-{index} #"))?.parse().ok()
+            Some((value["text"].as_str()?.strip_prefix(&format!("bot-{index} #"))?.parse().ok()?, None))
         }
     }
 }
@@ -295,6 +322,7 @@ impl Bot {
         };
         let mut answered: Vec<bool> = Vec::new();
         let mut answered_count = 0u64;
+        let mut best_score = 0u64;
         let mut local = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
         let mut sender = Some(sender);
         let mut sent_total = None;
@@ -331,7 +359,14 @@ impl Bot {
                         tracing::debug!(bot = self.index, "error: {message}");
                     }
                     Ok(Ok(Received::Envelope(ServerEnvelope::Msg { data }))) => {
-                        let Some(seq) = answer_seq(self.game, self.index, &player, &data) else { continue };
+                        let Some((seq, score)) = answer_seq(self.game, self.index, &player, &data) else { continue };
+                        if let Some(score) = score {
+                            if score < best_score {
+                                self.counters.score_resets.fetch_add(1, Ordering::Relaxed);
+                                tracing::warn!(bot = self.index, score, best_score, "score went down: the room lost state");
+                            }
+                            best_score = best_score.max(score);
+                        }
                         let sent = sent_at.lock().unwrap().get(seq as usize - 1).copied();
                         let Some(sent) = sent else { continue };
                         let i = seq as usize - 1;

@@ -147,15 +147,19 @@ pub fn keygen() -> Result<(String, String, String)> {
 /// `WARDEN_SIGNING_PASSWORD`.
 pub fn read_secret_key(path: &Path) -> Result<minisign::SecretKey> {
     let text = std::fs::read_to_string(path).with_context(|| format!("failed to read the secret key {}", path.display()))?;
-    let sk_box = minisign::SecretKeyBox::from_string(&text).map_err(|e| anyhow::anyhow!("{} is not a minisign secret key: {e}", path.display()))?;
+    parse_secret_key(&text).with_context(|| format!("secret key {}", path.display()))
+}
+
+/// Parses a secret key file's text (see [`read_secret_key`]).
+pub fn parse_secret_key(text: &str) -> Result<minisign::SecretKey> {
+    let sk_box = minisign::SecretKeyBox::from_string(text).map_err(|e| anyhow::anyhow!("not a minisign secret key: {e}"))?;
     if let Ok(sk) = minisign::SecretKey::from_unencrypted_box(sk_box.clone()) {
         return Ok(sk);
     }
     let Ok(password) = std::env::var("WARDEN_SIGNING_PASSWORD") else {
-        bail!("the secret key {} is password-protected: put its password in WARDEN_SIGNING_PASSWORD", path.display());
+        bail!("the key is password-protected: put its password in WARDEN_SIGNING_PASSWORD");
     };
-    minisign::SecretKey::from_box(sk_box, Some(password))
-        .map_err(|e| anyhow::anyhow!("failed to open the secret key {}: {e} (wrong WARDEN_SIGNING_PASSWORD?)", path.display()))
+    minisign::SecretKey::from_box(sk_box, Some(password)).map_err(|e| anyhow::anyhow!("failed to open the key: {e} (wrong WARDEN_SIGNING_PASSWORD?)"))
 }
 
 /// Signs `bytes` as plugin `name` at `version`; returns the `.minisig` text.
@@ -177,7 +181,7 @@ mod tests {
     #[test]
     fn a_signature_binds_bytes_name_and_version() {
         let (sk_text, _, pk_line) = keygen().unwrap();
-        let sk = minisign::SecretKey::from_unencrypted_box(minisign::SecretKeyBox::from_string(&sk_text).unwrap()).unwrap();
+        let sk = parse_secret_key(&sk_text).unwrap();
         let bytes = b"\0asm some plugin".to_vec();
         let sig = sign(&bytes, &sk, "arena", "1.3.0").unwrap();
         let ok = verify(&bytes, &sig, &trusted(&pk_line)).unwrap();

@@ -184,6 +184,7 @@ pub struct HostState {
     memory_cap: usize,
     pub(crate) deadline: crate::runtime::deadline::DeadlineProbe,
     stderr: MemoryOutputPipe,
+    last_panic: Option<String>,
     wasi: WasiCtx,
     table: ResourceTable,
 }
@@ -212,6 +213,7 @@ impl HostState {
             memory_cap,
             deadline: Default::default(),
             stderr,
+            last_panic: None,
             wasi,
             table: ResourceTable::new(),
         }
@@ -250,6 +252,11 @@ impl HostState {
     /// Takes the recorded metric values.
     pub fn take_metrics(&mut self) -> Vec<(String, f64)> {
         std::mem::take(&mut self.metrics)
+    }
+
+    /// The guest's last panic message (the SDK reports panics through the log import), taken.
+    pub fn take_panic(&mut self) -> Option<String> {
+        self.last_panic.take()
     }
 
     /// What the guest wrote to stderr (bounded), e.g. a panic message.
@@ -366,6 +373,9 @@ impl saves::Host for HostState {
 
 impl telemetry::Host for HostState {
     fn log(&mut self, level: LogLevel, message: String) {
+        if level == LogLevel::Error && message.starts_with("panicked at") {
+            self.last_panic = Some(message.clone());
+        }
         let (plugin, room, tick) = (&*self.plugin, &self.env.room, self.env.clock.tick());
         match level {
             LogLevel::Trace => tracing::trace!(target: "warden::plugin", plugin, room, tick, "{message}"),

@@ -161,7 +161,7 @@ impl PluginInstance {
         }
     }
 
-    fn classify(&self, export: &'static str, error: wasmtime::Error) -> CallError {
+    fn classify(&mut self, export: &'static str, error: wasmtime::Error) -> CallError {
         let kind = match error.downcast_ref::<Trap>() {
             Some(Trap::Interrupt) => return CallError::Deadline { export, deadline_ms: self.deadline_ms },
             Some(Trap::StackOverflow) => TrapKind::StackOverflow,
@@ -170,7 +170,7 @@ impl PluginInstance {
             _ => TrapKind::Other,
         };
         let stderr = self.store.data().stderr();
-        let panic = stderr.rfind("panicked at").map(|at| stderr[at..].trim_end().to_string());
+        let panic = self.store.data_mut().take_panic().or_else(|| stderr.rfind("panicked at").map(|at| stderr[at..].trim_end().to_string()));
         let message = match panic {
             Some(panic) => format!("{panic}\n{error:?}"),
             None => format!("{error:?}"),

@@ -126,16 +126,50 @@ pub enum ArenaOut {
     },
 }
 
-/// One player's state in the room.
+/// One player's state in the room (state format 2: `total` became `lifetime`, `moves` is new).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Player {
     /// Position.
     pub pos: Pos,
-    /// Coins picked up in this room.
+    /// Points scored in this room.
     pub score: u64,
-    /// Lifetime coins (persisted).
-    pub total: u64,
+    /// Lifetime coins (persisted). Called `total` in state format 1.
+    pub lifetime: u64,
+    /// Moves made in this room (new in state format 2).
+    pub moves: u64,
 }
+
+/// State format 1 (arena 0.1), kept to migrate snapshots taken by those versions.
+pub mod v1 {
+    use super::{ArenaConfig, Pos};
+    use serde::{Deserialize, Serialize};
+    use std::collections::BTreeMap;
+
+    /// A player in format 1.
+    #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+    pub struct Player {
+        /// Position.
+        pub pos: Pos,
+        /// Coins picked up in this room.
+        pub score: u64,
+        /// Lifetime coins.
+        pub total: u64,
+    }
+
+    /// The room state in format 1.
+    #[derive(Default, Debug, Serialize, Deserialize, PartialEq)]
+    pub struct Arena {
+        /// Configuration.
+        pub config: ArenaConfig,
+        /// Players by id.
+        pub players: BTreeMap<String, Player>,
+        /// Coins.
+        pub coins: Vec<Pos>,
+    }
+}
+
+/// Points a coin is worth: 1, or 2 in the `variant-b` build (the hot-swap tests alternate the two).
+pub const COIN_POINTS: u64 = if cfg!(feature = "variant-b") { 2 } else { 1 };
 
 /// What is kept per player across rooms with `store-save`.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
@@ -194,7 +228,7 @@ impl Game for Arena {
     fn on_join(&mut self, ctx: &mut Ctx<ArenaOut>, player: &str) -> GameResult {
         let save: Save = ctx.load_save(player)?.unwrap_or_default();
         let pos = self.random_cell(ctx);
-        self.players.insert(player.to_string(), Player { pos, score: 0, total: save.total });
+        self.players.insert(player.to_string(), Player { pos, score: 0, lifetime: save.total, moves: 0 });
         let (width, height) = (self.config.width, self.config.height);
         ctx.send(player, &ArenaOut::Welcome { pos, total: save.total, width, height });
         Ok(())
@@ -220,11 +254,12 @@ impl Game for Arena {
         };
         let p = self.players.get_mut(player).expect("checked above");
         p.pos = pos;
+        p.moves += 1;
         if picked {
-            p.score += 1;
-            p.total += 1;
+            p.score += COIN_POINTS;
+            p.lifetime += 1;
         }
-        let (score, total) = (p.score, p.total);
+        let (score, total) = (p.score, p.lifetime);
         if picked {
             ctx.store_save(player, &Save { total }, Priority::Normal)?;
         }
@@ -243,6 +278,22 @@ impl Game for Arena {
             ctx.broadcast(&self.state(tick));
         }
         Ok(())
+    }
+
+    /// Snapshots of arena 0.1 are in state format 1: `total` is renamed `lifetime`, `moves` starts at 0.
+    /// Later versions' snapshots decode as they are.
+    fn migrate(from_version: &str, state: &[u8]) -> GameResult<Self> {
+        let format1 = semver::Version::parse(from_version).is_ok_and(|v| v < semver::Version::new(0, 2, 0));
+        if !format1 {
+            return warden_sdk::decode(state).map_err(|e| format!("cannot restore a snapshot of arena {from_version}: {e}"));
+        }
+        let old: v1::Arena = warden_sdk::decode(state).map_err(|e| format!("arena {from_version} snapshot (format 1) does not decode: {e}"))?;
+        let players = old
+            .players
+            .into_iter()
+            .map(|(id, p)| (id, Player { pos: p.pos, score: p.score, lifetime: p.total, moves: 0 }))
+            .collect();
+        Ok(Arena { config: old.config, players, coins: old.coins })
     }
 }
 

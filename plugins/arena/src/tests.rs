@@ -117,3 +117,27 @@ fn dir_towards_walks_columns_first_and_stops_on_target() {
     assert_eq!(at(4, 9).dir_towards(at(0, 9)), Some(Dir::Left));
     assert_eq!(at(3, 0).dir_towards(at(3, 0)), None);
 }
+
+#[test]
+fn a_v1_snapshot_restores_into_v2_with_the_renamed_and_the_new_field() {
+    // A room state as arena 0.1 wrote it: players with `total`, no `moves`.
+    let mut players = BTreeMap::new();
+    players.insert("ann".to_string(), v1::Player { pos: Pos { x: 3, y: 4 }, score: 5, total: 42 });
+    players.insert("bob".to_string(), v1::Player { pos: Pos { x: 0, y: 0 }, score: 0, total: 7 });
+    let coins = vec![Pos { x: 1, y: 1 }, Pos { x: 9, y: 2 }];
+    let old = v1::Arena { config: ArenaConfig::default(), players, coins: coins.clone() };
+    let bytes = warden_sdk::encode(&old).unwrap();
+
+    let v2 = Harness::<Arena>::restore_from("0.1.0", &bytes).unwrap();
+    assert_eq!(v2.players["ann"], Player { pos: Pos { x: 3, y: 4 }, score: 5, lifetime: 42, moves: 0 });
+    assert_eq!(v2.players["bob"].lifetime, 7);
+    assert_eq!(v2.coins, coins);
+    assert_eq!(v2.config, ArenaConfig::default());
+
+    // Format 1 does not decode as format 2: without the migration the restore would fail.
+    assert!(warden_sdk::decode::<Arena>(&bytes).is_err(), "the rename is a breaking change");
+    // A snapshot of a later version decodes as it is.
+    let again = Harness::<Arena>::restore_from("0.3.0", &warden_sdk::encode(&v2).unwrap()).unwrap();
+    assert_eq!(again, v2);
+    assert!(Harness::<Arena>::restore_from("0.3.0", &bytes).is_err(), "a format-1 state claiming a later version is refused");
+}

@@ -1,0 +1,455 @@
+//! Hot deploy end to end, in-process: real signed components dropped into a watched plugin directory,
+//! real WebSocket players, the SQLite registry and audit log.
+//!
+//! Versions are made by stamping: one build gets a new `warden-manifest` section appended (the last one
+//! wins) and is signed as that version. Two code variants alternate: `arena` and `arena-b` (2 points a
+//! coin, same state format).
+
+mod common;
+
+use common::server::{self as srv, WAIT};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+use tokio::sync::broadcast;
+use warden::commands::bots::{self, BotGame, BotsArgs};
+use warden::config::Config;
+use warden::deploy::DeployEvent;
+use warden::deploy::sign;
+use warden::net::envelope::{Format, ServerMsg};
+use warden::runtime::manifest;
+use warden::server::Server;
+use warden::storage::VersionState;
+
+struct Keys {
+    sk: minisign::SecretKey,
+    pk: String,
+}
+
+fn keys() -> &'static Keys {
+    static KEYS: OnceLock<Keys> = OnceLock::new();
+    KEYS.get_or_init(|| {
+        let (sk, _, pk) = sign::keygen().unwrap();
+        Keys { sk: sign::parse_secret_key(&sk).unwrap(), pk }
+    })
+}
+
+/// Data directory shared by this binary's servers, so they share the compile cache.
+fn shared_data() -> &'static tempfile::TempDir {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    DIR.get_or_init(|| tempfile::tempdir().unwrap())
+}
+
+/// `base` (a built plugin) stamped as `version`.
+fn stamped(base: &str, version: &str) -> Vec<u8> {
+    let bytes = warden_tests::wasm_bytes(base);
+    let mut m = manifest::read(&bytes).unwrap();
+    m.version = version.to_string();
+    manifest::stamp(&bytes, &m)
+}
+
+/// A component given a manifest (so the checks get past it to the world).
+fn with_manifest(bytes: &[u8], name: &str, version: &str) -> Vec<u8> {
+    let m = manifest::Manifest { name: name.into(), version: version.into(), wit: manifest::HOST_WIT_VERSION.into(), sdk: None };
+    manifest::stamp(bytes, &m)
+}
+
+/// Writes a file the way `warden push` does: hidden temp name, then rename.
+fn put(dir: &Path, name: &str, bytes: &[u8]) {
+    let temp = dir.join(format!(".{name}.tmp"));
+    std::fs::write(&temp, bytes).unwrap();
+    std::fs::rename(&temp, dir.join(name)).unwrap();
+}
+
+/// Drops `bytes` as `file` with a signature claiming `name` `version` (signature first).
+fn drop_signed(dir: &Path, file: &str, bytes: &[u8], name: &str, version: &str) {
+    put(dir, &format!("{file}.minisig"), sign::sign(bytes, &keys().sk, name, version).unwrap().as_bytes());
+    put(dir, file, bytes);
+}
+
+/// Drops `base` stamped as `version`, signed, as `<plugin>-<version>.wasm`.
+fn drop_version(dir: &Path, base: &str, plugin: &str, version: &str) {
+    drop_signed(dir, &format!("{plugin}-{version}.wasm"), &stamped(base, version), plugin, version);
+}
+
+struct Env {
+    dir: tempfile::TempDir,
+    db: PathBuf,
+}
+
+impl Env {
+    fn new() -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("plugins")).unwrap();
+        let db = dir.path().join("warden.db");
+        Env { dir, db }
+    }
+
+    fn plugins(&self) -> PathBuf {
+        self.dir.path().join("plugins")
+    }
+
+    async fn start(&self, extra: &[&str]) -> Server {
+        let mut sets: Vec<String> = vec![
+            format!("plugin_dir={:?}", self.plugins().display().to_string()),
+            format!("data_dir={:?}", shared_data().path().display().to_string()),
+            format!("storage.url={:?}", format!("sqlite://{}", self.db.display())),
+            "net.ws_addr=\"127.0.0.1:0\"".into(),
+            "net.tcp_addr=\"127.0.0.1:0\"".into(),
+            "auth.secret=\"test-secret-0123456789\"".into(),
+            format!("deploy.trusted_keys=[{:?}]", keys().pk),
+            "deploy.debounce_ms=30".into(),
+            "deploy.settle_ms=150".into(),
+            "deploy.rescan_ms=300".into(),
+            "deploy.signature_wait_ms=600".into(),
+            "rooms.empty_grace_ms=60000".into(),
+        ];
+        sets.extend(extra.iter().map(|s| s.to_string()));
+        let config = Config::load(None, Vec::new(), &sets).expect("test configuration");
+        Server::start(config).await.expect("server starts")
+    }
+}
+
+/// A player with a token (the servers here are not in dev mode).
+async fn player(endpoint: &warden::net::client::Endpoint, game: &str, room: &str) -> srv::Player {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let id = format!("p{}", N.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+    let token = warden::net::auth::mint(b"test-secret-0123456789", &id, warden::net::auth::unix_now() + 3600);
+    let (mut tx, mut rx) = warden::net::client::connect(endpoint).await.unwrap();
+    let id = warden::net::client::handshake(&mut tx, &mut rx, Some(token), game, room).await.unwrap();
+    srv::Player { id, tx, rx }
+}
+
+fn active(server: &Server, game: &str) -> String {
+    server.room_manager().game(game).expect("game loaded").active().manifest().version.clone()
+}
+
+/// The next event matching `pred`, within `within`.
+async fn next_event(events: &mut broadcast::Receiver<DeployEvent>, within: Duration, pred: impl Fn(&DeployEvent) -> bool) -> DeployEvent {
+    tokio::time::timeout(within, async {
+        loop {
+            let event = events.recv().await.expect("the deployer is running");
+            if pred(&event) {
+                return event;
+            }
+        }
+    })
+    .await
+    .expect("the expected deploy event arrives")
+}
+
+async fn deployed(events: &mut broadcast::Receiver<DeployEvent>, want: &str) {
+    let event = next_event(events, WAIT, |e| !matches!(e, DeployEvent::RolledBack { .. })).await;
+    match event {
+        DeployEvent::Deployed { version, .. } if version == want => {}
+        other => panic!("expected {want} to deploy, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_bad_file_is_rejected_with_an_audit_entry_and_the_old_version_keeps_serving() {
+    let env = Env::new();
+    let dir = env.plugins();
+    drop_version(&dir, "arena", "arena", "1.0.0");
+    let server = env.start(&["deploy.max_plugin_bytes=2000000"]).await;
+    assert_eq!(active(&server, "arena"), "1.0.0");
+    let mut events = server.deployer().subscribe();
+
+    // A player in a room: the room must keep serving on 1.0.0 through every rejection.
+    let endpoint = srv::ws(&server, Format::MsgPack);
+    let mut p = player(&endpoint, "arena", "r1").await;
+
+    let good = stamped("arena", "1.1.0");
+    let mut flipped = good.clone();
+    let at = flipped.len() / 3;
+    flipped[at] ^= 0x01;
+    let (other_sk, _, _) = sign::keygen().unwrap();
+    let other_sk = sign::parse_secret_key(&other_sk).unwrap();
+    let wat = |name: &str| wat::parse_file(Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/malformed").join(name)).unwrap();
+    let garbage: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+
+    type Case = (&'static str, &'static str, Box<dyn Fn(&Path)>);
+    let cases: Vec<Case> = vec![
+        ("unsigned", "unsigned", Box::new(|d| put(d, "arena-1.1.0.wasm", &stamped("arena", "1.1.0")))),
+        (
+            "bad signature",
+            "bad-signature",
+            Box::new(|d| {
+                put(d, "arena-1.1.1.wasm.minisig", sign::sign(&stamped("arena", "1.1.0"), &keys().sk, "arena", "1.1.1").unwrap().as_bytes());
+                put(d, "arena-1.1.1.wasm", &stamped("arena", "1.1.1"));
+            }),
+        ),
+        (
+            "unknown key",
+            "unknown-key",
+            Box::new(move |d| {
+                let bytes = stamped("arena", "1.1.2");
+                put(d, "arena-1.1.2.wasm.minisig", sign::sign(&bytes, &other_sk, "arena", "1.1.2").unwrap().as_bytes());
+                put(d, "arena-1.1.2.wasm", &bytes);
+            }),
+        ),
+        (
+            "truncated (signed as truncated)",
+            "invalid-component",
+            Box::new(|d| {
+                let bytes = stamped("arena", "1.1.3");
+                drop_signed(d, "arena-1.1.3.wasm", &bytes[..bytes.len() / 2], "arena", "1.1.3");
+            }),
+        ),
+        (
+            "truncated after signing",
+            "bad-signature",
+            Box::new(|d| {
+                let bytes = stamped("arena", "1.1.4");
+                put(d, "arena-1.1.4.wasm.minisig", sign::sign(&bytes, &keys().sk, "arena", "1.1.4").unwrap().as_bytes());
+                put(d, "arena-1.1.4.wasm", &bytes[..bytes.len() - 100]);
+            }),
+        ),
+        (
+            "one flipped byte",
+            "bad-signature",
+            Box::new(move |d| {
+                put(d, "arena-1.1.0.wasm.minisig", sign::sign(&good, &keys().sk, "arena", "1.1.0").unwrap().as_bytes());
+                put(d, "arena-1.1.0.wasm", &flipped);
+            }),
+        ),
+        ("core module", "core-module", Box::new(move |d| drop_signed(d, "arena-1.2.0.wasm", &wat("core-module.wat"), "arena", "1.2.0"))),
+        ("another world", "wrong-world", Box::new(move |d| drop_signed(d, "other-1.0.0.wasm", &with_manifest(&wat("other-world.wat"), "other", "1.0.0"), "other", "1.0.0"))),
+        ("missing export", "wrong-world", Box::new(move |d| drop_signed(d, "partial-1.0.0.wasm", &with_manifest(&wat("missing-exports.wat"), "partial", "1.0.0"), "partial", "1.0.0"))),
+        ("at the floor", "below-floor", Box::new(|d| drop_signed(d, "arena.wasm", &stamped("arena-b", "1.0.0"), "arena", "1.0.0"))),
+        ("replay of an older signed file", "below-floor", Box::new(|d| drop_version(d, "arena", "arena", "0.9.0"))),
+        (
+            "name mismatch (file name vs manifest)",
+            "name-mismatch",
+            Box::new(|d| drop_signed(d, "chat-1.3.0.wasm", &stamped("arena", "1.3.0"), "arena", "1.3.0")),
+        ),
+        (
+            "name mismatch (trusted comment vs manifest)",
+            "name-mismatch",
+            Box::new(|d| drop_signed(d, "arena-1.3.1.wasm", &stamped("arena", "1.3.1"), "arena", "1.3.9")),
+        ),
+        (
+            "oversized",
+            "too-large",
+            Box::new(|d| {
+                let mut big = stamped("arena", "1.4.0");
+                big.resize(3_000_000, 0);
+                drop_signed(d, "arena-1.4.0.wasm", &big, "arena", "1.4.0");
+            }),
+        ),
+        ("garbage bytes", "not-wasm", Box::new(move |d| drop_signed(d, "arena-1.5.0.wasm", &garbage, "arena", "1.5.0"))),
+    ];
+
+    let mut seq = 0;
+    for (what, kind, make) in &cases {
+        make(&dir);
+        let event = next_event(&mut events, WAIT, |_| true).await;
+        let DeployEvent::Rejected { kind: got, message, .. } = &event else { panic!("{what}: expected a rejection, got {event:?}") };
+        assert_eq!(got, kind, "{what}: {message}");
+        assert!(message.contains("fix:"), "{what}: the message says how to fix it: {message}");
+        assert_eq!(active(&server, "arena"), "1.0.0", "{what}: the serving version is untouched");
+        // The room still answers.
+        seq += 1;
+        let msg = serde_json::json!({"type": "move", "dir": "up", "seq": seq});
+        p.tx.send(&warden::net::envelope::ClientEnvelope::Msg { data: rmp_serde::to_vec_named(&msg).unwrap() }).await.unwrap();
+        loop {
+            let ServerMsg::Msg { data } = p.rx.envelope(WAIT).await.unwrap() else { continue };
+            let v: serde_json::Value = rmp_serde::from_slice(&data).unwrap();
+            if v["type"] == "moved" {
+                assert_eq!(v["seq"], seq, "{what}");
+                break;
+            }
+        }
+    }
+
+    let audit = server.store().audit_log(100).await.unwrap();
+    let rejects: Vec<_> = audit.iter().filter(|a| a.action == "reject").collect();
+    assert_eq!(rejects.len(), cases.len(), "one audit entry per rejection: {rejects:#?}");
+    for (_, kind, _) in &cases {
+        assert!(rejects.iter().any(|a| a.detail.starts_with(kind)), "an audit entry for {kind}");
+    }
+
+    // After all that, a good version still goes live.
+    drop_version(&dir, "arena-b", "arena", "2.0.0");
+    deployed(&mut events, "2.0.0").await;
+    let audit = server.store().audit_log(1).await.unwrap();
+    assert_eq!((audit[0].action.as_str(), audit[0].version.as_deref()), ("deploy", Some("2.0.0")), "{audit:?}");
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_copied_in_slowly_is_not_loaded_half_written() {
+    let env = Env::new();
+    let dir = env.plugins();
+    drop_version(&dir, "arena", "arena", "1.0.0");
+    let server = env.start(&[]).await;
+    let mut events = server.deployer().subscribe();
+
+    // The signature is there first; the file arrives in 4 KiB pieces, 20 ms apart, under its final name.
+    let bytes = stamped("arena-b", "1.1.0");
+    put(&dir, "arena-1.1.0.wasm.minisig", sign::sign(&bytes, &keys().sk, "arena", "1.1.0").unwrap().as_bytes());
+    let path = dir.join("arena-1.1.0.wasm");
+    let began = Instant::now();
+    {
+        use std::io::Write as _;
+        let mut file = std::fs::File::create(&path).unwrap();
+        for chunk in bytes.chunks(4096) {
+            file.write_all(chunk).unwrap();
+            file.flush().unwrap();
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let copy_time = began.elapsed();
+    let event = next_event(&mut events, WAIT, |_| true).await;
+    assert!(matches!(&event, DeployEvent::Deployed { version, .. } if version == "1.1.0"), "the first outcome is the deploy: {event:?}");
+    assert!(copy_time > Duration::from_millis(300), "the copy was slow ({copy_time:?})");
+    let audit = server.store().audit_log(100).await.unwrap();
+    assert!(audit.iter().all(|a| a.action != "reject"), "nothing was rejected on the way: {audit:#?}");
+    assert_eq!(active(&server, "arena"), "1.1.0");
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_whose_restore_traps_is_rolled_back_and_rooms_keep_their_state() {
+    let env = Env::new();
+    let dir = env.plugins();
+    drop_version(&dir, "faulty", "faulty", "1.0.0");
+    let server = env.start(&[]).await;
+    let mut events = server.deployer().subscribe();
+    let endpoint = srv::ws(&server, Format::MsgPack);
+
+    // Three rooms whose state says "restore traps"; each has counted two messages.
+    let send = |v: serde_json::Value| warden::net::envelope::ClientEnvelope::Msg { data: rmp_serde::to_vec_named(&v).unwrap() };
+    let mut players = Vec::new();
+    for i in 0..3 {
+        let mut p = player(&endpoint, "faulty", &format!("room-{i}")).await;
+        p.tx.send(&send(serde_json::json!({"fail": "restore", "mode": "trap"}))).await.unwrap();
+        for want in 1..=2u64 {
+            p.tx.send(&send(serde_json::json!("count"))).await.unwrap();
+            assert_eq!(next_count(&mut p).await, want);
+        }
+        players.push(p);
+    }
+
+    // The smoke test passes (a fresh state does not trap); the live rooms' restores trap.
+    drop_version(&dir, "faulty", "faulty", "1.0.1");
+    let event = next_event(&mut events, WAIT, |e| matches!(e, DeployEvent::RolledBack { .. })).await;
+    let DeployEvent::RolledBack { bad, to, reason, .. } = event else { unreachable!() };
+    assert_eq!((bad.as_str(), to.as_str()), ("1.0.1", "1.0.0"));
+    assert!(reason.contains("restore"), "{reason}");
+    assert_eq!(active(&server, "faulty"), "1.0.0");
+
+    // Every room is on 1.0.0 with its state: the count goes on from 2.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for room in server.rooms() {
+        assert_eq!(room.version, "1.0.0", "{room:?}");
+    }
+    for p in &mut players {
+        p.tx.send(&send(serde_json::json!("count"))).await.unwrap();
+        assert_eq!(next_count(p).await, 3, "the room kept its state");
+    }
+    let versions = server.store().versions("faulty").await.unwrap();
+    let state = |v: &str| versions.iter().find(|r| r.version == v).map(|r| r.state);
+    assert_eq!(state("1.0.1"), Some(VersionState::Bad));
+    assert_eq!(state("1.0.0"), Some(VersionState::Active));
+    let audit = server.store().audit_log(5).await.unwrap();
+    assert!(audit.iter().any(|a| a.action == "rollback" && a.version.as_deref() == Some("1.0.1")), "{audit:#?}");
+
+    // The bad version dropped again (a new file of the same version) is refused.
+    std::fs::remove_file(dir.join("faulty-1.0.1.wasm")).unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    drop_version(&dir, "faulty", "faulty", "1.0.1");
+    let event = next_event(&mut events, WAIT, |_| true).await;
+    assert!(matches!(&event, DeployEvent::Rejected { kind: "marked-bad", .. }), "{event:?}");
+    server.shutdown().await;
+}
+
+async fn next_count(p: &mut srv::Player) -> u64 {
+    loop {
+        if let ServerMsg::Msg { data } = p.rx.envelope(WAIT).await.unwrap() {
+            return rmp_serde::from_slice(&data).unwrap();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_comes_back_on_the_active_versions_not_the_newest_file() {
+    let env = Env::new();
+    let dir = env.plugins();
+    drop_version(&dir, "arena", "arena", "1.0.0");
+    drop_version(&dir, "faulty", "faulty", "3.0.0");
+    let server = env.start(&[]).await;
+    let mut events = server.deployer().subscribe();
+    drop_version(&dir, "arena-b", "arena", "1.1.0");
+    deployed(&mut events, "1.1.0").await;
+    server.shutdown().await;
+
+    // While it is down, a newer file appears.
+    drop_version(&dir, "arena", "arena", "1.2.0");
+    let server = env.start(&[]).await;
+    assert_eq!(active(&server, "arena"), "1.1.0", "the registry's active version, not the newest file");
+    assert_eq!(active(&server, "faulty"), "3.0.0");
+    let audit = server.store().audit_log(3).await.unwrap();
+    assert!(audit.iter().any(|a| a.action == "restart" && a.version.as_deref() == Some("1.1.0")), "{audit:#?}");
+    server.shutdown().await;
+
+    // A registry whose floor is above every file: nothing below it is loaded.
+    drop_version(&dir, "arena", "arena", "0.5.0");
+    let server = env.start(&[]).await;
+    assert_eq!(active(&server, "arena"), "1.1.0");
+    server.shutdown().await;
+}
+
+/// 200 bots play arena while 50 versions go live one after another, alternating the two builds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_hot_swaps_under_bot_load_lose_nothing() {
+    let env = Env::new();
+    let dir = env.plugins();
+    drop_version(&dir, "arena", "arena", "1.0.0");
+    let server = env.start(&["deploy.settle_ms=60", "deploy.debounce_ms=10"]).await;
+    let mut events = server.deployer().subscribe();
+    let endpoint = srv::ws(&server, Format::MsgPack);
+    let secret = Some(b"test-secret-0123456789".to_vec());
+
+    const SWAPS: u32 = 50;
+    let args = BotsArgs::new(BotGame::Arena, 200, 4, 5.0, 40.0, "swap");
+    let load = tokio::spawn(async move { bots::drive(&args, endpoint, secret).await });
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let mut moved_rooms = 0usize;
+    let swaps_began = Instant::now();
+    for i in 1..=SWAPS {
+        let version = format!("1.0.{i}");
+        let base = if i % 2 == 1 { "arena-b" } else { "arena" };
+        drop_version(&dir, base, "arena", &version);
+        deployed(&mut events, &version).await;
+        // Every room follows before the next version goes in.
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let versions = server.room_manager().versions("arena");
+            if versions.keys().all(|v| *v == version) {
+                moved_rooms += versions.values().sum::<usize>();
+                break;
+            }
+            assert!(Instant::now() < deadline, "rooms did not all move to {version}: {versions:?}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    println!("{SWAPS} swaps in {:?}", swaps_began.elapsed());
+    assert!(!load.is_finished(), "every swap happened under load");
+    let report = load.await.unwrap().unwrap();
+    println!("{report:?}");
+    assert_eq!(report.connected, 200);
+    assert_eq!(report.failed_connections, 0, "no connection dropped");
+    assert!(report.sent > 10_000, "the bots played throughout ({} sent)", report.sent);
+    assert_eq!(report.lost, 0, "every message answered");
+    assert_eq!(report.duplicated, 0, "no message answered twice");
+    assert_eq!(report.errors, 0);
+    assert_eq!(report.score_resets, 0, "scores carried across every swap");
+    assert_eq!(moved_rooms, 50 * SWAPS as usize, "all 50 rooms moved 50 times");
+    let swaps = server.room_manager().take_swap_times();
+    assert_eq!(swaps.len(), 50 * SWAPS as u64);
+    println!("per-room pause: p50 {} us, p99 {} us, max {} us", swaps.value_at_quantile(0.5), swaps.value_at_quantile(0.99), swaps.max());
+    assert_eq!(active(&server, "arena"), format!("1.0.{SWAPS}"));
+    server.shutdown().await;
+}
