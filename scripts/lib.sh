@@ -17,3 +17,13 @@ ensure_wasm_target() {
         rustup target add wasm32-wasip2
     fi
 }
+
+# The stock minisign tool: the signing tests check that our signatures interoperate with it.
+ensure_minisign() {
+    if ! command -v minisign >/dev/null 2>&1; then
+        say "installing Debian's minisign package (once)"
+        local sudo=""
+        [ "$(id -u)" -eq 0 ] || sudo="sudo"
+        $sudo apt-get install -y -q minisign >/dev/null || { $sudo apt-get update -q >/dev/null && $sudo apt-get install -y -q minisign >/dev/null; }
+    fi
+}
