@@ -37,8 +37,13 @@ struct Setup {
 }
 
 fn setup() -> Setup {
+    setup_with(Limits::default().memory_init_cow)
+}
+
+fn setup_with(memory_init_cow: bool) -> Setup {
     let cache_dir = tempfile::tempdir().unwrap();
-    let rt = Runtime::new(Limits { max_instances: 64, ..Limits::default() }, Some(cache_dir.path().to_path_buf())).unwrap();
+    let limits = Limits { max_instances: 64, memory_init_cow, ..Limits::default() };
+    let rt = Runtime::new(limits, Some(cache_dir.path().to_path_buf())).unwrap();
     let bytes = warden_tests::wasm_bytes("echo");
     let plugin = rt.load(&bytes).unwrap();
     Setup { rt, plugin, cache_dir, bytes }
@@ -180,6 +185,13 @@ fn summary(s: &Setup) {
         verdict(us < TARGET_INSTANTIATE_US)
     );
     println!("    of which new store + WASI ctx {store_us:>8.1} us");
+    let cow = setup_with(!Limits::default().memory_init_cow);
+    let (_, cow_instantiate, _) = instantiate_breakdown(&cow);
+    println!(
+        "  instantiate, memory_init_cow={:<5} {:>6.1} us   (the other setting of limits.memory_init_cow; see the swap bench)",
+        !Limits::default().memory_init_cow,
+        cow_instantiate.as_secs_f64() * 1e6
+    );
     println!("  drop an instance                {:>8.1} us   (memory back to the pool)", drop_time.as_secs_f64() * 1e6);
     println!("  load on compile-cache hit       {:>8.0} us   ({} bytes component)", cache_hit.as_secs_f64() * 1e6, s.bytes.len());
     println!("  cold compile (first load)       {:>8.0} ms", s.plugin.compile_time().as_secs_f64() * 1e3);

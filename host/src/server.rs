@@ -1,21 +1,21 @@
 //! A running server: plugins loaded, rooms ready, WebSocket and TCP listeners accepting.
 
 use crate::config::Config;
+use crate::deploy::Deployer;
 use crate::net::limits::ConnectionCaps;
 use crate::net::session::ServerCtx;
 use crate::net::{tcp, ws};
-use crate::deploy::Deployer;
 use crate::room::Rooms;
 use crate::runtime::{Runtime, SaveBackend};
 use crate::storage::Store;
 use crate::storage::queue::{QueueConfig, SaveQueue};
 use anyhow::{Context as _, Result};
 use std::collections::HashMap;
-use tokio_util::sync::CancellationToken;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 /// A started server.
 pub struct Server {

@@ -175,7 +175,11 @@ async fn every_bad_file_is_rejected_with_an_audit_entry_and_the_old_version_keep
             "bad signature",
             "bad-signature",
             Box::new(|d| {
-                put(d, "arena-1.1.1.wasm.minisig", sign::sign(&stamped("arena", "1.1.0"), &keys().sk, "arena", "1.1.1").unwrap().as_bytes());
+                put(
+                    d,
+                    "arena-1.1.1.wasm.minisig",
+                    sign::sign(&stamped("arena", "1.1.0"), &keys().sk, "arena", "1.1.1").unwrap().as_bytes(),
+                );
                 put(d, "arena-1.1.1.wasm", &stamped("arena", "1.1.1"));
             }),
         ),
@@ -214,8 +218,20 @@ async fn every_bad_file_is_rejected_with_an_audit_entry_and_the_old_version_keep
             }),
         ),
         ("core module", "core-module", Box::new(move |d| drop_signed(d, "arena-1.2.0.wasm", &wat("core-module.wat"), "arena", "1.2.0"))),
-        ("another world", "wrong-world", Box::new(move |d| drop_signed(d, "other-1.0.0.wasm", &with_manifest(&wat("other-world.wat"), "other", "1.0.0"), "other", "1.0.0"))),
-        ("missing export", "wrong-world", Box::new(move |d| drop_signed(d, "partial-1.0.0.wasm", &with_manifest(&wat("missing-exports.wat"), "partial", "1.0.0"), "partial", "1.0.0"))),
+        (
+            "another world",
+            "wrong-world",
+            Box::new(move |d| {
+                drop_signed(d, "other-1.0.0.wasm", &with_manifest(&wat("other-world.wat"), "other", "1.0.0"), "other", "1.0.0")
+            }),
+        ),
+        (
+            "missing export",
+            "wrong-world",
+            Box::new(move |d| {
+                drop_signed(d, "partial-1.0.0.wasm", &with_manifest(&wat("missing-exports.wat"), "partial", "1.0.0"), "partial", "1.0.0")
+            }),
+        ),
         ("at the floor", "below-floor", Box::new(|d| drop_signed(d, "arena.wasm", &stamped("arena-b", "1.0.0"), "arena", "1.0.0"))),
         ("replay of an older signed file", "below-floor", Box::new(|d| drop_version(d, "arena", "arena", "0.9.0"))),
         (

@@ -65,7 +65,8 @@ pub struct SignArgs {
 /// Runs `warden sign`: the trusted comment carries the name and version from the embedded manifest.
 pub fn sign(args: SignArgs) -> Result<()> {
     let bytes = std::fs::read(&args.file).with_context(|| format!("failed to read {}", args.file.display()))?;
-    let manifest = crate::runtime::manifest::read(&bytes).with_context(|| format!("{} cannot be signed as a plugin", args.file.display()))?;
+    let manifest =
+        crate::runtime::manifest::read(&bytes).with_context(|| format!("{} cannot be signed as a plugin", args.file.display()))?;
     let sk = sign::read_secret_key(&args.key)?;
     let text = sign::sign(&bytes, &sk, &manifest.name, &manifest.version)?;
     let sig_path = sign::signature_path(&args.file);

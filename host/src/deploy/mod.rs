@@ -147,7 +147,10 @@ impl Deployer {
         // What each file claims, without compiling it.
         let mut by_plugin: BTreeMap<String, Vec<(semver::Version, PathBuf)>> = BTreeMap::new();
         for path in files {
-            match std::fs::read(&path).map_err(|e| e.to_string()).and_then(|b| crate::runtime::manifest::read(&b).map_err(|e| e.to_string())) {
+            match std::fs::read(&path)
+                .map_err(|e| e.to_string())
+                .and_then(|b| crate::runtime::manifest::read(&b).map_err(|e| e.to_string()))
+            {
                 Ok(m) => by_plugin.entry(m.name.clone()).or_default().push((m.semver(), path)),
                 Err(e) => tracing::warn!(file = %path.display(), "not a plugin, skipped at start: {e}"),
             }
@@ -160,7 +163,8 @@ impl Deployer {
             let mut files = by_plugin.remove(&name).unwrap_or_default();
             files.sort_by(|a, b| b.0.cmp(&a.0)); // newest first
             let registered = self.store.versions(&name).await?;
-            let active = registered.iter().filter(|r| r.state == VersionState::Active).filter_map(|r| semver::Version::parse(&r.version).ok()).max();
+            let active =
+                registered.iter().filter(|r| r.state == VersionState::Active).filter_map(|r| semver::Version::parse(&r.version).ok()).max();
             match active {
                 Some(version) => {
                     let Some((_, path)) = files.iter().find(|(v, _)| *v == version) else {
@@ -198,7 +202,11 @@ impl Deployer {
             Ok((plugin, timings)) => {
                 let m = plugin.manifest();
                 tracing::info!(plugin = %m.name, version = %m.version, file, ?timings, "deployed: rooms move to it at their next tick");
-                let _ = self.events.send(DeployEvent::Deployed { plugin: m.name.clone(), version: m.version.clone(), timings: timings.clone() });
+                let _ = self.events.send(DeployEvent::Deployed {
+                    plugin: m.name.clone(),
+                    version: m.version.clone(),
+                    timings: timings.clone(),
+                });
             }
             Err((claimed, rejection)) => {
                 let message = format!("{file}: {rejection}; fix: {}", rejection.fix());
@@ -235,7 +243,11 @@ impl Deployer {
         let version = m.semver();
         let registered = self.store.versions(&m.name).await.map_err(store_err)?;
         if registered.iter().any(|r| r.version == m.version && r.state == VersionState::Bad) {
-            return Err(fail(Rejection::MarkedBad { plugin: m.name.clone(), version: m.version.clone(), why: "rolled back earlier".into() }));
+            return Err(fail(Rejection::MarkedBad {
+                plugin: m.name.clone(),
+                version: m.version.clone(),
+                why: "rolled back earlier".into(),
+            }));
         }
         if let Some(floor) = self.store.floor(&m.name).await.map_err(store_err)?
             && (version < floor || (version == floor && !restart))
@@ -250,10 +262,11 @@ impl Deployer {
         let rt = self.rt.clone();
         let config = init_config.clone();
         let started = Instant::now();
-        let (plugin, smoke) = tokio::task::spawn_blocking(move || pipeline::compile_and_smoke(&rt, &checked.bytes, current.as_deref(), &config))
-            .await
-            .expect("compiling does not panic")
-            .map_err(fail)?;
+        let (plugin, smoke) =
+            tokio::task::spawn_blocking(move || pipeline::compile_and_smoke(&rt, &checked.bytes, current.as_deref(), &config))
+                .await
+                .expect("compiling does not panic")
+                .map_err(fail)?;
         let compile = started.elapsed() - smoke;
         let (cache, sha256) = (plugin.cache_outcome(), plugin.sha256().to_string());
         let plugin = Arc::new(plugin);
@@ -271,7 +284,8 @@ impl Deployer {
             };
             self.store.set_version(&record).await.map_err(store_err)?;
         }
-        let record = VersionRecord { plugin: m.name.clone(), version: m.version.clone(), state: VersionState::Active, sha256: sha256.clone() };
+        let record =
+            VersionRecord { plugin: m.name.clone(), version: m.version.clone(), state: VersionState::Active, sha256: sha256.clone() };
         self.store.set_version(&record).await.map_err(store_err)?;
         self.store.raise_floor(&m.name, &version).await.map_err(store_err)?;
         let signer = checked.signed.as_ref().map_or_else(|| "UNSIGNED (dev mode)".to_string(), |s| format!("signed by key {}", s.key_id));
@@ -312,7 +326,13 @@ impl Deployer {
         {
             let sha256 = match sha {
                 Some(sha) => sha,
-                None => self.store.versions(&failure.game).await.ok().and_then(|v| v.into_iter().find(|r| &r.version == version).map(|r| r.sha256)).unwrap_or_default(),
+                None => self
+                    .store
+                    .versions(&failure.game)
+                    .await
+                    .ok()
+                    .and_then(|v| v.into_iter().find(|r| &r.version == version).map(|r| r.sha256))
+                    .unwrap_or_default(),
             };
             let record = VersionRecord { plugin: failure.game.clone(), version: version.clone(), state, sha256 };
             if let Err(e) = self.store.set_version(&record).await {

@@ -138,8 +138,7 @@ pub fn keygen() -> Result<(String, String, String)> {
     let kp = minisign::KeyPair::generate_unencrypted_keypair().map_err(|e| anyhow::anyhow!("failed to generate a key pair: {e}"))?;
     let pk_line = kp.pk.to_base64();
     let pk_box = kp.pk.to_box().map_err(|e| anyhow::anyhow!("{e}"))?.into_string();
-    let sk_box =
-        kp.sk.to_box(Some("warden plugin signing key (unencrypted)")).map_err(|e| anyhow::anyhow!("{e}"))?.into_string();
+    let sk_box = kp.sk.to_box(Some("warden plugin signing key (unencrypted)")).map_err(|e| anyhow::anyhow!("{e}"))?.into_string();
     Ok((sk_box, pk_box, pk_line))
 }
 
@@ -159,7 +158,8 @@ pub fn parse_secret_key(text: &str) -> Result<minisign::SecretKey> {
     let Ok(password) = std::env::var("WARDEN_SIGNING_PASSWORD") else {
         bail!("the key is password-protected: put its password in WARDEN_SIGNING_PASSWORD");
     };
-    minisign::SecretKey::from_box(sk_box, Some(password)).map_err(|e| anyhow::anyhow!("failed to open the key: {e} (wrong WARDEN_SIGNING_PASSWORD?)"))
+    minisign::SecretKey::from_box(sk_box, Some(password))
+        .map_err(|e| anyhow::anyhow!("failed to open the key: {e} (wrong WARDEN_SIGNING_PASSWORD?)"))
 }
 
 /// Signs `bytes` as plugin `name` at `version`; returns the `.minisig` text.

@@ -111,15 +111,19 @@ impl Room {
         Ok(instance)
     }
 
+    fn is_refused(&self) -> bool {
+        self.refused.as_ref().is_some_and(|r| self.game.is_active(r))
+    }
+
     /// Moves the room to its game's active version if that changed (at a tick boundary). An `Err` is a
     /// trap of the serving instance while it was snapshotted: the room cannot go on.
-    fn follow_active(&mut self, instance: &mut PluginInstance) -> Result<(), String> {
+    fn follow_active(&mut self, instance: &mut PluginInstance) -> Result<Option<PluginInstance>, String> {
         if self.game.is_active(&self.plugin) {
-            return Ok(());
+            return Ok(None);
         }
         let target = self.game.active();
         if self.refused.as_ref().is_some_and(|r| Arc::ptr_eq(r, &target)) {
-            return Ok(());
+            return Ok(None);
         }
         let started = std::time::Instant::now();
         let (from, to) = (self.version().to_string(), target.manifest().version.clone());
@@ -130,36 +134,41 @@ impl Room {
                 // Not the new version's fault: stay, and do not retry this version.
                 tracing::error!(from, to, "cannot move to the new version: the serving version's snapshot failed: {e}");
                 self.refused = Some(target);
-                return Ok(());
+                return Ok(None);
             }
         };
-        let moved = target.instantiate(self.env()).map_err(|e| format!("{e:#}")).and_then(|mut new| {
-            new.restore(&state, &from).map_err(|e| format!("restore of {} bytes from version {from} failed: {e}", state.len()))?;
-            Ok(new)
-        });
+        let mut new = match target.instantiate(self.env()) {
+            Ok(new) => new,
+            Err(e) => {
+                // It passed its smoke test: this is the instance pool or memory running out, not the
+                // version. Stay, and try again at the next tick.
+                tracing::warn!(from, to, "cannot instantiate the new version yet (retrying next tick): {e:#}");
+                return Ok(None);
+            }
+        };
+        let moved = new
+            .restore(&state, &from)
+            .map(|()| new)
+            .map_err(|e| format!("restore of {} bytes from version {from} failed: {e}", state.len()));
         match moved {
             Ok(mut new) => {
                 self.collect(&mut new);
-                *instance = new;
+                let old = std::mem::replace(instance, new);
+                let micros = started.elapsed().as_micros() as u64;
                 self.plugin = target;
                 self.refused = None;
-                let micros = started.elapsed().as_micros() as u64;
                 self.rooms.swapped(&self.key, &to, micros);
                 tracing::debug!(from, to, micros, bytes = state.len(), "moved to the new version");
+                return Ok(Some(old));
             }
             Err(reason) => {
                 tracing::error!(from, to, "stays on {from}: {reason}");
                 self.refused = Some(target);
-                let _ = self.rooms.0.swap_failures.send(SwapFailure {
-                    game: self.key.0.clone(),
-                    room: self.key.1.clone(),
-                    from,
-                    to,
-                    reason,
-                });
+                let _ =
+                    self.rooms.0.swap_failures.send(SwapFailure { game: self.key.0.clone(), room: self.key.1.clone(), from, to, reason });
             }
         }
-        Ok(())
+        Ok(None)
     }
 
     #[tracing::instrument(name = "room", skip_all, fields(game = %self.key.0, room = %self.key.1))]
@@ -178,18 +187,28 @@ impl Room {
         let mut ticks = tokio::time::interval_at(Instant::now() + period, period);
         ticks.set_missed_tick_behavior(MissedTickBehavior::Burst);
         let stop = self.rooms.0.stop.clone();
+        let gate = self.rooms.0.swap_gate.clone();
         let end = loop {
             tokio::select! {
                 biased;
                 _ = stop.cancelled() => break End::Shutdown,
-                Ok(()) = self.changed.changed() => {
-                    if let Err(crash) = self.follow_active(&mut instance) {
-                        break End::Crashed(crash);
+                Ok(()) = self.changed.changed() => {}
+                // At most one room per core swaps at a time (the gate): a storm of 1,000 swaps then
+                // queues instead of piling page faults onto the address space lock.
+                permit = gate.clone().acquire_owned(), if !self.game.is_active(&self.plugin) && !self.is_refused() => {
+                    match self.follow_active(&mut instance) {
+                        Err(crash) => break End::Crashed(crash),
+                        // The next room may start its swap while this one returns its old instance's
+                        // memory to the pool.
+                        Ok(old) => {
+                            drop(permit);
+                            drop(old);
+                        }
                     }
                 }
                 _ = ticks.tick() => {
                     let started = std::time::Instant::now();
-                    if let Err(crash) = self.follow_active(&mut instance).and_then(|()| self.tick(&mut instance)) {
+                    if let Err(crash) = self.tick(&mut instance) {
                         break End::Crashed(crash);
                     }
                     // Nothing of this tick leaves before its critical saves are durable.

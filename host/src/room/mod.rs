@@ -279,6 +279,9 @@ struct Inner {
     /// How long each room paused to change version (snapshot + instantiate + restore), in microseconds.
     swap_us: Mutex<hdrhistogram::Histogram<u64>>,
     swap_failures: mpsc::UnboundedSender<SwapFailure>,
+    /// Rooms changing version at once: one per core, so a swap storm never queues more memory-mapping
+    /// work than there are cores to run it.
+    swap_gate: Arc<tokio::sync::Semaphore>,
     swap_failures_rx: Mutex<Option<mpsc::UnboundedReceiver<SwapFailure>>>,
 }
 
@@ -306,6 +309,7 @@ impl Rooms {
             tick_us: Mutex::new(hdrhistogram::Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds")),
             swap_us: Mutex::new(hdrhistogram::Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds")),
             swap_failures,
+            swap_gate: Arc::new(tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get()))),
             swap_failures_rx: Mutex::new(Some(rx)),
         }))
     }

@@ -28,6 +28,7 @@ pub fn build(limits: &Limits) -> Result<Engine> {
         .max_core_instances_per_component(CORE_INSTANCES_PER_COMPONENT)
         .max_memory_size(limits.memory_bytes);
     let mut config = Config::new();
+    config.memory_init_cow(limits.memory_init_cow);
     config.epoch_interruption(true).max_wasm_stack(limits.wasm_stack_bytes).allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     Ok(Engine::new(&config)?)
 }

@@ -170,7 +170,8 @@ impl PluginInstance {
             _ => TrapKind::Other,
         };
         let stderr = self.store.data().stderr();
-        let panic = self.store.data_mut().take_panic().or_else(|| stderr.rfind("panicked at").map(|at| stderr[at..].trim_end().to_string()));
+        let panic =
+            self.store.data_mut().take_panic().or_else(|| stderr.rfind("panicked at").map(|at| stderr[at..].trim_end().to_string()));
         let message = match panic {
             Some(panic) => format!("{panic}\n{error:?}"),
             None => format!("{error:?}"),

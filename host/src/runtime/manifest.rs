@@ -184,7 +184,10 @@ mod tests {
 
     #[test]
     fn a_stamped_component_reads_as_the_new_version_with_the_same_code_hash() {
-        let bytes = wat::parse_str(r#"(component (core module (@custom "warden-manifest" "{\"name\":\"a\",\"version\":\"1.0.0\",\"wit\":\"0.1.0\"}")))"#).unwrap();
+        let bytes = wat::parse_str(
+            r#"(component (core module (@custom "warden-manifest" "{\"name\":\"a\",\"version\":\"1.0.0\",\"wit\":\"0.1.0\"}")))"#,
+        )
+        .unwrap();
         assert_eq!(read(&bytes).unwrap().version, "1.0.0");
         let mut m = read(&bytes).unwrap();
         m.version = "1.0.7".into();

@@ -97,8 +97,10 @@ pub(crate) fn load(rt: &Runtime, bytes: &[u8]) -> Result<Plugin, LoadError> {
     let sha256 = hex::encode(Sha256::digest(bytes));
 
     let started = Instant::now();
-    let (component, cache) =
-        rt.cache.component(&rt.engine, bytes, &manifest::code_hash(bytes)).map_err(|e| LoadError::Malformed { reason: format!("{e:#}") })?;
+    let (component, cache) = rt
+        .cache
+        .component(&rt.engine, bytes, &manifest::code_hash(bytes))
+        .map_err(|e| LoadError::Malformed { reason: format!("{e:#}") })?;
     let compile_time = started.elapsed();
 
     let ty = component.component_type();

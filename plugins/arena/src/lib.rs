@@ -287,12 +287,10 @@ impl Game for Arena {
         if !format1 {
             return warden_sdk::decode(state).map_err(|e| format!("cannot restore a snapshot of arena {from_version}: {e}"));
         }
-        let old: v1::Arena = warden_sdk::decode(state).map_err(|e| format!("arena {from_version} snapshot (format 1) does not decode: {e}"))?;
-        let players = old
-            .players
-            .into_iter()
-            .map(|(id, p)| (id, Player { pos: p.pos, score: p.score, lifetime: p.total, moves: 0 }))
-            .collect();
+        let old: v1::Arena =
+            warden_sdk::decode(state).map_err(|e| format!("arena {from_version} snapshot (format 1) does not decode: {e}"))?;
+        let players =
+            old.players.into_iter().map(|(id, p)| (id, Player { pos: p.pos, score: p.score, lifetime: p.total, moves: 0 })).collect();
         Ok(Arena { config: old.config, players, coins: old.coins })
     }
 }
