@@ -40,6 +40,9 @@ enum Command {
     /// Deploy a signed plugin into a server's plugin directory: run the server's checks, then copy the
     /// signature and the file in with write-then-rename; exits 1 with the reason if it would be rejected.
     Push(commands::push::PushArgs),
+    /// The audit log, newest first: every deploy, rejection (with its reason and fix), rollback and
+    /// restart.
+    Audit(commands::audit::AuditArgs),
     /// Mint a player token signed with the server's secret (auth.secret / WARDEN_AUTH__SECRET).
     Token(commands::token::TokenArgs),
 }
@@ -55,6 +58,7 @@ fn main() -> ExitCode {
         Command::Sign(args) => commands::sign::sign(args),
         Command::Verify(args) => commands::sign::verify(args),
         Command::Push(args) => commands::push::run(args),
+        Command::Audit(args) => commands::audit::run(args),
         Command::Bots(args) => commands::bots::run(args),
         Command::Saves(args) => commands::saves::run(args),
     };

@@ -47,7 +47,7 @@ fn chat_every_export() {
     // The configured history of 2 reaches a joiner of a restored instance.
     let snapshot = chat.snapshot().unwrap();
     let mut copy = fresh("chat", &env);
-    copy.restore(&snapshot, "0.1.0").unwrap();
+    copy.restore(&snapshot, "0.2.0").unwrap();
     assert_eq!(copy.snapshot().unwrap(), snapshot, "restore gives back equal state");
     copy.on_join("cat").unwrap();
     let out = copy.host_mut().take_outbox();
@@ -130,7 +130,7 @@ fn arena_snapshot_restore_carries_the_whole_room() {
     let env2 = InstanceEnv::standalone("room-1", 42);
     env2.rng.set_draws(env.rng.draws());
     let mut copy = fresh("arena", &env2);
-    copy.restore(&snapshot, "0.1.0").unwrap();
+    copy.restore(&snapshot, "0.2.0").unwrap();
     assert_eq!(copy.snapshot().unwrap(), snapshot);
     let restored: Arena = un(&snapshot);
     assert_eq!(restored.players.len(), 3);
@@ -169,14 +169,26 @@ fn wasm_and_the_native_harness_agree_on_the_same_seed() {
 
 #[test]
 fn restoring_a_snapshot_of_another_version_goes_through_migrate() {
+    // The SDK's default migrate (echo has none of its own) decodes a compatible shape.
     let env = InstanceEnv::standalone("room-1", 42);
-    let mut arena = started("arena", &env);
-    arena.on_join("a").unwrap();
-    let snapshot = arena.snapshot().unwrap();
-    let mut next = fresh("arena", &env);
+    let mut echo = started("echo", &env);
+    echo.on_join("a").unwrap();
+    echo.on_message("a", &mp(&serde_bytes::ByteBuf::from(vec![1u8, 2, 3]))).unwrap();
+    let snapshot = echo.snapshot().unwrap();
+    let mut next = fresh("echo", &env);
     next.restore(&snapshot, "0.0.9").unwrap();
     assert_eq!(next.snapshot().unwrap(), snapshot, "the default migrate decodes a compatible shape");
-    let mut bad = fresh("arena", &env);
+    let mut bad = fresh("echo", &env);
     let err = bad.restore(b"\x93\x01\x02\x03", "0.0.9").unwrap_err();
     assert!(matches!(&err, CallError::Gameplay { export: "restore", message } if message.contains("implement Game::migrate")), "{err}");
+
+    // arena's own migrate, in wasm: a state in format 1 (arena 0.1) comes back in format 2.
+    let mut players = std::collections::BTreeMap::new();
+    players.insert("a".to_string(), arena::v1::Player { pos: Pos { x: 2, y: 3 }, score: 4, total: 9 });
+    let v1 = arena::v1::Arena { config: arena::ArenaConfig::default(), players, coins: vec![Pos { x: 5, y: 5 }] };
+    let mut v2 = fresh("arena", &env);
+    v2.restore(&mp(&v1), "0.1.0").unwrap();
+    let state = arena_state(&mut v2);
+    assert_eq!(state.players["a"], arena::Player { pos: Pos { x: 2, y: 3 }, score: 4, lifetime: 9, moves: 0 });
+    assert_eq!(state.coins, [Pos { x: 5, y: 5 }]);
 }

@@ -1,5 +1,6 @@
 //! The `warden` subcommands, one file each.
 
+pub mod audit;
 pub mod bots;
 pub mod config_args;
 pub mod inspect;
