@@ -38,7 +38,7 @@ fn patch(mut bytes: Vec<u8>, from: &[u8], to: &[u8]) -> Vec<u8> {
 
 #[test]
 fn every_example_plugin_inspects() {
-    for (name, version) in [("hello", "0.1.0"), ("chat", "0.1.0"), ("arena", "0.1.0")] {
+    for (name, version) in [("hello", "0.1.0"), ("chat", "0.1.0"), ("arena", "0.2.0")] {
         let out = inspect(&wasm(name), &[]);
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
@@ -56,7 +56,7 @@ fn json_report_carries_the_manifest_and_the_digest() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
     assert_eq!(report["name"], "arena");
-    assert_eq!(report["version"], "0.1.0");
+    assert_eq!(report["version"], "0.2.0");
     assert_eq!(report["wit"], "0.1.0");
     assert_eq!(report["size"], wasm_bytes("arena").len());
     assert_eq!(report["sha256"].as_str().unwrap().len(), 64);
