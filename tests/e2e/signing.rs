@@ -97,3 +97,66 @@ fn push_checks_first_then_places_signature_and_file() {
     assert!(!out.status.success() && stderr.contains("does not match"), "{stderr}");
     assert_eq!(std::fs::read_dir(&target).unwrap().count(), 0);
 }
+
+/// The real server, started the way an operator would (relative paths in warden.toml, no --dev), gets
+/// a new version through `warden push`: it goes live once, with one audit entry and no rejection.
+#[test]
+fn a_pushed_version_goes_live_once_in_a_running_server() {
+    use std::io::{BufRead as _, BufReader};
+    use std::process::Stdio;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir(d.join("plugins")).unwrap();
+    ok(&warden(&["keygen", "--out-dir", "keys"], d), "warden keygen");
+    std::fs::write(
+        d.join("warden.toml"),
+        "plugin_dir = \"plugins\"\ndata_dir = \"data\"\n[net]\nws_addr = \"127.0.0.1:0\"\ntcp_addr = \"127.0.0.1:0\"\n\
+         [deploy]\ntrusted_keys = [\"keys/warden.pub\"]\nsettle_ms = 200\nrescan_ms = 100\n",
+    )
+    .unwrap();
+    copy_arena(d, "arena.wasm");
+    ok(&warden(&["sign", "arena.wasm", "--key", "keys/warden.key"], d), "warden sign");
+    ok(&warden(&["push", "arena.wasm", "--to", "plugins"], d), "warden push of the first version");
+
+    let mut child = Command::new(warden_bin())
+        .arg("serve")
+        .current_dir(d)
+        .env("WARDEN_AUTH__SECRET", "an-e2e-secret-0123456789")
+        .env("WARDEN_LOG", "warden=info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    assert!(line.starts_with("warden listening") && line.contains("games=arena"), "{line:?}");
+
+    // Version 0.2.1: the same build stamped with another version, signed and pushed.
+    let bytes = std::fs::read(d.join("arena.wasm")).unwrap();
+    let mut m = warden::runtime::manifest::read(&bytes).unwrap();
+    m.version = "0.2.1".into();
+    std::fs::write(d.join("arena.wasm"), warden::runtime::manifest::stamp(&bytes, &m)).unwrap();
+    ok(&warden(&["sign", "arena.wasm", "--key", "keys/warden.key"], d), "warden sign 0.2.1");
+    ok(&warden(&["push", "arena.wasm", "--to", "plugins"], d), "warden push 0.2.1");
+
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut deployed = 0;
+    for line in stderr.lines() {
+        let line = line.unwrap();
+        assert!(!line.contains("rejected"), "nothing is rejected: {line}");
+        if line.contains("deployed") && line.contains("version=0.2.1") {
+            deployed += 1;
+            break;
+        }
+    }
+    assert_eq!(deployed, 1);
+    // Give a duplicate event (if any) time to be handled, then read the audit log.
+    std::thread::sleep(std::time::Duration::from_millis(2_500));
+    let out = ok(&warden(&["audit", "--json"], d), "warden audit");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let entries: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let actions: Vec<(&str, &str)> =
+        entries.iter().map(|e| (e["action"].as_str().unwrap(), e["version"].as_str().unwrap_or("-"))).collect();
+    assert_eq!(actions, [("deploy", "0.2.1"), ("deploy", "0.2.0")], "one deploy each, no rejection: {out}");
+}

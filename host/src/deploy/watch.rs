@@ -58,6 +58,8 @@ impl Drop for Watcher {
 impl Watcher {
     /// Watches `dir`; files present now count as seen. Candidates go to `out`.
     pub fn start(dir: &Path, cfg: &DeployConfig, out: mpsc::Sender<Candidate>, stop: CancellationToken) -> Result<Watcher> {
+        // Events name files by absolute path: list the directory by the same path, so one file is one key.
+        let dir = &dir.canonicalize().with_context(|| format!("the plugin directory {} is not accessible", dir.display()))?;
         let (events_tx, mut events) = mpsc::unbounded_channel::<PathBuf>();
         let mut debouncer = notify_debouncer_mini::new_debouncer(Duration::from_millis(cfg.debounce_ms.max(1)), move |res| match res {
             Ok(batch) => {
@@ -90,6 +92,7 @@ impl Watcher {
                 tokio::select! {
                     _ = stop.cancelled() => break,
                     Some(path) = events.recv() => {
+                        let path = path.parent().and_then(|p| p.canonicalize().ok()).map_or(path.clone(), |p| p.join(path.file_name().unwrap_or_default()));
                         if let Some(wasm) = wasm_of(&path) {
                             add(&mut pending, wasm);
                         }
