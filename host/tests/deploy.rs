@@ -414,6 +414,13 @@ async fn a_restart_comes_back_on_the_active_versions_not_the_newest_file() {
     let server = env.start(&[]).await;
     assert_eq!(active(&server, "arena"), "1.1.0");
     server.shutdown().await;
+
+    // The active version's file is gone: the newest file above the floor serves instead (never 1.0.0
+    // or 0.5.0, which are below it).
+    std::fs::remove_file(dir.join("arena-1.1.0.wasm")).unwrap();
+    let server = env.start(&[]).await;
+    assert_eq!(active(&server, "arena"), "1.2.0");
+    server.shutdown().await;
 }
 
 /// 200 bots play arena while 50 versions go live one after another, alternating the two builds.

@@ -136,6 +136,8 @@ impl Deployer {
     /// Brings every plugin up: the version the registry has active (its file is verified again, and may
     /// sit at the floor), or for a plugin never deployed, the newest file that passes. Files already in
     /// the directory are not deployed otherwise: a restart comes back on the versions that were active.
+    /// Only if the active version's file is gone or no longer passes does the newest file above the
+    /// floor take its place (logged as an error).
     pub async fn boot(&self) -> Result<()> {
         if self.dev {
             tracing::warn!(
@@ -165,28 +167,29 @@ impl Deployer {
             let registered = self.store.versions(&name).await?;
             let active =
                 registered.iter().filter(|r| r.state == VersionState::Active).filter_map(|r| semver::Version::parse(&r.version).ok()).max();
-            match active {
-                Some(version) => {
-                    let Some((_, path)) = files.iter().find(|(v, _)| *v == version) else {
-                        tracing::error!(
-                            plugin = %name,
-                            %version,
-                            "the registry's active version has no file in {}: put {name}-{version}.wasm and its .minisig back; the plugin is not served",
-                            self.dir.display()
-                        );
-                        continue;
-                    };
-                    let candidate = Candidate { path: path.clone(), seen_at: Instant::now() };
-                    if let Err(e) = self.run(&candidate, true).await {
-                        tracing::error!(plugin = %name, %version, "the active version failed its checks at start; the plugin is not served: {e}");
-                    }
+            if let Some(version) = &active {
+                match files.iter().find(|(v, _)| v == version) {
+                    Some((_, path)) => match self.run(&Candidate { path: path.clone(), seen_at: Instant::now() }, true).await {
+                        Ok(_) => continue,
+                        Err(e) => tracing::error!(plugin = %name, %version, "the active version failed its checks at start: {e}"),
+                    },
+                    None => tracing::error!(
+                        plugin = %name,
+                        %version,
+                        "the registry's active version has no file in {} (put {name}-{version}.wasm and its .minisig back to serve it)",
+                        self.dir.display()
+                    ),
                 }
-                None => {
-                    for (_, path) in &files {
-                        if self.run(&Candidate { path: path.clone(), seen_at: Instant::now() }, false).await.is_ok() {
-                            break;
-                        }
-                    }
+                tracing::warn!(plugin = %name, "deploying the newest file above the floor instead, if any");
+            }
+            // A plugin never deployed, or whose active version cannot be served: the newest file that
+            // passes (the floor still applies).
+            for (version, path) in &files {
+                if active.as_ref().is_some_and(|a| version <= a) {
+                    break;
+                }
+                if self.run(&Candidate { path: path.clone(), seen_at: Instant::now() }, false).await.is_ok() {
+                    break;
                 }
             }
         }
