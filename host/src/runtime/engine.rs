@@ -26,7 +26,11 @@ pub fn build(limits: &Limits) -> Result<Engine> {
         .max_memories_per_component(MEMORIES_PER_COMPONENT)
         .max_tables_per_component(TABLES_PER_COMPONENT)
         .max_core_instances_per_component(CORE_INSTANCES_PER_COMPONENT)
-        .max_memory_size(limits.memory_bytes);
+        .max_memory_size(limits.memory_bytes)
+        // Return freed slots' memory to the OS 32 at a time: one madvise pass per batch instead of one
+        // per dropped instance. When every room swaps at once, this halved the time to move them all
+        // (`cargo bench --bench swap`).
+        .decommit_batch_size(32);
     let mut config = Config::new();
     config.memory_init_cow(limits.memory_init_cow);
     config.epoch_interruption(true).max_wasm_stack(limits.wasm_stack_bytes).allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
