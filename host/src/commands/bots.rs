@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 /// Which game the bots play.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -159,6 +160,12 @@ pub fn run(args: BotsArgs) -> Result<()> {
 
 /// Runs the bots and gathers the report.
 pub async fn drive(args: &BotsArgs, endpoint: Endpoint, secret: Option<Vec<u8>>) -> Result<Report> {
+    drive_until(args, endpoint, secret, CancellationToken::new()).await
+}
+
+/// [`drive`], but the bots also stop sending (and then collect their last answers) once `stop` is
+/// cancelled, before `--duration` is up.
+pub async fn drive_until(args: &BotsArgs, endpoint: Endpoint, secret: Option<Vec<u8>>, stop: CancellationToken) -> Result<Report> {
     let counters = Arc::new(Counters::default());
     let histogram = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?));
     let progress = ProgressBar::new_spinner();
@@ -177,6 +184,7 @@ pub async fn drive(args: &BotsArgs, endpoint: Endpoint, secret: Option<Vec<u8>>)
             start_at,
             counters: counters.clone(),
             histogram: histogram.clone(),
+            stop: stop.clone(),
         };
         bots.push(tokio::spawn(bot.run()));
     }
@@ -251,6 +259,7 @@ struct Bot {
     start_at: Instant,
     counters: Arc<Counters>,
     histogram: Arc<Mutex<Histogram<u64>>>,
+    stop: CancellationToken,
 }
 
 /// What a bot sends for message number `seq`.
@@ -297,7 +306,7 @@ impl Bot {
         self.counters.connected.fetch_add(1, Ordering::Relaxed);
         let sent_at: Arc<Mutex<Vec<Instant>>> = Arc::default();
         let sender = {
-            let (sent_at, counters, game, index) = (sent_at.clone(), self.counters.clone(), self.game, self.index);
+            let (sent_at, counters, game, index, stop) = (sent_at.clone(), self.counters.clone(), self.game, self.index, self.stop.clone());
             // Spread the bots' sends over the period.
             let phase = self.period.mul_f64((self.index % 100) as f64 / 100.0);
             let (start, period, end) = (self.start_at + phase, self.period, self.start_at + phase + self.duration);
@@ -306,7 +315,10 @@ impl Bot {
                 ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 let mut seq = 0u64;
                 loop {
-                    let at = ticks.tick().await;
+                    let at = tokio::select! {
+                        at = ticks.tick() => at,
+                        _ = stop.cancelled() => break,
+                    };
                     if at >= end {
                         break;
                     }

@@ -258,25 +258,26 @@ impl Deployer {
             return Err(fail(Rejection::NotAboveFloor { plugin: m.name.clone(), version: m.version.clone(), floor: floor.to_string() }));
         }
 
-        // Compile and smoke-test off the game threads.
+        // Compile and smoke-test off the game threads, against the version serving now.
         let current = self.rooms.game(&m.name).map(|g| g.active());
         let settings = self.plugins.get(&m.name).cloned().unwrap_or_default();
         let init_config = init_config(&settings).map_err(|e| fail(Rejection::Smoke(format!("{e:#}"))))?;
         let rt = self.rt.clone();
         let config = init_config.clone();
         let started = Instant::now();
-        let (plugin, smoke) =
-            tokio::task::spawn_blocking(move || pipeline::compile_and_smoke(&rt, &checked.bytes, current.as_deref(), &config))
-                .await
-                .expect("compiling does not panic")
-                .map_err(fail)?;
+        let (plugin, smoke) = tokio::task::spawn_blocking({
+            let current = current.clone();
+            move || pipeline::compile_and_smoke(&rt, &checked.bytes, current.as_deref(), &config)
+        })
+        .await
+        .expect("compiling does not panic")
+        .map_err(fail)?;
         let compile = started.elapsed() - smoke;
         let (cache, sha256) = (plugin.cache_outcome(), plugin.sha256().to_string());
         let plugin = Arc::new(plugin);
 
         // Record, then swap.
-        let previous = self.rooms.game(&m.name).map(|g| g.active());
-        if let Some(prev) = &previous
+        if let Some(prev) = &current
             && prev.manifest().version != m.version
         {
             let record = VersionRecord {
@@ -292,7 +293,7 @@ impl Deployer {
         self.store.set_version(&record).await.map_err(store_err)?;
         self.store.raise_floor(&m.name, &version).await.map_err(store_err)?;
         let signer = checked.signed.as_ref().map_or_else(|| "UNSIGNED (dev mode)".to_string(), |s| format!("signed by key {}", s.key_id));
-        let from = previous.as_ref().map_or_else(|| "first version".to_string(), |p| format!("replacing {}", p.manifest().version));
+        let from = current.as_ref().map_or_else(|| "first version".to_string(), |p| format!("replacing {}", p.manifest().version));
         let action = if restart { "restart" } else { "deploy" };
         self.audit(action, Some(&m.name), Some(&m.version), &format!("{file_name} sha256={sha256} {signer}, {from}")).await;
         self.rooms.activate(plugin.clone(), init_config, Features::on(&settings.features.iter().map(String::as_str).collect::<Vec<_>>()));
@@ -304,7 +305,8 @@ impl Deployer {
     /// A room could not take a new version: mark it bad and put the previous version back everywhere.
     pub async fn swap_failed(&self, failure: SwapFailure) {
         let Some(game) = self.rooms.game(&failure.game) else { return };
-        if game.active().manifest().version != failure.to {
+        let bad = game.active();
+        if bad.manifest().version != failure.to {
             tracing::debug!(game = %failure.game, room = %failure.room, to = %failure.to, "already rolled back");
             return;
         }
@@ -313,7 +315,7 @@ impl Deployer {
             let history = served.entry(failure.game.clone()).or_default();
             let previous = history.iter().rev().find(|p| p.manifest().version == failure.from).cloned();
             if previous.is_some() {
-                history.retain(|p| p.manifest().version != failure.to);
+                history.retain(|p| !Arc::ptr_eq(p, &bad));
             }
             previous
         };
@@ -324,20 +326,9 @@ impl Deployer {
         game.set_active(previous.clone());
         let reason = format!("room {} could not take it: {}", failure.room, failure.reason);
         tracing::error!(game = %failure.game, bad = %failure.to, back_to = %failure.from, "rolled back: {reason}");
-        for (version, state, sha) in
-            [(&failure.to, VersionState::Bad, None), (&failure.from, VersionState::Active, Some(previous.sha256().to_string()))]
-        {
-            let sha256 = match sha {
-                Some(sha) => sha,
-                None => self
-                    .store
-                    .versions(&failure.game)
-                    .await
-                    .ok()
-                    .and_then(|v| v.into_iter().find(|r| &r.version == version).map(|r| r.sha256))
-                    .unwrap_or_default(),
-            };
-            let record = VersionRecord { plugin: failure.game.clone(), version: version.clone(), state, sha256 };
+        for (plugin, state) in [(&bad, VersionState::Bad), (&previous, VersionState::Active)] {
+            let m = plugin.manifest();
+            let record = VersionRecord { plugin: m.name.clone(), version: m.version.clone(), state, sha256: plugin.sha256().to_string() };
             if let Err(e) = self.store.set_version(&record).await {
                 tracing::error!("failed to record the rollback in the registry: {e:#}");
             }

@@ -139,3 +139,38 @@ impl Watcher {
         Ok(Watcher { _debouncer: debouncer, task })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One file, seen by both a filesystem event and the rescan, under a directory named by a relative
+    /// path (events arrive with absolute paths): it is handed on once.
+    #[tokio::test]
+    async fn a_file_is_handed_on_once_however_the_directory_is_spelled() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(tmp.path().join("plugins")).unwrap();
+        // The same directory, relative to the working directory (without changing it).
+        let cwd = std::env::current_dir().unwrap();
+        let mut spelled = PathBuf::new();
+        for _ in cwd.components().skip(1) {
+            spelled.push("..");
+        }
+        spelled.push(tmp.path().join("plugins").strip_prefix("/").unwrap());
+        assert!(spelled.is_relative() && spelled.is_dir(), "{}", spelled.display());
+        let cfg = DeployConfig { debounce_ms: 10, settle_ms: 50, rescan_ms: 20, signature_wait_ms: 50, ..DeployConfig::default() };
+        let (tx, mut rx) = mpsc::channel(16);
+        let stop = CancellationToken::new();
+        let _watcher = Watcher::start(&spelled, &cfg, tx, stop.clone()).unwrap();
+        for name in ["a-1.0.0.wasm.minisig", "a-1.0.0.wasm"] {
+            std::fs::write(tmp.path().join("plugins").join(format!(".{name}.tmp")), b"x").unwrap();
+            std::fs::rename(tmp.path().join("plugins").join(format!(".{name}.tmp")), tmp.path().join("plugins").join(name)).unwrap();
+        }
+        let first = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await.unwrap().unwrap();
+        assert!(first.path.ends_with("a-1.0.0.wasm"), "{first:?}");
+        // Several rescans and settle periods later, nothing more.
+        let again = tokio::time::timeout(Duration::from_millis(600), rx.recv()).await;
+        assert!(again.is_err(), "handed on twice: {first:?} then {again:?}");
+        stop.cancel();
+    }
+}

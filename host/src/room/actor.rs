@@ -37,6 +37,8 @@ pub(super) struct Room {
     plugin: Arc<Plugin>,
     /// A version this room failed to move to (not retried).
     refused: Option<Arc<Plugin>>,
+    /// No swap before this (the new version could not be instantiated: the pool is full).
+    retry_swap_at: Option<Instant>,
     changed: watch::Receiver<u64>,
     seed: u64,
     rx: mpsc::Receiver<RoomInput>,
@@ -69,6 +71,7 @@ impl Room {
             key,
             plugin: game.active(),
             refused: None,
+            retry_swap_at: None,
             changed,
             game,
             seed,
@@ -115,16 +118,18 @@ impl Room {
         self.refused.as_ref().is_some_and(|r| self.game.is_active(r))
     }
 
+    /// Whether the room should move to another version now.
+    fn wants_swap(&self) -> bool {
+        !self.game.is_active(&self.plugin) && !self.is_refused() && self.retry_swap_at.is_none_or(|at| Instant::now() >= at)
+    }
+
     /// Moves the room to its game's active version if that changed (at a tick boundary). An `Err` is a
     /// trap of the serving instance while it was snapshotted: the room cannot go on.
     fn follow_active(&mut self, instance: &mut PluginInstance) -> Result<Option<PluginInstance>, String> {
-        if self.game.is_active(&self.plugin) {
+        if !self.wants_swap() {
             return Ok(None);
         }
         let target = self.game.active();
-        if self.refused.as_ref().is_some_and(|r| Arc::ptr_eq(r, &target)) {
-            return Ok(None);
-        }
         let started = std::time::Instant::now();
         let (from, to) = (self.version().to_string(), target.manifest().version.clone());
         let state = match instance.snapshot() {
@@ -142,7 +147,8 @@ impl Room {
             Err(e) => {
                 // It passed its smoke test: this is the instance pool or memory running out, not the
                 // version. Stay, and try again at the next tick.
-                tracing::warn!(from, to, "cannot instantiate the new version yet (retrying next tick): {e:#}");
+                tracing::warn!(from, to, "cannot instantiate the new version yet (retrying in a second): {e:#}");
+                self.retry_swap_at = Some(Instant::now() + Duration::from_secs(1));
                 return Ok(None);
             }
         };
@@ -157,6 +163,7 @@ impl Room {
                 let micros = started.elapsed().as_micros() as u64;
                 self.plugin = target;
                 self.refused = None;
+                self.retry_swap_at = None;
                 self.rooms.swapped(&self.key, &to, micros);
                 tracing::debug!(from, to, micros, bytes = state.len(), "moved to the new version");
                 return Ok(Some(old));
@@ -192,10 +199,11 @@ impl Room {
             tokio::select! {
                 biased;
                 _ = stop.cancelled() => break End::Shutdown,
+                // A new active version: wakes the loop so the swap branch below is enabled.
                 Ok(()) = self.changed.changed() => {}
                 // At most one room per core swaps at a time (the gate): a storm of 1,000 swaps then
                 // queues instead of piling page faults onto the address space lock.
-                permit = gate.clone().acquire_owned(), if !self.game.is_active(&self.plugin) && !self.is_refused() => {
+                permit = gate.acquire(), if self.wants_swap() => {
                     match self.follow_active(&mut instance) {
                         Err(crash) => break End::Crashed(crash),
                         // The next room may start its swap while this one returns its old instance's
