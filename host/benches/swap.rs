@@ -107,6 +107,7 @@ fn main() {
             "deploy.debounce_ms=20".to_string(),
             format!("plugins.echo.config.ballast={STATE}"),
             "rooms.empty_grace_ms=600000".to_string(),
+            "rollout.strategy=\"immediate\"".to_string(),
         ];
         let config = Config::load(None, Vec::new(), &sets).unwrap();
         let store = Store::open(&format!("sqlite://{}", dir.path().join("warden.db").display())).await.unwrap();
@@ -137,11 +138,9 @@ fn main() {
 
         let dropped = Instant::now();
         drop_version("1.0.1");
-        let timings = loop {
-            match events.recv().await.unwrap() {
-                DeployEvent::Deployed { timings, .. } => break timings,
-                other => panic!("{other:?}"),
-            }
+        let timings = match events.recv().await.unwrap() {
+            DeployEvent::Deployed { timings, .. } => timings,
+            other => panic!("{other:?}"),
         };
         let active_at = Instant::now();
         while rooms.versions("echo").get("1.0.1").copied().unwrap_or(0) < ROOMS {

@@ -32,8 +32,80 @@ pub struct Config {
     pub limits: Limits,
     /// Hot deploy: trusted signing keys and the plugin-directory watcher.
     pub deploy: DeployConfig,
+    /// When a version is bad (defaults for every plugin).
+    pub health: crate::health::Policy,
+    /// How a new version reaches the rooms (defaults for every plugin).
+    pub rollout: RolloutConfig,
+    /// The operator's admin endpoint (`warden status`, `rollback`, `promote`, `pause`).
+    pub admin: AdminConfig,
+    /// Crash reports.
+    pub crashes: CrashConfig,
     /// Per-plugin settings, by plugin name.
     pub plugins: BTreeMap<String, PluginConfig>,
+}
+
+/// How a new version reaches the rooms.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RolloutConfig {
+    /// `canary`: a share of the rooms first, then all; `immediate`: every room at once.
+    pub strategy: Strategy,
+    /// Share of the live rooms that take the new version first (at least one room).
+    pub canary_share: f64,
+    /// How long the canary rooms run the new version before every room does, in milliseconds.
+    pub canary_ms: u64,
+    /// After every room runs it, how long the version stays on probation (rolled back on a breach), in
+    /// milliseconds; then it is `stable`.
+    pub probation_ms: u64,
+}
+
+/// A rollout strategy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Strategy {
+    /// A share of rooms first.
+    Canary,
+    /// Every room at once (still on probation).
+    Immediate,
+}
+
+impl Default for RolloutConfig {
+    fn default() -> Self {
+        RolloutConfig { strategy: Strategy::Canary, canary_share: 0.10, canary_ms: 10_000, probation_ms: 30_000 }
+    }
+}
+
+/// The admin endpoint.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Where it listens; it must be a loopback address.
+    pub addr: SocketAddr,
+    /// The bearer token. Empty: a random one is made at start and written to `<data_dir>/admin.token`
+    /// (mode 0600), where the `warden` commands read it.
+    pub token: String,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig { addr: "127.0.0.1:7352".parse().unwrap(), token: String::new() }
+    }
+}
+
+/// Crash reports.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CrashConfig {
+    /// The directory (empty: `<data_dir>/crashes`).
+    pub dir: PathBuf,
+    /// The directory is kept under this many bytes; the oldest reports go first.
+    pub max_bytes: u64,
+}
+
+impl Default for CrashConfig {
+    fn default() -> Self {
+        CrashConfig { dir: PathBuf::new(), max_bytes: 16 << 20 }
+    }
 }
 
 /// Listeners and per-connection limits.
@@ -80,6 +152,21 @@ pub struct RoomConfig {
     pub empty_grace_ms: u64,
     /// Inputs a room may have waiting for its next tick; senders wait past it.
     pub inbox: usize,
+    /// A room checkpoints (snapshot + host state, also written to the store) every this many
+    /// milliseconds of game time while its version is stable, and before every swap.
+    pub checkpoint_every_ms: u64,
+    /// A journal holding more entries than this makes the room checkpoint early.
+    pub journal_max_entries: usize,
+    /// A journal holding more bytes than this makes the room checkpoint early.
+    pub journal_max_bytes: usize,
+    /// A room whose instance trapped more than this many times within `restart_window_ms` escalates:
+    /// its version is rolled back if still on canary or probation, else the room is closed.
+    pub restart_limit: u32,
+    /// The restart-intensity window, in milliseconds.
+    pub restart_window_ms: u64,
+    /// Journal every plugin call. Off, a trap ends the room and a rollback can only carry the bad
+    /// version's state over; it exists to measure what journaling costs.
+    pub journal: bool,
 }
 
 /// Player authentication.
@@ -157,6 +244,10 @@ pub struct PluginConfig {
     pub features: Vec<String>,
     /// Configuration handed to the plugin's `init` (as a MessagePack map).
     pub config: toml::Table,
+    /// This plugin's rollout, instead of `[rollout]`.
+    pub rollout: Option<RolloutConfig>,
+    /// This plugin's health policy, instead of `[health]`.
+    pub health: Option<crate::health::Policy>,
 }
 
 impl Default for Config {
@@ -171,6 +262,10 @@ impl Default for Config {
             storage: StorageConfig::default(),
             limits: Limits::default(),
             deploy: DeployConfig::default(),
+            health: crate::health::Policy::default(),
+            rollout: RolloutConfig::default(),
+            admin: AdminConfig::default(),
+            crashes: CrashConfig::default(),
             plugins: BTreeMap::new(),
         }
     }
@@ -203,7 +298,18 @@ impl Default for AuthConfig {
 
 impl Default for RoomConfig {
     fn default() -> Self {
-        RoomConfig { tick_hz: 20, max_players: 16, empty_grace_ms: 30_000, inbox: 4_096 }
+        RoomConfig {
+            tick_hz: 20,
+            max_players: 16,
+            empty_grace_ms: 30_000,
+            inbox: 4_096,
+            checkpoint_every_ms: 5_000,
+            journal_max_entries: 20_000,
+            journal_max_bytes: 256 << 10,
+            restart_limit: 3,
+            restart_window_ms: 10_000,
+            journal: true,
+        }
     }
 }
 
@@ -259,6 +365,19 @@ impl Config {
         if self.net.max_frame_bytes < 64 {
             bail!("net.max_frame_bytes must be at least 64");
         }
+        if !self.admin.addr.ip().is_loopback() {
+            bail!(
+                "admin.addr must be a loopback address (127.0.0.1 or ::1), not {}: the admin endpoint controls the server",
+                self.admin.addr
+            );
+        }
+        for (name, rollout) in std::iter::once(("rollout", &self.rollout))
+            .chain(self.plugins.iter().filter_map(|(n, p)| p.rollout.as_ref().map(|r| (n.as_str(), r))))
+        {
+            if !(rollout.canary_share > 0.0 && rollout.canary_share <= 1.0) {
+                bail!("{name}: canary_share must be above 0 and at most 1, not {}", rollout.canary_share);
+            }
+        }
         Ok(())
     }
 
@@ -278,6 +397,21 @@ impl Config {
         } else {
             self.storage.url.clone()
         }
+    }
+
+    /// The crash report directory.
+    pub fn crash_dir(&self) -> PathBuf {
+        if self.crashes.dir.as_os_str().is_empty() { self.data_dir.join("crashes") } else { self.crashes.dir.clone() }
+    }
+
+    /// The rollout of `plugin`.
+    pub fn rollout_of(&self, plugin: &str) -> RolloutConfig {
+        self.plugins.get(plugin).and_then(|p| p.rollout.clone()).unwrap_or_else(|| self.rollout.clone())
+    }
+
+    /// The health policy of `plugin`.
+    pub fn health_of(&self, plugin: &str) -> crate::health::Policy {
+        self.plugins.get(plugin).and_then(|p| p.health.clone()).unwrap_or_else(|| self.health.clone())
     }
 
     /// The token secret, or why there is none.

@@ -9,15 +9,19 @@
 //! - [`room`]: rooms as tokio tasks, each owning its plugin instance and fixed-step game clock.
 //! - [`net`]: the envelope codec, tokens, sessions, and the WebSocket and TCP listeners.
 //! - [`server`]: a running server ([`server::Server`]); [`config`]: `warden.toml`.
-//! - [`deploy`]: loading plugins from the plugin directory.
+//! - [`deploy`]: loading plugins from the plugin directory, rollout and automatic rollback.
+//! - [`health`]: per-version health windows and the policy that marks a version bad.
+//! - [`admin`]: the operator's endpoint on localhost (status, rollback, promote, pause).
 //! - [`commands`]: one file per CLI subcommand.
 //!
 //! The contract plugins implement is the WIT package `warden:plugin` in `wit/`; plugin authors use the
 //! `warden-sdk` crate.
 
+pub mod admin;
 pub mod commands;
 pub mod config;
 pub mod deploy;
+pub mod health;
 pub mod net;
 pub mod room;
 pub mod runtime;

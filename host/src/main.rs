@@ -43,6 +43,20 @@ enum Command {
     /// The audit log, newest first: every deploy, rejection (with its reason and fix), rollback and
     /// restart.
     Audit(commands::audit::AuditArgs),
+    /// A running server's plugins: versions and their state, rollout phase, health figures over the
+    /// policy window, rooms per version, and the last rollbacks (through the admin endpoint).
+    Status(commands::operate::StatusArgs),
+    /// Roll a plugin back on a running server: its serving version is marked bad and every room goes
+    /// back to the previous stable version (another version needs --to and --force). Audited.
+    Rollback(commands::operate::RollbackArgs),
+    /// Move a plugin's rollout one phase on now: canary -> every room (probation) -> stable. Audited.
+    Promote(commands::operate::PromoteArgs),
+    /// Hold a plugin's rollout in its phase (automatic rollback stays on); --resume continues it.
+    /// Audited.
+    Pause(commands::operate::PauseArgs),
+    /// The crash reports (one per trap: plugin, version, room, tick, input, wasm backtrace), newest
+    /// first.
+    Crashes(commands::crashes::CrashesArgs),
     /// Mint a player token signed with the server's secret (auth.secret / WARDEN_AUTH__SECRET).
     Token(commands::token::TokenArgs),
 }
@@ -59,6 +73,11 @@ fn main() -> ExitCode {
         Command::Verify(args) => commands::sign::verify(args),
         Command::Push(args) => commands::push::run(args),
         Command::Audit(args) => commands::audit::run(args),
+        Command::Status(args) => commands::operate::status(args),
+        Command::Rollback(args) => commands::operate::rollback(args),
+        Command::Promote(args) => commands::operate::promote(args),
+        Command::Pause(args) => commands::operate::pause(args),
+        Command::Crashes(args) => commands::crashes::run(args),
         Command::Bots(args) => commands::bots::run(args),
         Command::Saves(args) => commands::saves::run(args),
     };

@@ -22,7 +22,10 @@ pub struct Server {
     ctx: Arc<ServerCtx>,
     ws_addr: SocketAddr,
     tcp_addr: SocketAddr,
+    admin_addr: SocketAddr,
+    crash_dir: std::path::PathBuf,
     listeners: Vec<JoinHandle<()>>,
+    admin_task: JoinHandle<()>,
     saves: SaveQueue,
     store: Store,
     deployer: Arc<Deployer>,
@@ -46,6 +49,7 @@ impl Server {
         let saves: Arc<dyn SaveBackend> = Arc::new(queue.clone());
         let runtime = Arc::new(Runtime::new(config.limits.clone(), Some(config.data_dir.join("cache")))?);
         let rooms = Rooms::new(HashMap::new(), config.rooms.clone(), saves);
+        rooms.attach(store.clone(), config.crash_dir(), config.crashes.max_bytes);
         let deployer = Arc::new(Deployer::new(runtime.clone(), store.clone(), rooms.clone(), &config)?);
         deployer.boot().await?;
         if rooms.games().is_empty() {
@@ -53,6 +57,8 @@ impl Server {
         }
         let deploy_stop = CancellationToken::new();
         let deploy_task = deployer.clone().spawn(deploy_stop.clone())?;
+        let admin_token = crate::admin::token(&config.admin.token, &config.data_dir)?;
+        let (admin_addr, admin_task) = crate::admin::serve(config.admin.addr, admin_token, deployer.clone(), deploy_stop.clone()).await?;
         let ctx = Arc::new(ServerCtx::new(rooms, &config, queue.clone()));
         let caps = ConnectionCaps::new(config.net.max_connections, config.net.max_connections_per_ip);
         let ws_listener =
@@ -71,12 +77,36 @@ impl Server {
             }),
             tokio::spawn(tcp::serve(tcp_listener, ctx.clone(), caps)),
         ];
-        Ok(Server { ctx, ws_addr, tcp_addr, listeners, saves: queue, store, deployer, deploy_stop, deploy_task, _runtime: runtime })
+        Ok(Server {
+            ctx,
+            ws_addr,
+            tcp_addr,
+            admin_addr,
+            crash_dir: config.crash_dir(),
+            listeners,
+            admin_task,
+            saves: queue,
+            store,
+            deployer,
+            deploy_stop,
+            deploy_task,
+            _runtime: runtime,
+        })
     }
 
     /// The WebSocket listener's address.
     pub fn ws_addr(&self) -> SocketAddr {
         self.ws_addr
+    }
+
+    /// The crash report directory.
+    pub fn crash_dir(&self) -> std::path::PathBuf {
+        self.crash_dir.clone()
+    }
+
+    /// The admin endpoint's address.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin_addr
     }
 
     /// The TCP listener's address.
@@ -119,7 +149,9 @@ impl Server {
     pub async fn shutdown(self) {
         self.deploy_stop.cancel();
         let _ = self.deploy_task.await;
+        let _ = self.admin_task.await;
         self.ctx.rooms.shutdown().await;
+        self.ctx.rooms.flush_checkpoints().await;
         if let Err(e) = self.saves.close().await {
             tracing::error!("failed to write the last saves at shutdown: {e:#}");
         }

@@ -110,7 +110,7 @@ fn a_pushed_version_goes_live_once_in_a_running_server() {
     ok(&warden(&["keygen", "--out-dir", "keys"], d), "warden keygen");
     std::fs::write(
         d.join("warden.toml"),
-        "plugin_dir = \"plugins\"\ndata_dir = \"data\"\n[net]\nws_addr = \"127.0.0.1:0\"\ntcp_addr = \"127.0.0.1:0\"\n\
+        "plugin_dir = \"plugins\"\ndata_dir = \"data\"\n[net]\nws_addr = \"127.0.0.1:0\"\ntcp_addr = \"127.0.0.1:0\"\n[admin]\naddr = \"127.0.0.1:0\"\n\
          [deploy]\ntrusted_keys = [\"keys/warden.pub\"]\nsettle_ms = 200\nrescan_ms = 100\n",
     )
     .unwrap();

@@ -59,6 +59,8 @@ pub struct Serve {
     pub ws: String,
     /// The TCP listener.
     pub tcp: std::net::SocketAddr,
+    /// The admin endpoint.
+    pub admin: std::net::SocketAddr,
 }
 
 impl Serve {
@@ -72,7 +74,7 @@ impl Serve {
         let mut child = Command::new(warden_bin())
             .args(["serve", "--dev", "--plugin-dir"])
             .arg(&plugin_dir)
-            .args(["--set", "net.ws_addr=\"127.0.0.1:0\"", "--set", "net.tcp_addr=\"127.0.0.1:0\""])
+            .args(["--set", "net.ws_addr=\"127.0.0.1:0\"", "--set", "net.tcp_addr=\"127.0.0.1:0\"", "--set", "admin.addr=\"127.0.0.1:0\""])
             .arg("--set")
             .arg(format!("data_dir={:?}", dir.display().to_string()))
             .args(extra)
@@ -83,7 +85,7 @@ impl Serve {
         BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
         assert!(line.starts_with("warden listening"), "first line: {line:?}");
         let field = |key: &str| line.split_whitespace().find_map(|w| w.strip_prefix(key)).unwrap().to_string();
-        Serve { ws: field("ws="), tcp: field("tcp=").parse().unwrap(), child }
+        Serve { ws: field("ws="), tcp: field("tcp=").parse().unwrap(), admin: field("admin=").parse().unwrap(), child }
     }
 
     /// Sends SIGTERM and waits (up to 10 s) for the exit status.

@@ -34,6 +34,11 @@ pub fn run(args: AuditArgs) -> Result<()> {
     Ok(())
 }
 
+/// `YYYY-MM-DD HH:MM:SS` UTC from unix milliseconds.
+pub fn utc(ms: i64) -> String {
+    chrono_like(ms)
+}
+
 /// `YYYY-MM-DD HH:MM:SS` UTC from unix milliseconds (civil-from-days, no time-zone database needed).
 fn chrono_like(ms: i64) -> String {
     let secs = ms.div_euclid(1000);

@@ -3,7 +3,9 @@
 pub mod audit;
 pub mod bots;
 pub mod config_args;
+pub mod crashes;
 pub mod inspect;
+pub mod operate;
 pub mod push;
 pub mod saves;
 pub mod serve;

@@ -39,7 +39,13 @@ pub fn run(args: ServeArgs) -> Result<()> {
     runtime.block_on(async {
         let server = Server::start(config).await?;
         // One line on stdout for scripts and tests to read the bound addresses from.
-        println!("warden listening ws=ws://{}/ws tcp={} games={}", server.ws_addr(), server.tcp_addr(), server.games().join(","));
+        println!(
+            "warden listening ws=ws://{}/ws tcp={} admin={} games={}",
+            server.ws_addr(),
+            server.tcp_addr(),
+            server.admin_addr(),
+            server.games().join(",")
+        );
         wait_for_signal().await?;
         tracing::info!("shutting down: finishing ticks and telling players");
         server.shutdown().await;

@@ -12,8 +12,9 @@ pub mod pipeline;
 pub mod sign;
 pub mod watch;
 
-use crate::config::{Config, DeployConfig, PluginConfig};
-use crate::room::{Rooms, SwapFailure};
+use crate::config::{Config, DeployConfig, PluginConfig, RolloutConfig, Strategy};
+use crate::health::{Counts, Policy};
+use crate::room::{Canary, Rooms, Serving, SwapFailure};
 use crate::runtime::{CacheOutcome, Features, Plugin, Runtime};
 use crate::storage::{Store, VersionRecord, VersionState};
 use anyhow::{Result, bail};
@@ -62,7 +63,17 @@ pub enum DeployEvent {
         /// Reason and fix.
         message: String,
     },
-    /// A version failed in a room and was rolled back everywhere.
+    /// A rollout moved on: from canary to every room (`phase` probation or stable), or out of
+    /// probation (`phase` stable).
+    Advanced {
+        /// Plugin.
+        plugin: String,
+        /// Version.
+        version: String,
+        /// The phase it is in now.
+        phase: Phase,
+    },
+    /// A version failed and was rolled back everywhere.
     RolledBack {
         /// Plugin.
         plugin: String,
@@ -96,7 +107,75 @@ pub struct Deployer {
     plugins: BTreeMap<String, PluginConfig>,
     /// The versions each game has served this run, oldest first; the last one is active.
     served: Mutex<HashMap<String, Vec<Arc<Plugin>>>>,
+    /// Where each plugin's newest version is in its rollout.
+    rollouts: Mutex<HashMap<String, Rollout>>,
+    rollout: RolloutConfig,
+    health: Policy,
     events: broadcast::Sender<DeployEvent>,
+}
+
+/// Where a version is in its rollout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// In the canary rooms.
+    Canary,
+    /// In every room, on probation.
+    Probation,
+    /// Past probation.
+    Stable,
+}
+
+#[derive(Clone)]
+struct Rollout {
+    version: Arc<Plugin>,
+    /// The stable version a breach rolls back to.
+    previous: Option<Arc<Plugin>>,
+    phase: Phase,
+    since: Instant,
+    paused: bool,
+    previous_p99: Option<u64>,
+}
+
+/// What `warden status` shows.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct Status {
+    /// Every loaded plugin.
+    pub plugins: Vec<PluginStatus>,
+    /// The last rollbacks, newest first.
+    pub rollbacks: Vec<crate::storage::AuditEntry>,
+}
+
+/// One plugin in [`Status`].
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct PluginStatus {
+    /// Name.
+    pub name: String,
+    /// Its versions in the registry, newest first.
+    pub versions: Vec<VersionStatus>,
+}
+
+/// One version in [`Status`].
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct VersionStatus {
+    /// Version.
+    pub version: String,
+    /// Registry state.
+    pub state: String,
+    /// Rollout phase, for the newest version.
+    pub phase: Option<Phase>,
+    /// Whether its rollout is paused.
+    pub paused: bool,
+    /// Open rooms running it.
+    pub rooms: usize,
+    /// Counts over the health window.
+    pub window: Counts,
+    /// Share of `err` results in the window.
+    pub error_rate: f64,
+    /// p99 call latency in the window, µs.
+    pub p99_us: Option<u64>,
+    /// Counts since the server started.
+    pub total: Counts,
 }
 
 impl Deployer {
@@ -119,6 +198,9 @@ impl Deployer {
             trusted,
             plugins: config.plugins.clone(),
             served: Mutex::new(HashMap::new()),
+            rollouts: Mutex::new(HashMap::new()),
+            rollout: config.rollout.clone(),
+            health: config.health.clone(),
             events: broadcast::channel(1024).0,
         })
     }
@@ -215,7 +297,7 @@ impl Deployer {
                 let message = format!("{file}: {rejection}; fix: {}", rejection.fix());
                 tracing::error!(kind = rejection.kind(), "rejected {message} (the serving version is untouched)");
                 let (plugin, version) = claimed.clone().unzip();
-                self.audit("reject", plugin.as_deref(), version.as_deref(), &format!("{}: {message}", rejection.kind())).await;
+                self.audit("deploy", "reject", plugin.as_deref(), version.as_deref(), &format!("{}: {message}", rejection.kind())).await;
                 let _ = self.events.send(DeployEvent::Rejected { file: candidate.path.clone(), kind: rejection.kind(), message });
             }
         }
@@ -252,7 +334,10 @@ impl Deployer {
                 why: "rolled back earlier".into(),
             }));
         }
+        // A restart brings back the registry's active version, which after a rollback is below the floor.
+        let was_active = restart && registered.iter().any(|r| r.version == m.version && r.state == VersionState::Active);
         if let Some(floor) = self.store.floor(&m.name).await.map_err(store_err)?
+            && !was_active
             && (version < floor || (version == floor && !restart))
         {
             return Err(fail(Rejection::NotAboveFloor { plugin: m.name.clone(), version: m.version.clone(), floor: floor.to_string() }));
@@ -276,27 +361,101 @@ impl Deployer {
         let (cache, sha256) = (plugin.cache_outcome(), plugin.sha256().to_string());
         let plugin = Arc::new(plugin);
 
-        // Record, then swap.
+        // Record, then roll out.
+        let rollout = self.rollout_config(&m.name);
+        let features = Features::on(&settings.features.iter().map(String::as_str).collect::<Vec<_>>());
+        let canary_rooms = match (&current, rollout.strategy) {
+            (Some(_), Strategy::Canary) if !restart => self.pick_canary(&m.name, rollout.canary_share),
+            _ => Vec::new(),
+        };
+        let state = if canary_rooms.is_empty() { VersionState::Active } else { VersionState::Canary };
         if let Some(prev) = &current
             && prev.manifest().version != m.version
+            && state == VersionState::Active
         {
-            let record = VersionRecord {
-                plugin: m.name.clone(),
-                version: prev.manifest().version.clone(),
-                state: VersionState::Stable,
-                sha256: prev.sha256().to_string(),
-            };
-            self.store.set_version(&record).await.map_err(store_err)?;
+            self.record(prev, VersionState::Stable).await.map_err(store_err)?;
         }
-        let record =
-            VersionRecord { plugin: m.name.clone(), version: m.version.clone(), state: VersionState::Active, sha256: sha256.clone() };
+        let record = VersionRecord { plugin: m.name.clone(), version: m.version.clone(), state, sha256: sha256.clone() };
         self.store.set_version(&record).await.map_err(store_err)?;
         self.store.raise_floor(&m.name, &version).await.map_err(store_err)?;
         let signer = checked.signed.as_ref().map_or_else(|| "UNSIGNED (dev mode)".to_string(), |s| format!("signed by key {}", s.key_id));
         let from = current.as_ref().map_or_else(|| "first version".to_string(), |p| format!("replacing {}", p.manifest().version));
+        let how = match (&current, canary_rooms.len()) {
+            (None, _) => String::new(),
+            _ if restart => String::new(),
+            (Some(_), 0) => format!("; all rooms, then {} ms of probation", rollout.probation_ms),
+            (Some(_), n) => format!(
+                "; canary in {n} room(s) for {} ms, then all rooms, then {} ms of probation",
+                rollout.canary_ms, rollout.probation_ms
+            ),
+        };
         let action = if restart { "restart" } else { "deploy" };
-        self.audit(action, Some(&m.name), Some(&m.version), &format!("{file_name} sha256={sha256} {signer}, {from}")).await;
-        self.rooms.activate(plugin.clone(), init_config, Features::on(&settings.features.iter().map(String::as_str).collect::<Vec<_>>()));
+        self.audit("deploy", action, Some(&m.name), Some(&m.version), &format!("{file_name} sha256={sha256} {signer}, {from}{how}")).await;
+        let game = self.rooms.game(&m.name);
+        let phase = match (&game, &current) {
+            (Some(game), Some(prev)) if !restart => {
+                game.health(&m.version).clear_window();
+                let previous_p99 = game.health(&prev.manifest().version).window().p99_us();
+                let previous = self
+                    .rollouts
+                    .lock()
+                    .unwrap()
+                    .get(&m.name)
+                    .map(|r| r.previous.clone().filter(|_| r.phase != Phase::Stable).unwrap_or_else(|| r.version.clone()))
+                    .unwrap_or_else(|| prev.clone());
+                if canary_rooms.is_empty() {
+                    game.update(|s| Serving {
+                        active: plugin.clone(),
+                        canary: None,
+                        settled: rollout.probation_ms == 0,
+                        bad: s.bad.clone(),
+                    });
+                } else {
+                    let rooms = canary_rooms.iter().cloned().collect();
+                    game.update(|s| Serving {
+                        active: s.active.clone(),
+                        canary: Some(Canary { plugin: plugin.clone(), rooms }),
+                        settled: s.settled,
+                        bad: s.bad.clone(),
+                    });
+                }
+                let phase = if !canary_rooms.is_empty() {
+                    Phase::Canary
+                } else if rollout.probation_ms == 0 {
+                    Phase::Stable
+                } else {
+                    Phase::Probation
+                };
+                self.rollouts.lock().unwrap().insert(
+                    m.name.clone(),
+                    Rollout {
+                        version: plugin.clone(),
+                        previous: Some(previous),
+                        phase,
+                        since: Instant::now(),
+                        paused: false,
+                        previous_p99,
+                    },
+                );
+                phase
+            }
+            _ => {
+                self.rooms.activate(plugin.clone(), init_config, features);
+                self.rollouts.lock().unwrap().insert(
+                    m.name.clone(),
+                    Rollout {
+                        version: plugin.clone(),
+                        previous: None,
+                        phase: Phase::Stable,
+                        since: Instant::now(),
+                        paused: false,
+                        previous_p99: None,
+                    },
+                );
+                Phase::Stable
+            }
+        };
+        tracing::debug!(plugin = %m.name, version = %m.version, ?phase, canary_rooms = canary_rooms.len(), "rolling out");
         self.served.lock().unwrap().entry(m.name.clone()).or_default().push(plugin.clone());
         let timings = DeployTimings { event_to_verified, compile, cache, smoke, event_to_active: candidate.seen_at.elapsed() };
         Ok((plugin, timings))
@@ -304,43 +463,266 @@ impl Deployer {
 
     /// A room could not take a new version: mark it bad and put the previous version back everywhere.
     pub async fn swap_failed(&self, failure: SwapFailure) {
-        let Some(game) = self.rooms.game(&failure.game) else { return };
-        let bad = game.active();
-        if bad.manifest().version != failure.to {
-            tracing::debug!(game = %failure.game, room = %failure.room, to = %failure.to, "already rolled back");
-            return;
-        }
-        let previous = {
-            let mut served = self.served.lock().unwrap();
-            let history = served.entry(failure.game.clone()).or_default();
-            let previous = history.iter().rev().find(|p| p.manifest().version == failure.from).cloned();
-            if previous.is_some() {
-                history.retain(|p| !Arc::ptr_eq(p, &bad));
-            }
-            previous
-        };
-        let Some(previous) = previous else {
-            tracing::error!(game = %failure.game, "cannot roll back {}: version {} is no longer loaded", failure.to, failure.from);
-            return;
-        };
-        game.set_active(previous.clone());
         let reason = format!("room {} could not take it: {}", failure.room, failure.reason);
-        tracing::error!(game = %failure.game, bad = %failure.to, back_to = %failure.from, "rolled back: {reason}");
-        for (plugin, state) in [(&bad, VersionState::Bad), (&previous, VersionState::Active)] {
-            let m = plugin.manifest();
-            let record = VersionRecord { plugin: m.name.clone(), version: m.version.clone(), state, sha256: plugin.sha256().to_string() };
-            if let Err(e) = self.store.set_version(&record).await {
-                tracing::error!("failed to record the rollback in the registry: {e:#}");
-            }
+        if let Err(e) = self.roll_back(&failure.game, &failure.to, None, &reason, "health").await {
+            tracing::debug!(game = %failure.game, "no rollback for the failed swap: {e:#}");
         }
-        self.audit("rollback", Some(&failure.game), Some(&failure.to), &format!("{reason}; back on {}", failure.from)).await;
-        let _ = self.events.send(DeployEvent::RolledBack { plugin: failure.game, bad: failure.to, to: failure.from, reason });
     }
 
-    async fn audit(&self, action: &str, plugin: Option<&str>, version: Option<&str>, detail: &str) {
-        if let Err(e) = self.store.audit("deploy", action, plugin, version, detail).await {
+    /// Marks `bad` bad and puts `to` (default: the version before it) back in every room: rooms on the
+    /// bad version rebuild their state in it from their pre-swap checkpoint and journal.
+    pub async fn roll_back(&self, game_name: &str, bad: &str, to: Option<&str>, reason: &str, actor: &str) -> Result<String> {
+        let Some(game) = self.rooms.game(game_name) else { bail!("no plugin named {game_name:?} is loaded") };
+        let serving = game.serving();
+        let trial = serving.canary.as_ref().map(|c| c.plugin.clone()).unwrap_or_else(|| serving.active.clone());
+        if trial.manifest().version != bad {
+            bail!("{game_name} {bad} is not serving (serving {}); nothing to roll back", trial.manifest().version);
+        }
+        let target = {
+            let served = self.served.lock().unwrap();
+            let history = served.get(game_name).cloned().unwrap_or_default();
+            let previous = self.rollouts.lock().unwrap().get(game_name).and_then(|r| r.previous.clone());
+            match to {
+                Some(v) => history.iter().rev().find(|p| p.manifest().version == v).cloned(),
+                None => previous.or_else(|| {
+                    history.iter().rev().find(|p| p.manifest().version != bad && !serving.is_bad(&p.manifest().version)).cloned()
+                }),
+            }
+        };
+        let Some(target) = target else {
+            bail!(
+                "no version to roll {game_name} {bad} back to{}: it was not served since the server started",
+                to.map(|v| format!(" ({v})")).unwrap_or_default()
+            )
+        };
+        let to = target.manifest().version.clone();
+        game.update(|s| {
+            let mut bad_list = s.bad.clone();
+            bad_list.push(bad.to_string());
+            Serving { active: target.clone(), canary: None, settled: true, bad: bad_list }
+        });
+        self.served.lock().unwrap().entry(game_name.to_string()).or_default().retain(|p| p.manifest().version != bad);
+        self.rollouts.lock().unwrap().insert(
+            game_name.to_string(),
+            Rollout {
+                version: target.clone(),
+                previous: None,
+                phase: Phase::Stable,
+                since: Instant::now(),
+                paused: false,
+                previous_p99: None,
+            },
+        );
+        tracing::error!(plugin = game_name, bad, back_to = %to, actor, "rolled back: {reason}");
+        self.record(&trial, VersionState::Bad).await?;
+        self.record(&target, VersionState::Active).await?;
+        self.audit(actor, "rollback", Some(game_name), Some(bad), &format!("{reason}; back on {to}")).await;
+        let _ = self.events.send(DeployEvent::RolledBack {
+            plugin: game_name.to_string(),
+            bad: bad.to_string(),
+            to: to.clone(),
+            reason: reason.to_string(),
+        });
+        Ok(to)
+    }
+
+    async fn record(&self, plugin: &Plugin, state: VersionState) -> Result<()> {
+        let m = plugin.manifest();
+        let record = VersionRecord { plugin: m.name.clone(), version: m.version.clone(), state, sha256: plugin.sha256().to_string() };
+        self.store.set_version(&record).await
+    }
+
+    async fn audit(&self, actor: &str, action: &str, plugin: Option<&str>, version: Option<&str>, detail: &str) {
+        if let Err(e) = self.store.audit(actor, action, plugin, version, detail).await {
             tracing::error!(action, "failed to write the audit entry ({detail}): {e:#}");
         }
+    }
+
+    /// Version `version` of `plugin`, if it served since the server started and is not bad.
+    pub fn loaded(&self, plugin: &str, version: &str) -> Option<Arc<Plugin>> {
+        self.served.lock().unwrap().get(plugin)?.iter().rev().find(|p| p.manifest().version == version).cloned()
+    }
+
+    /// The stable version a rollback of `plugin` goes back to by default.
+    pub fn previous_stable(&self, plugin: &str) -> Option<String> {
+        let rollouts = self.rollouts.lock().unwrap();
+        let r = rollouts.get(plugin)?;
+        if let Some(p) = &r.previous {
+            return Some(p.manifest().version.clone());
+        }
+        let served = self.served.lock().unwrap();
+        let history = served.get(plugin)?;
+        history.iter().rev().map(|p| p.manifest().version.clone()).find(|v| *v != r.version.manifest().version)
+    }
+
+    /// The rollout settings of `plugin`.
+    fn rollout_config(&self, plugin: &str) -> RolloutConfig {
+        self.plugins.get(plugin).and_then(|p| p.rollout.clone()).unwrap_or_else(|| self.rollout.clone())
+    }
+
+    /// The health policy of `plugin`.
+    pub fn policy(&self, plugin: &str) -> Policy {
+        self.plugins.get(plugin).and_then(|p| p.health.clone()).unwrap_or_else(|| self.health.clone())
+    }
+
+    /// The canary rooms: `share` of the game's open rooms (at least one), chosen by a hash of their id.
+    fn pick_canary(&self, game: &str, share: f64) -> Vec<String> {
+        let mut rooms: Vec<String> = self.rooms.list().into_iter().filter(|r| r.game == game).map(|r| r.room).collect();
+        if rooms.is_empty() {
+            return rooms;
+        }
+        let n = ((rooms.len() as f64 * share).ceil() as usize).clamp(1, rooms.len());
+        let hash = |r: &String| {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            r.hash(&mut h);
+            h.finish()
+        };
+        rooms.sort_by_key(hash);
+        rooms.truncate(n);
+        rooms
+    }
+
+    /// Checks every version on trial against its policy, rolls back a breach, and moves rollouts on
+    /// (canary -> every room -> probation -> stable). Runs every tenth of a second.
+    pub async fn evaluate(&self) {
+        let trials: Vec<(String, Rollout)> =
+            self.rollouts.lock().unwrap().iter().filter(|(_, r)| r.phase != Phase::Stable).map(|(n, r)| (n.clone(), r.clone())).collect();
+        for (name, rollout) in trials {
+            let Some(game) = self.rooms.game(&name) else { continue };
+            let version = rollout.version.manifest().version.clone();
+            let window = game.health(&version).window();
+            if let Some(breach) = self.policy(&name).check(&window, rollout.previous_p99) {
+                let phase = format!("{:?}", rollout.phase).to_lowercase();
+                let reason = format!("health breach during {phase}: {breach}");
+                if let Err(e) = self.roll_back(&name, &version, None, &reason, "health").await {
+                    tracing::error!(plugin = %name, %version, "{reason}, but it cannot be rolled back: {e:#}");
+                    self.rollouts.lock().unwrap().entry(name.clone()).and_modify(|r| r.phase = Phase::Stable);
+                }
+                continue;
+            }
+            let config = self.rollout_config(&name);
+            let elapsed = rollout.since.elapsed().as_millis() as u64;
+            if rollout.paused {
+                continue;
+            }
+            match rollout.phase {
+                Phase::Canary if elapsed >= config.canary_ms => {
+                    let _ = self
+                        .advance(
+                            &name,
+                            "deploy",
+                            &format!(
+                                "canary passed {} ms with {} calls, {} errors, {} traps",
+                                elapsed,
+                                window.calls,
+                                window.errors,
+                                window.traps + window.deadlines
+                            ),
+                        )
+                        .await;
+                }
+                Phase::Probation if elapsed >= config.probation_ms => {
+                    let _ = self
+                        .advance(
+                            &name,
+                            "deploy",
+                            &format!(
+                                "probation passed {} ms with {} calls, {} errors, {} traps",
+                                elapsed,
+                                window.calls,
+                                window.errors,
+                                window.traps + window.deadlines
+                            ),
+                        )
+                        .await;
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Moves `plugin`'s rollout one phase on: canary -> every room (probation), probation -> stable.
+    pub async fn advance(&self, name: &str, actor: &str, why: &str) -> Result<String> {
+        let Some(game) = self.rooms.game(name) else { bail!("no plugin named {name:?} is loaded") };
+        let Some(rollout) = self.rollouts.lock().unwrap().get(name).cloned() else { bail!("{name} has no rollout") };
+        let version = rollout.version.manifest().version.clone();
+        let probation = self.rollout_config(name).probation_ms;
+        let (action, next) = match rollout.phase {
+            Phase::Canary => {
+                let plugin = rollout.version.clone();
+                game.update(|s| Serving { active: plugin.clone(), canary: None, settled: probation == 0, bad: s.bad.clone() });
+                if let Some(prev) = &rollout.previous {
+                    self.record(prev, VersionState::Stable).await?;
+                }
+                self.record(&rollout.version, VersionState::Active).await?;
+                ("promote", if probation == 0 { Phase::Stable } else { Phase::Probation })
+            }
+            Phase::Probation => {
+                game.update(|s| Serving { settled: true, ..s.clone() });
+                ("stable", Phase::Stable)
+            }
+            Phase::Stable => bail!("{name} {version} is already stable"),
+        };
+        self.rollouts.lock().unwrap().insert(name.to_string(), Rollout { phase: next, since: Instant::now(), ..rollout });
+        let detail = match next {
+            Phase::Probation => format!("{why}; every room runs it now, on probation for {probation} ms"),
+            _ => format!("{why}; stable: rooms checkpoint on their normal cadence"),
+        };
+        tracing::info!(plugin = name, %version, actor, "{action}: {detail}");
+        self.audit(actor, action, Some(name), Some(&version), &detail).await;
+        let _ = self.events.send(DeployEvent::Advanced { plugin: name.to_string(), version: version.clone(), phase: next });
+        Ok(format!("{name} {version}: {detail}"))
+    }
+
+    /// Holds (or with `on = false`, resumes) `plugin`'s rollout in its phase; health checks go on.
+    pub async fn pause(&self, name: &str, on: bool, actor: &str) -> Result<String> {
+        let msg = {
+            let mut rollouts = self.rollouts.lock().unwrap();
+            let Some(r) = rollouts.get_mut(name) else { bail!("no plugin named {name:?} is loaded") };
+            r.paused = on;
+            if !on {
+                r.since = Instant::now();
+            }
+            format!(
+                "{name} {} {}",
+                r.version.manifest().version,
+                if on { "paused: its rollout holds its phase (automatic rollback stays on)" } else { "resumed" }
+            )
+        };
+        self.audit(actor, if on { "pause" } else { "resume" }, Some(name), None, &msg).await;
+        Ok(msg)
+    }
+
+    /// Every plugin's versions, rollout phase, health and rooms, and the last rollbacks.
+    pub async fn status(&self) -> Result<Status> {
+        let mut plugins = Vec::new();
+        for name in self.rooms.games() {
+            let Some(game) = self.rooms.game(&name) else { continue };
+            let rollout = self.rollouts.lock().unwrap().get(&name).cloned();
+            let rooms = self.rooms.versions(&name);
+            let mut versions = Vec::new();
+            for record in self.store.versions(&name).await? {
+                let h = game.health(&record.version);
+                let (window, total) = (h.window(), h.total());
+                let phase = rollout.as_ref().filter(|r| r.version.manifest().version == record.version).map(|r| r.phase);
+                versions.push(VersionStatus {
+                    rooms: rooms.get(&record.version).copied().unwrap_or(0),
+                    p99_us: window.p99_us(),
+                    error_rate: window.error_rate(),
+                    window,
+                    total,
+                    phase,
+                    paused: rollout.as_ref().is_some_and(|r| r.paused && phase.is_some()),
+                    version: record.version,
+                    state: record.state.as_str().to_string(),
+                });
+            }
+            versions.sort_by(|a, b| semver::Version::parse(&b.version).ok().cmp(&semver::Version::parse(&a.version).ok()));
+            plugins.push(PluginStatus { name, versions });
+        }
+        let rollbacks = self.store.audit_log(200).await?.into_iter().filter(|e| e.action == "rollback").take(5).collect();
+        Ok(Status { plugins, rollbacks })
     }
 
     /// Watches the plugin directory (unless `deploy.watch` is off) and deploys what settles in it, and
@@ -352,9 +734,12 @@ impl Deployer {
         let mut failures = self.rooms.take_swap_failures();
         Ok(tokio::spawn(async move {
             let _watcher = watcher;
+            let mut health = tokio::time::interval(Duration::from_millis(100));
+            health.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
                     _ = stop.cancelled() => break,
+                    _ = health.tick() => self.evaluate().await,
                     Some(failure) = async { match failures.as_mut() { Some(f) => f.recv().await, None => std::future::pending().await } } => {
                         self.swap_failed(failure).await;
                     }

@@ -6,27 +6,75 @@
 //! then flush what the plugin sent, one batch per player. Game time is `tick * 1000 / tick_hz`, never wall
 //! time; ticks run on an absolute schedule, and a late tick is caught up, not skipped.
 //!
-//! Between ticks the room follows its game's active version: when it changes, the room snapshots its
-//! instance, instantiates the new version in the same environment (clock, random stream, saves) and
-//! restores the state into it. Inputs that arrive meanwhile wait in the inbox. If the new side fails, the
-//! room keeps its old instance untouched and reports the failure (the deployer rolls the version back).
+//! Every call is journaled first ([`super::journal`]); the room checkpoints on a cadence of game time
+//! while its version is stable, when its journal is full, and before every swap. Checkpoint + journal is
+//! the room's truth:
+//! - **Swap.** Between ticks the room follows the version its game serves it (a canary room may run a
+//!   newer one than the rest): it checkpoints, instantiates the new version in the same environment (clock,
+//!   random stream, saves) and restores the state into it. Inputs that arrive meanwhile wait in the inbox.
+//!   If the new side fails, the room keeps its old instance untouched and reports the failure.
+//! - **Rollback.** Leaving a version marked bad, the room restores its pre-swap checkpoint into the
+//!   target version and replays the journal with sends suppressed: it ends where it would be had the bad
+//!   version never run, and no input is lost.
+//! - **Supervision.** A trap poisons the instance: the call is taken out of the journal, its sender gets
+//!   an `error`, a crash report is written, and the instance is rebuilt from checkpoint + journal. Past the
+//!   restart intensity the room escalates to its version's health (a version on canary or probation is
+//!   rolled back) or, on a stable version, saves a checkpoint and closes with a reason to its players.
 
-use super::{GameEntry, JoinError, PlayerConn, RoomInput, RoomKey, Rooms, SwapFailure};
+use super::journal::{self, Base, Journal, Timer};
+use super::{GameEntry, JoinError, PlayerConn, RollbackTiming, RoomDump, RoomInput, RoomKey, Rooms, SwapFailure};
+use crate::health::crash::{CheckpointRef, CrashReport, backtrace_of, decode_input};
+use crate::health::{Counts, VersionHealth};
 use crate::net::envelope::{self, ErrorCode, Format, ServerEnvelope, ServerMsg};
 use crate::runtime::{CallError, GameClock, InstanceEnv, Plugin, PluginInstance, Recipient, RoomInfo, RoomRng};
+use crate::storage::Checkpoint;
 use bytes::Bytes;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, MissedTickBehavior};
 
-/// A timer set by the plugin.
-struct Timer {
-    due_ms: u64,
-    seq: u64,
-    tag: String,
+/// One plugin call of a tick, as journaled.
+#[derive(Clone, Copy)]
+enum Input<'a> {
+    Join(&'a Arc<str>),
+    Leave(&'a Arc<str>),
+    Msg(&'a Arc<str>, &'a [u8]),
+    Timer(&'a str),
+    Tick(u32),
+}
+
+impl Input<'_> {
+    fn record(self, journal: &mut Journal) {
+        match self {
+            Input::Join(p) => journal.join(p),
+            Input::Leave(p) => journal.leave(p),
+            Input::Msg(p, payload) => journal.msg(p, payload),
+            Input::Timer(tag) => journal.timer(tag),
+            Input::Tick(dt) => journal.on_tick(dt),
+        }
+    }
+
+    fn invoke(self, instance: &mut PluginInstance, tick: u64) -> Result<(), CallError> {
+        match self {
+            Input::Join(p) => instance.on_join(p),
+            Input::Leave(p) => instance.on_leave(p),
+            Input::Msg(p, payload) => instance.on_message(p, payload),
+            Input::Timer(tag) => instance.on_timer(tag),
+            Input::Tick(dt) => instance.on_tick(tick, dt),
+        }
+    }
+
+    /// The input for a crash report.
+    fn describe(self) -> Option<serde_json::Value> {
+        match self {
+            Input::Join(_) | Input::Leave(_) | Input::Tick(_) => None,
+            Input::Msg(_, payload) => Some(decode_input(payload)),
+            Input::Timer(tag) => Some(serde_json::json!({ "timer": tag })),
+        }
+    }
 }
 
 pub(super) struct Room {
@@ -35,6 +83,24 @@ pub(super) struct Room {
     game: Arc<GameEntry>,
     /// The version this room's instance runs.
     plugin: Arc<Plugin>,
+    /// That version's health counts.
+    health: Arc<VersionHealth>,
+    /// This tick's counts (added to `health` at the tick's end).
+    tally: Counts,
+    /// Counts since the room opened.
+    counts: Counts,
+    /// The last checkpoint.
+    base: Base,
+    /// Every call since it.
+    journal: Journal,
+    /// Whether calls are journaled (`rooms.journal`).
+    journaling: bool,
+    /// Checkpoints taken (names them).
+    checkpoints: u64,
+    /// When the instance trapped, within the restart-intensity window.
+    restarts: VecDeque<Instant>,
+    /// Timers due this tick not fired yet.
+    due: VecDeque<Timer>,
     /// A version this room failed to move to (not retried).
     refused: Option<Arc<Plugin>>,
     /// No swap before this (the new version could not be instantiated: the pool is full).
@@ -66,10 +132,21 @@ impl Room {
     pub(super) fn new(rooms: Rooms, key: RoomKey, game: Arc<GameEntry>, seed: u64, rx: mpsc::Receiver<RoomInput>) -> Self {
         // Subscribe before reading the active version, so a change in between is not missed.
         let changed = game.changed.subscribe();
+        let plugin = game.serving().target(&key.1).clone();
+        let journaling = rooms.0.config.journal;
         Room {
             rooms,
+            health: game.health(&plugin.manifest().version),
+            tally: Counts::default(),
+            counts: Counts::default(),
+            base: Base { id: 0, plugin: plugin.clone(), tick: 0, draws: 0, timers: Vec::new(), timer_seq: 0, state: Vec::new() },
+            journal: Journal::default(),
+            journaling,
+            checkpoints: 0,
+            restarts: VecDeque::new(),
+            due: VecDeque::new(),
             key,
-            plugin: game.active(),
+            plugin,
             refused: None,
             retry_swap_at: None,
             changed,
@@ -108,33 +185,175 @@ impl Room {
         }
     }
 
-    fn start(&self) -> Result<PluginInstance, String> {
-        let mut instance = self.plugin.instantiate(self.env()).map_err(|e| format!("{e:#}"))?;
-        instance.init(&self.info(), &self.game.config).map_err(|e| e.to_string())?;
+    /// The room's first instance: from its stored checkpoint if it has one its version can restore,
+    /// else a fresh `init`. Then the first checkpoint.
+    fn start(&mut self, stored: Option<Checkpoint>) -> Result<PluginInstance, String> {
+        let mut resumed = None;
+        if let Some(c) = stored {
+            match self.resume(&c) {
+                Ok(instance) => resumed = Some(instance),
+                Err(e) => tracing::warn!(
+                    version = %c.version,
+                    tick = c.tick,
+                    "the room's stored checkpoint cannot be resumed ({e}); starting the room afresh"
+                ),
+            }
+        }
+        let mut instance = match resumed {
+            Some(instance) => instance,
+            None => {
+                let mut instance = self.plugin.instantiate(self.env()).map_err(|e| format!("{e:#}"))?;
+                instance.init(&self.info(), &self.game.config).map_err(|e| e.to_string())?;
+                self.collect(&mut instance);
+                instance
+            }
+        };
+        self.checkpoint(&mut instance).map_err(|e| format!("the first snapshot failed: {e}"))?;
         Ok(instance)
     }
 
-    fn is_refused(&self) -> bool {
-        self.refused.as_ref().is_some_and(|r| self.game.is_active(r))
+    fn resume(&mut self, c: &Checkpoint) -> Result<PluginInstance, String> {
+        let stored = journal::Stored::decode(&c.state).map_err(|e| format!("{e:#}"))?;
+        let hz = u64::from(self.rooms.0.config.tick_hz);
+        self.clock.set(stored.tick, stored.tick * 1000 / hz);
+        self.rng.set_draws(stored.draws);
+        let mut instance = self.plugin.instantiate(self.env()).map_err(|e| format!("{e:#}"))?;
+        instance.restore(&stored.state, &c.version).map_err(|e| e.to_string())?;
+        self.tick = stored.tick;
+        self.timers = stored.timers;
+        self.timer_seq = stored.timer_seq;
+        tracing::info!(tick = self.tick, from = %c.version, "room resumed from its stored checkpoint");
+        Ok(instance)
+    }
+
+    /// Takes a checkpoint: the instance's snapshot with the room's random draws and timers. The journal
+    /// starts over, and the checkpoint goes to the store.
+    fn checkpoint(&mut self, instance: &mut PluginInstance) -> Result<(), CallError> {
+        let state = instance.snapshot()?;
+        self.set_base(state);
+        Ok(())
+    }
+
+    fn set_base(&mut self, state: Vec<u8>) {
+        self.checkpoints += 1;
+        self.base = Base {
+            id: self.checkpoints,
+            plugin: self.plugin.clone(),
+            tick: self.tick,
+            draws: self.rng.draws(),
+            timers: self.timers.clone(),
+            timer_seq: self.timer_seq,
+            state,
+        };
+        self.journal.clear();
+        if let Some(tx) = self.rooms.0.checkpoints.get() {
+            let _ = tx.send(super::CheckpointMsg::Put(Checkpoint {
+                game: self.key.0.clone(),
+                room: self.key.1.clone(),
+                version: self.base.version().to_string(),
+                tick: self.tick as i64,
+                state: self.base.encode(),
+            }));
+        }
+    }
+
+    /// Checkpoints at the end of a tick if it is time: on the normal cadence while the room's version is
+    /// stable (a version on trial keeps its pre-swap checkpoint for a rollback), or when the journal is
+    /// full.
+    fn maybe_checkpoint(&mut self, instance: &mut PluginInstance) -> Result<(), String> {
+        let cfg = &self.rooms.0.config;
+        let every = (cfg.checkpoint_every_ms * u64::from(cfg.tick_hz) / 1000).max(1);
+        let full = self.journal.len() >= cfg.journal_max_entries || self.journal.len_bytes() >= cfg.journal_max_bytes;
+        let due = self.tick >= self.base.tick + every && self.game.serving.load().is_settled(&self.plugin);
+        if !(full || due) {
+            return Ok(());
+        }
+        match self.checkpoint(instance) {
+            Ok(()) => Ok(()),
+            Err(e @ CallError::Gameplay { .. }) => {
+                tracing::warn!("no checkpoint this tick: {e}");
+                Ok(())
+            }
+            Err(fatal) => {
+                self.tally.traps += 1;
+                self.supervise(instance, &fatal, None, None)
+            }
+        }
+    }
+
+    fn is_refused(&self, target: &Arc<Plugin>) -> bool {
+        self.refused.as_ref().is_some_and(|r| Arc::ptr_eq(r, target))
+    }
+
+    /// The version the room should move to, if any.
+    fn target(&self) -> Option<Arc<Plugin>> {
+        let serving = self.game.serving.load();
+        let target = serving.target(&self.key.1);
+        (!Arc::ptr_eq(target, &self.plugin)).then(|| target.clone())
     }
 
     /// Whether the room should move to another version now.
     fn wants_swap(&self) -> bool {
-        !self.game.is_active(&self.plugin) && !self.is_refused() && self.retry_swap_at.is_none_or(|at| Instant::now() >= at)
+        self.target().is_some_and(|t| !self.is_refused(&t)) && self.retry_swap_at.is_none_or(|at| Instant::now() >= at)
     }
 
-    /// Moves the room to its game's active version if that changed (at a tick boundary). An `Err` is a
-    /// trap of the serving instance while it was snapshotted: the room cannot go on.
-    fn follow_active(&mut self, instance: &mut PluginInstance) -> Result<Option<PluginInstance>, String> {
-        if !self.wants_swap() {
-            return Ok(None);
+    /// Moves the room to the version its game serves it (at a tick boundary): out of a bad version by
+    /// replaying the journal into the target, else by carrying the state over. Returns the old instance
+    /// (to be dropped outside the swap gate). An `Err` ends the room.
+    fn follow(&mut self, instance: &mut PluginInstance) -> Result<Option<PluginInstance>, String> {
+        let Some(target) = self.target() else { return Ok(None) };
+        if self.game.serving.load().is_bad(self.version()) && self.journaling {
+            match self.roll_back(instance, &target) {
+                Ok(old) => return Ok(Some(old)),
+                Err(e) => tracing::error!(
+                    from = self.version(),
+                    to = %target.manifest().version,
+                    "cannot rebuild the room in the previous version from its checkpoint and journal ({e}); carrying the state over instead"
+                ),
+            }
         }
-        let target = self.game.active();
+        self.carry_over(instance, target)
+    }
+
+    /// Leaves a bad version: the pre-swap checkpoint restored into `target`, the journal replayed.
+    fn roll_back(&mut self, instance: &mut PluginInstance, target: &Arc<Plugin>) -> Result<PluginInstance, journal::ReplayError> {
+        let started = std::time::Instant::now();
+        let (from, to) = (self.version().to_string(), target.manifest().version.clone());
+        let replayed = journal::replay(target, &self.env(), self.rooms.0.config.tick_hz, &self.base, &self.journal, &[])?;
+        let timing = RollbackTiming {
+            restore: replayed.restore,
+            replay: started.elapsed() - replayed.restore,
+            calls: replayed.calls,
+            done: std::time::Instant::now(),
+        };
+        let old = std::mem::replace(instance, replayed.instance);
+        self.timers = replayed.timers;
+        self.timer_seq = replayed.timer_seq;
+        self.become_version(target.clone());
+        tracing::info!(from, to, calls = timing.calls, skipped = replayed.skipped.len(), ?timing, "rolled back: journal replayed");
+        self.rooms.rolled_back(&self.key, &to, timing);
+        Ok(old)
+    }
+
+    fn become_version(&mut self, target: Arc<Plugin>) {
+        self.health.add(&std::mem::take(&mut self.tally));
+        self.health = self.game.health(&target.manifest().version);
+        self.plugin = target;
+        self.refused = None;
+        self.retry_swap_at = None;
+    }
+
+    /// Carries the state over: checkpoint (the pre-swap one), instantiate `target`, restore into it.
+    fn carry_over(&mut self, instance: &mut PluginInstance, target: Arc<Plugin>) -> Result<Option<PluginInstance>, String> {
         let started = std::time::Instant::now();
         let (from, to) = (self.version().to_string(), target.manifest().version.clone());
         let state = match instance.snapshot() {
             Ok(state) => state,
-            Err(e) if e.is_fatal() => return Err(e.to_string()),
+            Err(e) if e.is_fatal() => {
+                self.tally.traps += 1;
+                self.supervise(instance, &e, None, None)?;
+                return Ok(None);
+            }
             Err(e) => {
                 // Not the new version's fault: stay, and do not retry this version.
                 tracing::error!(from, to, "cannot move to the new version: the serving version's snapshot failed: {e}");
@@ -146,7 +365,7 @@ impl Room {
             Ok(new) => new,
             Err(e) => {
                 // It passed its smoke test: this is the instance pool or memory running out, not the
-                // version. Stay, and try again at the next tick.
+                // version. Stay, and try again in a second.
                 tracing::warn!(from, to, "cannot instantiate the new version yet (retrying in a second): {e:#}");
                 self.retry_swap_at = Some(Instant::now() + Duration::from_secs(1));
                 return Ok(None);
@@ -158,29 +377,42 @@ impl Room {
             .map_err(|e| format!("restore of {} bytes from version {from} failed: {e}", state.len()));
         match moved {
             Ok(mut new) => {
+                // The pre-swap checkpoint: a rollback restores it into the old version.
+                self.set_base(state);
                 self.collect(&mut new);
                 let old = std::mem::replace(instance, new);
                 let micros = started.elapsed().as_micros() as u64;
-                self.plugin = target;
-                self.refused = None;
-                self.retry_swap_at = None;
+                self.become_version(target);
                 self.rooms.swapped(&self.key, &to, micros);
-                tracing::debug!(from, to, micros, bytes = state.len(), "moved to the new version");
-                return Ok(Some(old));
+                tracing::debug!(from, to, micros, "moved to the new version");
+                Ok(Some(old))
             }
             Err(reason) => {
                 tracing::error!(from, to, "stays on {from}: {reason}");
+                let mut failed = Counts::default();
+                failed.failed_restores = 1;
+                self.game.health(&to).add(&failed);
                 self.refused = Some(target);
                 let _ =
                     self.rooms.0.swap_failures.send(SwapFailure { game: self.key.0.clone(), room: self.key.1.clone(), from, to, reason });
+                Ok(None)
             }
         }
-        Ok(None)
     }
 
     #[tracing::instrument(name = "room", skip_all, fields(game = %self.key.0, room = %self.key.1))]
     pub(super) async fn run(mut self) {
-        let mut instance = match self.start() {
+        let stored = match self.rooms.0.store.get() {
+            Some(store) => match store.checkpoint(&self.key.0, &self.key.1).await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::error!("failed to read the room's stored checkpoint (starting afresh): {e:#}");
+                    None
+                }
+            },
+            None => None,
+        };
+        let mut instance = match self.start(stored) {
             Ok(instance) => instance,
             Err(reason) => {
                 tracing::error!("failed to start the room: {reason}");
@@ -199,12 +431,12 @@ impl Room {
             tokio::select! {
                 biased;
                 _ = stop.cancelled() => break End::Shutdown,
-                // A new active version: wakes the loop so the swap branch below is enabled.
+                // A change of what serves: wakes the loop so the swap branch below is enabled.
                 Ok(()) = self.changed.changed() => {}
                 // At most one room per core swaps at a time (the gate): a storm of 1,000 swaps then
                 // queues instead of piling page faults onto the address space lock.
                 permit = gate.acquire(), if self.wants_swap() => {
-                    match self.follow_active(&mut instance) {
+                    match self.follow(&mut instance) {
                         Err(crash) => break End::Crashed(crash),
                         // The next room may start its swap while this one returns its old instance's
                         // memory to the pool.
@@ -226,6 +458,11 @@ impl Room {
                         }
                     }
                     self.flush();
+                    self.health.add(&self.tally);
+                    self.counts.add(&std::mem::take(&mut self.tally));
+                    if let Err(crash) = self.maybe_checkpoint(&mut instance) {
+                        break End::Crashed(crash);
+                    }
                     self.rooms.record_tick(started.elapsed().as_micros() as u64);
                     if self.members.is_empty() {
                         let since = *self.empty_since.get_or_insert_with(Instant::now);
@@ -238,24 +475,32 @@ impl Room {
                 }
             }
         };
+        if !matches!(end, End::Crashed(_))
+            && let Err(e) = self.checkpoint(&mut instance)
+        {
+            tracing::warn!("no final checkpoint: {e}");
+        }
         self.close(end);
     }
 
-    /// One tick, up to but not including the flush. An `Err` is a trap or deadline hit: the room cannot
-    /// go on (supervision that rebuilds the instance arrives with checkpoints).
+    /// One tick, up to but not including the flush. An `Err` ends the room (its instance trapped past
+    /// the restart intensity, or could not be rebuilt).
     fn tick(&mut self, instance: &mut PluginInstance) -> Result<(), String> {
         let cfg = &self.rooms.0.config;
         let (hz, max_players) = (u64::from(cfg.tick_hz), cfg.max_players);
         self.tick += 1;
         let now_ms = self.tick * 1000 / hz;
         self.clock.set(self.tick, now_ms);
+        if self.journaling {
+            self.journal.begin(self.tick);
+        }
 
         // Timers due now, taken before this tick's inputs: a timer set during the tick fires later.
         self.timers.sort_by_key(|t| (t.due_ms, t.seq));
-        let due: Vec<Timer> = self.timers.drain(..self.timers.partition_point(|t| t.due_ms <= now_ms)).collect();
+        self.due = self.timers.drain(..self.timers.partition_point(|t| t.due_ms <= now_ms)).collect();
 
         for player in std::mem::take(&mut self.leaving) {
-            self.call(instance, None, |i| i.on_leave(&player))?;
+            self.call(instance, None, Input::Leave(&player))?;
         }
         // While the save store is behind, inputs wait in the inbox (bounded: senders then wait too).
         let held = self.rooms.0.saves.backpressure();
@@ -284,45 +529,67 @@ impl Room {
                         };
                         self.direct(&id, &joined);
                         let _ = reply.send(Ok(()));
-                        self.call(instance, Some(&id), |i| i.on_join(&id))?;
+                        self.call(instance, Some(&id), Input::Join(&id))?;
                     }
                 }
                 RoomInput::Leave { player } => {
                     if let Some(conn) = self.members.remove(&player) {
                         conn.in_room.store(false, Ordering::Release);
                         self.pending.remove(&player);
-                        self.call(instance, None, |i| i.on_leave(&player))?;
+                        self.call(instance, None, Input::Leave(&player))?;
                     }
                 }
                 RoomInput::Msg { player, payload } => {
                     if self.members.contains_key(&player) {
-                        self.call(instance, Some(&player), |i| i.on_message(&player, &payload))?;
+                        self.call(instance, Some(&player), Input::Msg(&player, &payload))?;
                     }
+                }
+                RoomInput::Dump(reply) => {
+                    let _ = reply.send(self.dump(instance));
                 }
             }
         }
 
-        for timer in due {
-            self.call(instance, None, |i| i.on_timer(&timer.tag))?;
+        while let Some(timer) = self.due.pop_front() {
+            self.call(instance, None, Input::Timer(&timer.tag))?;
         }
         let dt_ms = (1000 / hz) as u32;
-        let tick = self.tick;
-        self.call(instance, None, |i| i.on_tick(tick, dt_ms))
+        self.call(instance, None, Input::Tick(dt_ms))
     }
 
-    /// Runs one plugin call and collects what it queued. A gameplay error goes to `player` (the sender
-    /// of the input) as an `error` envelope; a trap or deadline hit ends the room.
-    fn call(
-        &mut self,
-        instance: &mut PluginInstance,
-        player: Option<&Arc<str>>,
-        f: impl FnOnce(&mut PluginInstance) -> Result<(), CallError>,
-    ) -> Result<(), String> {
-        let result = f(instance);
-        self.collect(instance);
+    fn dump(&mut self, instance: &mut PluginInstance) -> RoomDump {
+        let mut counts = self.counts.clone();
+        counts.add(&self.tally);
+        RoomDump {
+            version: self.version().to_string(),
+            tick: self.tick,
+            seed: self.seed,
+            state: instance.snapshot().ok(),
+            base: self.base.clone(),
+            journal: self.journal.clone(),
+            counts,
+        }
+    }
+
+    /// Journals and runs one plugin call, and collects what it queued. A gameplay error goes to `player`
+    /// (the sender of the input) as an `error` envelope. A trap or deadline hit is taken out of the
+    /// journal and handed to the supervisor.
+    fn call(&mut self, instance: &mut PluginInstance, player: Option<&Arc<str>>, input: Input<'_>) -> Result<(), String> {
+        let mark = self.journal.mark();
+        if self.journaling {
+            input.record(&mut self.journal);
+        }
+        let started = std::time::Instant::now();
+        let result = input.invoke(instance, self.tick);
+        self.tally.call(started.elapsed().as_micros() as u64);
         match result {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                self.collect(instance);
+                Ok(())
+            }
             Err(CallError::Gameplay { export, message }) => {
+                self.collect(instance);
+                self.tally.errors += 1;
                 tracing::debug!(export, "gameplay error: {message}");
                 if let Some(player) = player {
                     self.direct(player, &ServerEnvelope::Error { code: ErrorCode::GameError, message, fatal: false });
@@ -330,10 +597,107 @@ impl Room {
                 Ok(())
             }
             Err(fatal) => {
+                self.journal.truncate(mark);
+                match fatal {
+                    CallError::Deadline { .. } => self.tally.deadlines += 1,
+                    _ => self.tally.traps += 1,
+                }
                 tracing::error!(tick = self.tick, "{fatal}");
-                Err(fatal.to_string())
+                if let Some(player) = player {
+                    let message = format!("the game failed on your input ({fatal}); it was dropped and the room goes on");
+                    self.direct(player, &ServerEnvelope::Error { code: ErrorCode::GameError, message, fatal: false });
+                }
+                self.supervise(instance, &fatal, player, Some(input))
             }
         }
+    }
+
+    /// After a trap: report it, then rebuild the instance from checkpoint + journal; past the restart
+    /// intensity, escalate (a version on trial) or save a checkpoint and end the room (a stable one).
+    fn supervise(
+        &mut self,
+        instance: &mut PluginInstance,
+        failure: &CallError,
+        player: Option<&Arc<str>>,
+        input: Option<Input<'_>>,
+    ) -> Result<(), String> {
+        let cfg = &self.rooms.0.config;
+        let (limit, window) = (cfg.restart_limit as usize, Duration::from_millis(cfg.restart_window_ms));
+        let now = Instant::now();
+        self.restarts.push_back(now);
+        while self.restarts.front().is_some_and(|t| now.duration_since(*t) > window) {
+            self.restarts.pop_front();
+        }
+        let restarts = self.restarts.len();
+        let over = restarts > limit;
+        let settled = self.game.serving.load().is_settled(&self.plugin);
+        let outcome = match (over, settled, self.journaling) {
+            (false, _, true) => "rebuilt",
+            (true, false, true) => "escalated",
+            _ => "closed",
+        };
+        self.report(failure, player, input, restarts, outcome);
+        if outcome == "escalated" {
+            self.tally.escalations += 1;
+            self.health.add(&std::mem::take(&mut self.tally));
+        }
+        let rebuilt = if self.journaling { self.rebuild(instance) } else { Err("journaling is off (rooms.journal)".to_string()) };
+        match (outcome, rebuilt) {
+            ("closed", Ok(())) => {
+                // Save where the room stands, without the call that trapped.
+                if let Err(e) = self.checkpoint(instance) {
+                    tracing::error!("no checkpoint saved at close: {e}");
+                }
+                Err(format!("it failed {restarts} times in {} s, more than the restart limit of {limit} ({failure})", window.as_secs()))
+            }
+            ("closed", Err(e)) => Err(format!("it failed ({failure}) and could not be rebuilt: {e}")),
+            (_, Ok(())) => Ok(()),
+            (_, Err(e)) => Err(format!("it failed ({failure}) and could not be rebuilt: {e}")),
+        }
+    }
+
+    /// A new instance of the room's version from checkpoint + journal (the trapped call is no longer in
+    /// the journal). Timers due this tick and not fired yet stay with the tick.
+    fn rebuild(&mut self, instance: &mut PluginInstance) -> Result<(), String> {
+        let replayed = journal::replay(&self.plugin, &self.env(), self.rooms.0.config.tick_hz, &self.base, &self.journal, &[])
+            .map_err(|e| e.to_string())?;
+        *instance = replayed.instance;
+        let mut timers = replayed.timers;
+        for due in &self.due {
+            if let Some(at) = timers.iter().position(|t| t.tag == due.tag) {
+                timers.remove(at);
+            }
+        }
+        self.timers = timers;
+        self.timer_seq = replayed.timer_seq;
+        tracing::warn!(checkpoint = self.base.id, calls = replayed.calls, "instance rebuilt from checkpoint and journal");
+        Ok(())
+    }
+
+    fn report(&self, failure: &CallError, player: Option<&Arc<str>>, input: Option<Input<'_>>, restarts: usize, outcome: &str) {
+        let Some(tx) = self.rooms.0.crashes.get() else { return };
+        let (export, kind, message) = match failure {
+            CallError::Trap { export, kind, message } => (*export, format!("{kind:?}"), message.clone()),
+            CallError::Deadline { export, .. } => (*export, "Deadline".to_string(), failure.to_string()),
+            CallError::Poisoned(why) => ("?", "Poisoned".to_string(), why.clone()),
+            CallError::Gameplay { export, message } => (*export, "Error".to_string(), message.clone()),
+        };
+        let _ = tx.send(CrashReport {
+            at_ms: crate::storage::now_ms(),
+            plugin: self.key.0.clone(),
+            version: self.version().to_string(),
+            room: self.key.1.clone(),
+            tick: self.tick,
+            export: export.to_string(),
+            kind: heck_snake(&kind),
+            backtrace: backtrace_of(&message),
+            message,
+            player: player.map(|p| p.to_string()),
+            input: input.and_then(Input::describe),
+            checkpoint: CheckpointRef { id: self.base.id, tick: self.base.tick, version: self.base.version().to_string() },
+            restarts_in_window: restarts as u32,
+            outcome: outcome.to_string(),
+        });
     }
 
     /// Moves the plugin's sends into the per-player batches (resolving recipients against the members
@@ -437,7 +801,9 @@ impl Room {
         let reason = match &end {
             End::Empty => None,
             End::Shutdown => Some("the server is shutting down".to_string()),
-            End::Crashed(why) => Some(format!("the room's game crashed ({why}); rejoin to start a new room")),
+            End::Crashed(why) => {
+                Some(format!("the room's game was stopped: {why}; rejoining opens the room again from its last checkpoint"))
+            }
         };
         if let Some(reason) = &reason {
             for (id, conn) in std::mem::take(&mut self.members) {
@@ -456,4 +822,20 @@ impl Room {
             }
         }
     }
+}
+
+/// `StackOverflow` -> `stack_overflow`.
+fn heck_snake(s: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if c.is_ascii_uppercase() {
+            if i > 0 {
+                out.push('_');
+            }
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }

@@ -2,28 +2,79 @@
 //! creates a room on the first `join` naming it, routes joins to it, and shuts every room down.
 
 mod actor;
+pub mod journal;
 
 use crate::config::RoomConfig;
+use crate::health::VersionHealth;
+use crate::health::crash::CrashReport;
 use crate::net::envelope::{ErrorCode, Format};
 use crate::runtime::{Features, Plugin, SaveBackend};
+use crate::storage::{Checkpoint, Store};
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use std::collections::BTreeMap;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-/// A loaded game: the version serving it and the settings its rooms start with.
+/// Which version each room of a game should run.
+#[derive(Clone)]
+pub struct Serving {
+    /// New rooms, and every room outside the canary, run this.
+    pub active: Arc<Plugin>,
+    /// A new version on trial in a few rooms.
+    pub canary: Option<Canary>,
+    /// Whether `active` is past probation: only then do rooms checkpoint on their normal cadence
+    /// (until then they keep the journal since the checkpoint taken before the swap, for a rollback).
+    pub settled: bool,
+    /// Versions rolled back: a room still on one rebuilds its state in its target version from its
+    /// checkpoint and journal instead of carrying the bad version's state over.
+    pub bad: Vec<String>,
+}
+
+/// A version on trial in some rooms.
+#[derive(Clone)]
+pub struct Canary {
+    /// The version.
+    pub plugin: Arc<Plugin>,
+    /// The room ids that run it.
+    pub rooms: HashSet<String>,
+}
+
+impl Serving {
+    /// The version room `room` should run.
+    pub fn target(&self, room: &str) -> &Arc<Plugin> {
+        match &self.canary {
+            Some(c) if c.rooms.contains(room) => &c.plugin,
+            _ => &self.active,
+        }
+    }
+
+    /// Whether `plugin` is past probation (rooms on it checkpoint on their normal cadence).
+    pub fn is_settled(&self, plugin: &Arc<Plugin>) -> bool {
+        self.settled && Arc::ptr_eq(&self.active, plugin)
+    }
+
+    /// Whether `version` was rolled back.
+    pub fn is_bad(&self, version: &str) -> bool {
+        self.bad.iter().any(|b| b == version)
+    }
+}
+
+/// A loaded game: the versions serving it, their health, and the settings its rooms start with.
 ///
-/// The active version is an [`ArcSwap`]: new rooms take whatever it holds when they start, and every live
-/// room follows a change at its next tick boundary (`snapshot` on the old instance, `restore` on the new).
+/// What serves is an [`ArcSwap`] of [`Serving`]: new rooms take its active version when they start, and
+/// every live room follows a change at its next tick boundary (`snapshot` on the old instance, `restore`
+/// on the new; or, leaving a bad version, a replay of its journal into the target).
 pub struct GameEntry {
-    active: ArcSwap<Plugin>,
+    serving: ArcSwap<Serving>,
     changed: watch::Sender<u64>,
+    health: Mutex<HashMap<String, Arc<VersionHealth>>>,
+    window: std::time::Duration,
     /// Configuration for `init` (MessagePack map; empty for none).
     pub config: Vec<u8>,
     /// Feature switches shared by every room of this game.
@@ -31,24 +82,48 @@ pub struct GameEntry {
 }
 
 impl GameEntry {
-    /// A game served by `plugin`.
+    /// A game served by `plugin` (stable), with health windows of the default policy.
     pub fn new(plugin: Arc<Plugin>, config: Vec<u8>, features: Features) -> Self {
-        GameEntry { active: ArcSwap::new(plugin), changed: watch::Sender::new(0), config, features }
+        Self::with_window(plugin, config, features, std::time::Duration::from_millis(crate::health::Policy::default().window_ms))
     }
 
-    /// The version serving the game now.
+    /// A game served by `plugin` (stable), with health windows of `window`.
+    pub fn with_window(plugin: Arc<Plugin>, config: Vec<u8>, features: Features, window: std::time::Duration) -> Self {
+        GameEntry {
+            serving: ArcSwap::new(Arc::new(Serving { active: plugin, canary: None, settled: true, bad: Vec::new() })),
+            changed: watch::Sender::new(0),
+            health: Mutex::new(HashMap::new()),
+            window,
+            config,
+            features,
+        }
+    }
+
+    /// The version serving new rooms now.
     pub fn active(&self) -> Arc<Plugin> {
-        self.active.load_full()
+        self.serving.load().active.clone()
     }
 
-    /// Makes `plugin` the active version: new rooms start on it, live rooms move at their next tick.
+    /// What serves now.
+    pub fn serving(&self) -> Arc<Serving> {
+        self.serving.load_full()
+    }
+
+    /// Makes `plugin` the active, stable version of every room (bad marks are kept).
     pub fn set_active(&self, plugin: Arc<Plugin>) {
-        self.active.store(plugin);
+        self.update(|s| Serving { active: plugin, canary: None, settled: true, bad: s.bad.clone() });
+    }
+
+    /// Changes what serves; live rooms follow at their next tick boundary.
+    pub fn update(&self, f: impl FnOnce(&Serving) -> Serving) {
+        let next = f(&self.serving.load());
+        self.serving.store(Arc::new(next));
         self.changed.send_modify(|generation| *generation += 1);
     }
 
-    fn is_active(&self, plugin: &Arc<Plugin>) -> bool {
-        Arc::ptr_eq(&self.active.load(), plugin)
+    /// The health counts of `version`.
+    pub fn health(&self, version: &str) -> Arc<VersionHealth> {
+        self.health.lock().unwrap().entry(version.to_string()).or_insert_with(|| Arc::new(VersionHealth::new(self.window))).clone()
     }
 }
 
@@ -235,6 +310,39 @@ pub enum RoomInput {
         /// MessagePack payload.
         payload: Vec<u8>,
     },
+    /// The room's state, checkpoint and journal, for an operator or a test.
+    Dump(oneshot::Sender<RoomDump>),
+}
+
+/// A room's state with the checkpoint and journal it derives from.
+pub struct RoomDump {
+    /// The version it runs.
+    pub version: String,
+    /// The tick it is at.
+    pub tick: u64,
+    /// The room's random seed.
+    pub seed: u64,
+    /// `snapshot()` now (`None` if it failed).
+    pub state: Option<Vec<u8>>,
+    /// The checkpoint.
+    pub base: journal::Base,
+    /// Every call since the checkpoint.
+    pub journal: journal::Journal,
+    /// Calls, errors and traps in this room since it opened.
+    pub counts: crate::health::Counts,
+}
+
+/// How one room left a bad version.
+#[derive(Clone, Copy, Debug)]
+pub struct RollbackTiming {
+    /// Instantiating and restoring the checkpoint.
+    pub restore: std::time::Duration,
+    /// Replaying the journal.
+    pub replay: std::time::Duration,
+    /// Calls replayed.
+    pub calls: usize,
+    /// When the room was back on the previous version.
+    pub done: std::time::Instant,
 }
 
 /// A session's handle to the room it is in.
@@ -266,6 +374,12 @@ pub struct RoomSummary {
 
 type RoomKey = (String, String);
 
+/// What goes to the checkpoint writer.
+enum CheckpointMsg {
+    Put(Checkpoint),
+    Flush(oneshot::Sender<()>),
+}
+
 struct Inner {
     games: RwLock<HashMap<String, Arc<GameEntry>>>,
     rooms: Mutex<HashMap<RoomKey, (RoomHandle, RoomSummary)>>,
@@ -283,6 +397,12 @@ struct Inner {
     /// work than there are cores to run it.
     swap_gate: Arc<tokio::sync::Semaphore>,
     swap_failures_rx: Mutex<Option<mpsc::UnboundedReceiver<SwapFailure>>>,
+    /// Per-room rollbacks since the last `take_rollbacks`.
+    rollbacks: Mutex<Vec<RollbackTiming>>,
+    /// Where checkpoints are read at room start and written to (none: in memory only).
+    store: OnceLock<Store>,
+    checkpoints: OnceLock<mpsc::UnboundedSender<CheckpointMsg>>,
+    crashes: OnceLock<mpsc::UnboundedSender<CrashReport>>,
 }
 
 /// Every room of the server.
@@ -311,7 +431,70 @@ impl Rooms {
             swap_failures,
             swap_gate: Arc::new(tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get()))),
             swap_failures_rx: Mutex::new(Some(rx)),
+            rollbacks: Mutex::new(Vec::new()),
+            store: OnceLock::new(),
+            checkpoints: OnceLock::new(),
+            crashes: OnceLock::new(),
         }))
+    }
+
+    /// Keeps room checkpoints in `store` (a room resumes from its stored checkpoint when it opens again,
+    /// after a restart too) and writes crash reports to `crash_dir`, kept under `crash_max_bytes`.
+    /// Checkpoints are written by one task, in batches, the latest per room.
+    pub fn attach(&self, store: Store, crash_dir: std::path::PathBuf, crash_max_bytes: u64) {
+        let (tx, mut rx) = mpsc::unbounded_channel::<CheckpointMsg>();
+        let writer = store.clone();
+        tokio::spawn(async move {
+            while let Some(first) = rx.recv().await {
+                let mut batch: HashMap<(String, String), Checkpoint> = HashMap::new();
+                let mut flushed = Vec::new();
+                for msg in std::iter::once(first).chain(std::iter::from_fn(|| rx.try_recv().ok())) {
+                    match msg {
+                        CheckpointMsg::Put(c) => {
+                            batch.insert((c.game.clone(), c.room.clone()), c);
+                        }
+                        CheckpointMsg::Flush(done) => flushed.push(done),
+                    }
+                }
+                let batch: Vec<Checkpoint> = batch.into_values().collect();
+                if !batch.is_empty()
+                    && let Err(e) = writer.put_checkpoints(&batch).await
+                {
+                    tracing::error!(rooms = batch.len(), "failed to write room checkpoints: {e:#}");
+                }
+                for done in flushed {
+                    let _ = done.send(());
+                }
+            }
+        });
+        let _ = self.0.checkpoints.set(tx);
+        let _ = self.0.store.set(store);
+        let _ = self.0.crashes.set(crate::health::crash::start_writer(crash_dir, crash_max_bytes));
+    }
+
+    /// Resolves once every checkpoint sent so far is written.
+    pub async fn flush_checkpoints(&self) {
+        if let Some(tx) = self.0.checkpoints.get() {
+            let (done, wait) = oneshot::channel();
+            if tx.send(CheckpointMsg::Flush(done)).is_ok() {
+                let _ = wait.await;
+            }
+        }
+    }
+
+    /// The room's state, checkpoint and journal (answered at its next tick), or `None` if it is not open.
+    pub async fn dump(&self, game: &str, room: &str) -> Option<RoomDump> {
+        let handle = self.0.rooms.lock().unwrap().get(&(game.to_string(), room.to_string())).map(|(h, _)| h.clone())?;
+        let (tx, rx) = oneshot::channel();
+        if !handle.send(RoomInput::Dump(tx)).await {
+            return None;
+        }
+        rx.await.ok()
+    }
+
+    /// Per-room rollback timings since the last call.
+    pub fn take_rollbacks(&self) -> Vec<RollbackTiming> {
+        std::mem::take(&mut *self.0.rollbacks.lock().unwrap())
     }
 
     /// Names of the loaded games.
@@ -365,6 +548,13 @@ impl Rooms {
 
     fn swapped(&self, key: &RoomKey, version: &str, micros: u64) {
         self.0.swap_us.lock().unwrap().saturating_record(micros.max(1));
+        if let Some((_, summary)) = self.0.rooms.lock().unwrap().get_mut(key) {
+            summary.version = version.to_string();
+        }
+    }
+
+    fn rolled_back(&self, key: &RoomKey, version: &str, timing: RollbackTiming) {
+        self.0.rollbacks.lock().unwrap().push(timing);
         if let Some((_, summary)) = self.0.rooms.lock().unwrap().get_mut(key) {
             summary.version = version.to_string();
         }

@@ -91,7 +91,7 @@ pub struct VersionRecord {
 }
 
 /// One audit entry.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditEntry {
     /// Sequence number.
     pub id: i64,
@@ -215,6 +215,13 @@ impl Store {
     pub async fn put_checkpoint(&self, checkpoint: &Checkpoint) -> Result<()> {
         match self {
             Store::Sqlite(s) => s.put_checkpoint(checkpoint).await,
+        }
+    }
+
+    /// Replaces the checkpoints of several rooms at once.
+    pub async fn put_checkpoints(&self, batch: &[Checkpoint]) -> Result<()> {
+        match self {
+            Store::Sqlite(s) => s.put_checkpoints(batch).await,
         }
     }
 

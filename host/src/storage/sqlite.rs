@@ -205,6 +205,20 @@ impl SqliteStore {
 
     /// Replaces a room's checkpoint.
     pub async fn put_checkpoint(&self, c: &Checkpoint) -> Result<()> {
+        self.put_checkpoints(std::slice::from_ref(c)).await
+    }
+
+    /// Replaces the checkpoints of several rooms in one transaction.
+    pub async fn put_checkpoints(&self, batch: &[Checkpoint]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for c in batch {
+            Self::put_one(&mut tx, c).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn put_one(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>, c: &Checkpoint) -> Result<()> {
         sqlx::query(
             "INSERT INTO room_checkpoints (game, room, version, tick, state, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
              ON CONFLICT (game, room) DO UPDATE SET version = excluded.version, tick = excluded.tick, state = excluded.state, at = excluded.at",
@@ -215,7 +229,7 @@ impl SqliteStore {
         .bind(c.tick)
         .bind(&c.state)
         .bind(now_ms())
-        .execute(&self.pool)
+        .execute(&mut **tx)
         .await?;
         Ok(())
     }

@@ -1,6 +1,7 @@
 //! Shared by the runtime tests: one runtime per test binary, plugins loaded once, MessagePack helpers.
 #![allow(dead_code)]
 
+pub mod deploy;
 pub mod server;
 
 use serde::Serialize;

@@ -51,6 +51,7 @@ pub async fn start(sets: &[&str]) -> Server {
         format!("data_dir={:?}", data.path().display().to_string()),
         "net.ws_addr=\"127.0.0.1:0\"".into(),
         "net.tcp_addr=\"127.0.0.1:0\"".into(),
+        "admin.addr=\"127.0.0.1:0\"".into(),
         "auth.secret=\"test-secret-0123456789\"".into(),
         "plugins.chat.features=[\"chat\"]".into(),
         "rooms.empty_grace_ms=200".into(),

@@ -76,6 +76,12 @@ pub enum ArenaIn {
         /// Client's sequence number.
         seq: u64,
     },
+    /// `chaos` build only: panics (a trap), for the supervision and rollback tests.
+    #[cfg(feature = "chaos")]
+    Crash,
+    /// `chaos` build only: loops forever (a deadline hit), for the supervision and rollback tests.
+    #[cfg(feature = "chaos")]
+    Spin,
 }
 
 /// A player as others see it.
@@ -171,6 +177,10 @@ pub mod v1 {
 /// Points a coin is worth: 1, or 2 in the `variant-b` build (the hot-swap tests alternate the two).
 pub const COIN_POINTS: u64 = if cfg!(feature = "variant-b") { 2 } else { 1 };
 
+/// The `chaos` build (for the health and rollback tests): every fifth move returns `err` after it is
+/// applied and answered, and the `crash` and `spin` messages trap and loop. Same state format.
+pub const CHAOS: bool = cfg!(feature = "chaos");
+
 /// What is kept per player across rooms with `store-save`.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct Save {
@@ -240,7 +250,15 @@ impl Game for Arena {
     }
 
     fn on_message(&mut self, ctx: &mut Ctx<ArenaOut>, player: &str, msg: ArenaIn) -> GameResult {
-        let ArenaIn::Move { dir, seq } = msg;
+        let (dir, seq) = match msg {
+            ArenaIn::Move { dir, seq } => (dir, seq),
+            #[cfg(feature = "chaos")]
+            ArenaIn::Crash => panic!("chaos: crash on command"),
+            #[cfg(feature = "chaos")]
+            ArenaIn::Spin => loop {
+                std::hint::black_box(&self.coins);
+            },
+        };
         let Some(current) = self.players.get(player).map(|p| p.pos) else {
             return Err(format!("{player} moved but is not in the arena"));
         };
@@ -264,6 +282,10 @@ impl Game for Arena {
             ctx.store_save(player, &Save { total }, Priority::Normal)?;
         }
         ctx.send(player, &ArenaOut::Moved { seq, pos, score, picked });
+        if CHAOS && seq.is_multiple_of(5) {
+            // The move counts and is answered; the call still reports a gameplay error.
+            return Err(format!("chaos: every fifth move reports an error (move {seq})"));
+        }
         Ok(())
     }
 

@@ -1,0 +1,264 @@
+//! The operator's admin endpoint: HTTP with JSON, bound to a loopback address, every request carrying
+//! `Authorization: Bearer <token>`. `warden status`, `rollback`, `promote` and `pause` are its clients
+//! ([`Client`]); every action is an audit entry with the actor `admin`.
+//!
+//! - `GET /status`: [`Status`].
+//! - `POST /plugins/{name}/rollback` `{"to": "1.2.0"?, "force": false}`: mark the serving version bad and
+//!   go back to the previous stable version (anything else needs `force`).
+//! - `POST /plugins/{name}/promote`: move the rollout one phase on.
+//! - `POST /plugins/{name}/pause` `{"resume": false}`: hold the rollout in its phase (or resume it).
+
+use crate::deploy::{Deployer, Status};
+use anyhow::{Context as _, Result, bail};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+
+/// A rollback request.
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct RollbackRequest {
+    /// The version to go back to (default: the previous stable one).
+    pub to: Option<String>,
+    /// Allow a version other than the previous stable one.
+    #[serde(default)]
+    pub force: bool,
+}
+
+/// A pause request.
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct PauseRequest {
+    /// Resume instead of pausing.
+    #[serde(default)]
+    pub resume: bool,
+}
+
+/// What an action did.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct Outcome {
+    /// In words.
+    pub message: String,
+}
+
+#[derive(Clone)]
+struct AppState {
+    deployer: Arc<Deployer>,
+    token: Arc<str>,
+}
+
+type Reply<T> = Result<Json<T>, (StatusCode, String)>;
+
+/// The token: `admin.token`, or the one in `<data_dir>/admin.token`, made (random, mode 0600) if absent.
+pub fn token(configured: &str, data_dir: &std::path::Path) -> Result<String> {
+    if !configured.is_empty() {
+        return Ok(configured.to_string());
+    }
+    let path = token_path(data_dir);
+    if let Ok(existing) = std::fs::read_to_string(&path)
+        && !existing.trim().is_empty()
+    {
+        return Ok(existing.trim().to_string());
+    }
+    std::fs::create_dir_all(data_dir).with_context(|| format!("failed to create {}", data_dir.display()))?;
+    let mut bytes = [0u8; 24];
+    std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut bytes).context("failed to read /dev/urandom")?;
+    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    write_private(&path, &token)?;
+    Ok(token)
+}
+
+fn token_path(data_dir: &std::path::Path) -> PathBuf {
+    data_dir.join("admin.token")
+}
+
+fn write_private(path: &std::path::Path, text: &str) -> Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("failed to write {}", path.display()))?;
+    f.write_all(text.as_bytes())?;
+    Ok(())
+}
+
+/// Binds the endpoint and serves it until `stop`.
+pub async fn serve(
+    addr: SocketAddr,
+    token: String,
+    deployer: Arc<Deployer>,
+    stop: CancellationToken,
+) -> Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    if !addr.ip().is_loopback() {
+        bail!("admin.addr must be a loopback address, not {addr}");
+    }
+    let state = AppState { deployer, token: token.into() };
+    let app = Router::new()
+        .route("/status", get(status))
+        .route("/plugins/{name}/rollback", post(rollback))
+        .route("/plugins/{name}/promote", post(promote))
+        .route("/plugins/{name}/pause", post(pause))
+        .with_state(state);
+    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("failed to listen on {addr} (admin.addr)"))?;
+    let local = listener.local_addr()?;
+    let task = tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned()).await {
+            tracing::error!("the admin endpoint failed: {e}");
+        }
+    });
+    Ok((local, task))
+}
+
+fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), (StatusCode, String)> {
+    let given = headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    let ok = given.is_some_and(|g| {
+        let (a, b) = (g.as_bytes(), state.token.as_bytes());
+        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err((
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong admin token: send Authorization: Bearer <token> (admin.token, or the data directory's admin.token file)"
+                .into(),
+        ))
+    }
+}
+
+fn failed(e: anyhow::Error) -> (StatusCode, String) {
+    (StatusCode::BAD_REQUEST, format!("{e:#}"))
+}
+
+async fn status(State(state): State<AppState>, headers: HeaderMap) -> Reply<Status> {
+    authorize(&state, &headers)?;
+    state.deployer.status().await.map(Json).map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")))
+}
+
+async fn rollback(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Option<Json<RollbackRequest>>,
+) -> Reply<Outcome> {
+    authorize(&state, &headers)?;
+    let req = body.map(|b| b.0).unwrap_or_default();
+    let d = &state.deployer;
+    let status = d.status().await.map_err(failed)?;
+    let Some(plugin) = status.plugins.iter().find(|p| p.name == name) else {
+        return Err((StatusCode::NOT_FOUND, format!("no plugin named {name:?} is loaded")));
+    };
+    let serving = plugin.versions.iter().find(|v| v.phase.is_some()).map(|v| v.version.clone()).unwrap_or_default();
+    let previous = d.previous_stable(&name);
+    if let Some(to) = &req.to
+        && previous.as_deref() != Some(to.as_str())
+        && !req.force
+    {
+        return Err((
+            StatusCode::CONFLICT,
+            format!(
+                "{to} is not the previous stable version of {name} ({}): rolling back further is an explicit choice; add --force",
+                previous.as_deref().unwrap_or("none")
+            ),
+        ));
+    }
+    let to = d.roll_back(&name, &serving, req.to.as_deref(), "operator rollback", "admin").await.map_err(failed)?;
+    Ok(Json(Outcome { message: format!("{name} {serving} marked bad; every room is going back to {to}") }))
+}
+
+async fn promote(State(state): State<AppState>, Path(name): Path<String>, headers: HeaderMap) -> Reply<Outcome> {
+    authorize(&state, &headers)?;
+    let message = state.deployer.advance(&name, "admin", "promoted by the operator").await.map_err(failed)?;
+    Ok(Json(Outcome { message }))
+}
+
+async fn pause(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Option<Json<PauseRequest>>,
+) -> Reply<Outcome> {
+    authorize(&state, &headers)?;
+    let req = body.map(|b| b.0).unwrap_or_default();
+    let message = state.deployer.pause(&name, !req.resume, "admin").await.map_err(failed)?;
+    Ok(Json(Outcome { message }))
+}
+
+/// A client of the endpoint.
+pub struct Client {
+    addr: SocketAddr,
+    token: String,
+}
+
+impl Client {
+    /// A client of the endpoint at `addr` with `token`.
+    pub fn new(addr: SocketAddr, token: String) -> Self {
+        Client { addr, token }
+    }
+
+    /// The client for a configuration: its `admin.addr`, and its token (`admin.token` or the data
+    /// directory's `admin.token` file).
+    pub fn for_config(config: &crate::config::Config) -> Result<Client> {
+        let token = if config.admin.token.is_empty() {
+            let path = token_path(&config.data_dir);
+            std::fs::read_to_string(&path)
+                .with_context(|| {
+                    format!(
+                        "no admin token: {} is missing (is the server running with this data_dir?) and admin.token is not set",
+                        path.display()
+                    )
+                })?
+                .trim()
+                .to_string()
+        } else {
+            config.admin.token.clone()
+        };
+        Ok(Client::new(config.admin.addr, token))
+    }
+
+    /// The token it sends.
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
+    /// `GET /status`.
+    pub async fn status(&self) -> Result<Status> {
+        self.request("GET", "/status", None).await
+    }
+
+    /// `POST /plugins/{name}/{action}` with `body`.
+    pub async fn action<B: serde::Serialize>(&self, name: &str, action: &str, body: &B) -> Result<Outcome> {
+        self.request("POST", &format!("/plugins/{name}/{action}"), Some(serde_json::to_vec(body)?)).await
+    }
+
+    async fn request<T: serde::de::DeserializeOwned>(&self, method: &str, path: &str, body: Option<Vec<u8>>) -> Result<T> {
+        use http_body_util::{BodyExt as _, Full};
+        let stream = tokio::net::TcpStream::connect(self.addr)
+            .await
+            .with_context(|| format!("cannot reach the admin endpoint at {} (is `warden serve` running? admin.addr)", self.addr))?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+        tokio::spawn(conn);
+        let req = hyper::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", self.addr.to_string())
+            .header("authorization", format!("Bearer {}", self.token))
+            .header("content-type", "application/json")
+            .body(Full::new(bytes::Bytes::from(body.unwrap_or_default())))?;
+        let res = sender.send_request(req).await?;
+        let status = res.status();
+        let bytes = res.into_body().collect().await?.to_bytes();
+        if !status.is_success() {
+            bail!("{} ({status})", String::from_utf8_lossy(&bytes));
+        }
+        serde_json::from_slice(&bytes)
+            .with_context(|| format!("unexpected answer from the admin endpoint: {}", String::from_utf8_lossy(&bytes)))
+    }
+}

@@ -1,0 +1,187 @@
+//! Crash reports: one JSON file per trap or deadline hit, written off the game threads to a directory
+//! kept under a size cap (oldest first out). `warden crashes` lists them.
+
+use anyhow::{Context as _, Result};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use tokio::sync::mpsc;
+
+/// What the room knew when its instance trapped.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct CrashReport {
+    /// Wall-clock time, milliseconds since the Unix epoch.
+    pub at_ms: i64,
+    /// Plugin.
+    pub plugin: String,
+    /// Version.
+    pub version: String,
+    /// Room id.
+    pub room: String,
+    /// Game tick.
+    pub tick: u64,
+    /// The export that failed (`on-message`, `on-tick`, ...).
+    pub export: String,
+    /// `panic`, `stack_overflow`, `memory_cap`, `other` or `deadline`.
+    pub kind: String,
+    /// The trap and the guest's panic message.
+    pub message: String,
+    /// The wasm backtrace, innermost frame first, with function names from the name section.
+    pub backtrace: Vec<String>,
+    /// The player whose input trapped, if it was a player's.
+    pub player: Option<String>,
+    /// The offending input: a message's MessagePack decoded to JSON where possible, or a timer's tag.
+    pub input: Option<serde_json::Value>,
+    /// The checkpoint the room was rebuilt from.
+    pub checkpoint: CheckpointRef,
+    /// Traps of this room within the restart-intensity window, this one included.
+    pub restarts_in_window: u32,
+    /// What the supervisor did: `rebuilt`, `escalated` or `closed`.
+    pub outcome: String,
+}
+
+/// Names a room checkpoint.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct CheckpointRef {
+    /// The room's checkpoint counter.
+    pub id: u64,
+    /// Tick of the checkpoint.
+    pub tick: u64,
+    /// Version that made it.
+    pub version: String,
+}
+
+/// The wasm backtrace frames of a trap message (the lines `N: 0x...` wasmtime prints).
+pub fn backtrace_of(message: &str) -> Vec<String> {
+    message
+        .lines()
+        .map(str::trim)
+        .filter(|l| {
+            l.split_once(':').is_some_and(|(n, rest)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) && rest.contains("0x"))
+        })
+        .map(str::to_string)
+        .collect()
+}
+
+/// A message payload as JSON if it is MessagePack, else as a hex string.
+pub fn decode_input(payload: &[u8]) -> serde_json::Value {
+    match rmp_serde::from_slice::<serde_json::Value>(payload) {
+        Ok(v) => v,
+        Err(_) => serde_json::Value::String(payload.iter().map(|b| format!("{b:02x}")).collect()),
+    }
+}
+
+/// Starts the writer task for `dir`; reports sent to the returned channel are written in order.
+pub fn start_writer(dir: PathBuf, max_bytes: u64) -> mpsc::UnboundedSender<CrashReport> {
+    let (tx, mut rx) = mpsc::unbounded_channel::<CrashReport>();
+    tokio::spawn(async move {
+        let mut seq = 0u64;
+        while let Some(report) = rx.recv().await {
+            seq += 1;
+            let dir = dir.clone();
+            let written = tokio::task::spawn_blocking(move || write(&dir, &report, seq, max_bytes)).await;
+            match written {
+                Ok(Ok(path)) => tracing::info!(file = %path.display(), "crash report written"),
+                Ok(Err(e)) => tracing::error!("failed to write a crash report: {e:#}"),
+                Err(e) => tracing::error!("the crash report writer panicked: {e}"),
+            }
+        }
+    });
+    tx
+}
+
+fn write(dir: &Path, report: &CrashReport, seq: u64, max_bytes: u64) -> Result<PathBuf> {
+    std::fs::create_dir_all(dir).with_context(|| format!("failed to create the crash directory {}", dir.display()))?;
+    let safe = |s: &str| s.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' }).collect::<String>();
+    let name = format!("{}-{seq:06}-{}-{}-{}.json", report.at_ms, safe(&report.plugin), safe(&report.version), safe(&report.room));
+    let path = dir.join(&name);
+    let tmp = dir.join(format!(".{name}.tmp"));
+    std::fs::write(&tmp, serde_json::to_vec_pretty(report)?)?;
+    std::fs::rename(&tmp, &path)?;
+    trim(dir, max_bytes)?;
+    Ok(path)
+}
+
+/// Deletes the oldest reports until the directory is under `max_bytes`.
+fn trim(dir: &Path, max_bytes: u64) -> Result<()> {
+    let mut files = reports(dir)?;
+    let mut total: u64 = files.iter().map(|(_, len)| len).sum();
+    files.sort();
+    for (path, len) in files {
+        if total <= max_bytes {
+            break;
+        }
+        std::fs::remove_file(&path)?;
+        total -= len;
+    }
+    Ok(())
+}
+
+fn reports(dir: &Path) -> Result<Vec<(PathBuf, u64)>> {
+    let mut out = Vec::new();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(e).with_context(|| format!("failed to list {}", dir.display())),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".json") && !name.starts_with('.') {
+            out.push((entry.path(), entry.metadata()?.len()));
+        }
+    }
+    Ok(out)
+}
+
+/// The reports in `dir`, oldest first.
+pub fn list(dir: &Path) -> Result<Vec<(PathBuf, CrashReport)>> {
+    let mut files = reports(dir)?;
+    files.sort();
+    files
+        .into_iter()
+        .map(|(path, _)| {
+            let text = std::fs::read(&path).with_context(|| format!("failed to read {}", path.display()))?;
+            let report = serde_json::from_slice(&text).with_context(|| format!("{} is not a crash report", path.display()))?;
+            Ok((path, report))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_are_the_numbered_lines() {
+        let msg = "error while executing at wasm backtrace:\n    0: 0x1f2a - faulty::check\n    1: 0x2b3c - <faulty::Faulty as warden_sdk::Game>::on_message\nnote: using ...";
+        assert_eq!(backtrace_of(msg), ["0: 0x1f2a - faulty::check", "1: 0x2b3c - <faulty::Faulty as warden_sdk::Game>::on_message"]);
+    }
+
+    #[test]
+    fn the_directory_stays_under_its_cap_oldest_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let report = |room: &str| CrashReport {
+            at_ms: 1,
+            plugin: "p".into(),
+            version: "1.0.0".into(),
+            room: room.into(),
+            tick: 1,
+            export: "on-tick".into(),
+            kind: "panic".into(),
+            message: "x".repeat(500),
+            backtrace: vec![],
+            player: None,
+            input: Some(decode_input(&rmp_serde::to_vec_named(&serde_json::json!({"type": "boom"})).unwrap())),
+            checkpoint: CheckpointRef { id: 1, tick: 0, version: "1.0.0".into() },
+            restarts_in_window: 1,
+            outcome: "rebuilt".into(),
+        };
+        for i in 0..10 {
+            write(dir.path(), &report(&format!("r{i}")), i, 3_000).unwrap();
+        }
+        let left = list(dir.path()).unwrap();
+        assert!(left.len() < 10 && !left.is_empty(), "{} left", left.len());
+        assert_eq!(left.last().unwrap().1.room, "r9", "the newest stays");
+        assert_eq!(left[0].1.input, Some(serde_json::json!({"type": "boom"})));
+    }
+}

@@ -1,0 +1,319 @@
+//! Health of each plugin version: sliding windows of calls, `err` results, traps, deadline hits,
+//! failed restores and call latency, and the [`Policy`] that decides when a version is bad.
+//!
+//! Rooms add their tick's counts to their version's [`VersionHealth`] once per tick (one short lock per
+//! room per tick, not one per call). The deployer reads the window ([`VersionHealth::window`]) every
+//! tenth of a second for each version under canary or probation and rolls it back on a breach.
+
+pub mod crash;
+
+use serde::{Deserialize, Serialize};
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Latency buckets: bucket `i` holds calls of `2^i` to `2^(i+1) - 1` microseconds (bucket 0 also 0 µs).
+const LATENCY_BUCKETS: usize = 24;
+
+/// Counts over some span of time.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    /// Plugin calls.
+    pub calls: u64,
+    /// Calls that returned `err`.
+    pub errors: u64,
+    /// Calls that trapped.
+    pub traps: u64,
+    /// Calls stopped at their deadline.
+    pub deadlines: u64,
+    /// `restore` calls that failed (a room could not take the version).
+    pub failed_restores: u64,
+    /// Rooms that trapped more often than their restart intensity allows.
+    pub escalations: u64,
+    #[serde(skip)]
+    latency: [u64; LATENCY_BUCKETS],
+}
+
+impl Counts {
+    /// Adds one call that took `micros`.
+    pub fn call(&mut self, micros: u64) {
+        self.calls += 1;
+        let bucket = (64 - micros.leading_zeros() as usize).saturating_sub(1).min(LATENCY_BUCKETS - 1);
+        self.latency[bucket] += 1;
+    }
+
+    /// Adds `other` into these counts.
+    pub fn add(&mut self, other: &Counts) {
+        self.calls += other.calls;
+        self.errors += other.errors;
+        self.traps += other.traps;
+        self.deadlines += other.deadlines;
+        self.failed_restores += other.failed_restores;
+        self.escalations += other.escalations;
+        for (a, b) in self.latency.iter_mut().zip(other.latency.iter()) {
+            *a += b;
+        }
+    }
+
+    /// Whether nothing was counted.
+    pub fn is_empty(&self) -> bool {
+        *self == Counts::default()
+    }
+
+    /// Share of calls that returned `err`.
+    pub fn error_rate(&self) -> f64 {
+        if self.calls == 0 { 0.0 } else { self.errors as f64 / self.calls as f64 }
+    }
+
+    /// The 99th percentile of call latency in microseconds (the upper bound of its power-of-two bucket),
+    /// or `None` without calls.
+    pub fn p99_us(&self) -> Option<u64> {
+        let total: u64 = self.latency.iter().sum();
+        if total == 0 {
+            return None;
+        }
+        let rank = total - total / 100;
+        let mut seen = 0;
+        for (i, n) in self.latency.iter().enumerate() {
+            seen += n;
+            if seen >= rank {
+                return Some((1u64 << (i + 1)) - 1);
+            }
+        }
+        None
+    }
+}
+
+/// The health policy (`[health]` in warden.toml, or `[plugins.NAME.health]` for one plugin).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Policy {
+    /// The sliding window every figure is taken over, in milliseconds.
+    pub window_ms: u64,
+    /// A version whose share of `err` results in the window is above this is bad...
+    pub max_error_rate: f64,
+    /// ...once it made at least this many calls in the window.
+    pub min_calls: u64,
+    /// This many traps or deadline hits in the window is a trap storm: the version is bad.
+    pub trap_storm: u64,
+    /// A version whose p99 call latency is more than this many times the previous version's is bad
+    /// (0 turns the check off)...
+    pub latency_factor: f64,
+    /// ...and more than this many microseconds (tiny latencies are noise).
+    pub latency_floor_us: u64,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy { window_ms: 10_000, max_error_rate: 0.05, min_calls: 20, trap_storm: 5, latency_factor: 10.0, latency_floor_us: 2_000 }
+    }
+}
+
+/// Why a version is bad.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Breach {
+    /// Too many `err` results.
+    ErrorRate {
+        /// Errors in the window.
+        errors: u64,
+        /// Calls in the window.
+        calls: u64,
+        /// The limit.
+        max: f64,
+    },
+    /// Too many traps and deadline hits.
+    TrapStorm {
+        /// Traps and deadline hits in the window.
+        traps: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// A room could not take the version.
+    FailedRestore(u64),
+    /// A room trapped past its restart intensity.
+    Escalation(u64),
+    /// Calls much slower than on the previous version.
+    Latency {
+        /// This version's p99.
+        p99_us: u64,
+        /// The previous version's.
+        previous_p99_us: u64,
+    },
+}
+
+impl std::fmt::Display for Breach {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Breach::ErrorRate { errors, calls, max } => write!(
+                f,
+                "error rate {:.1}% ({errors} of {calls} calls returned err) is above the policy's {:.1}%",
+                100.0 * *errors as f64 / *calls as f64,
+                100.0 * max
+            ),
+            Breach::TrapStorm { traps, limit } => write!(f, "trap storm: {traps} traps or deadline hits in the window (limit {limit})"),
+            Breach::FailedRestore(n) => write!(f, "{n} room(s) could not restore their state into it"),
+            Breach::Escalation(n) => write!(f, "{n} room(s) trapped more often than their restart intensity allows"),
+            Breach::Latency { p99_us, previous_p99_us } => {
+                write!(f, "p99 call latency {p99_us} µs is far above the previous version's {previous_p99_us} µs")
+            }
+        }
+    }
+}
+
+impl Policy {
+    /// The first rule `window` breaks, given the previous version's p99 latency.
+    pub fn check(&self, window: &Counts, previous_p99_us: Option<u64>) -> Option<Breach> {
+        if window.failed_restores > 0 {
+            return Some(Breach::FailedRestore(window.failed_restores));
+        }
+        if window.escalations > 0 {
+            return Some(Breach::Escalation(window.escalations));
+        }
+        let traps = window.traps + window.deadlines;
+        if traps >= self.trap_storm {
+            return Some(Breach::TrapStorm { traps, limit: self.trap_storm });
+        }
+        if window.calls >= self.min_calls && window.error_rate() > self.max_error_rate {
+            return Some(Breach::ErrorRate { errors: window.errors, calls: window.calls, max: self.max_error_rate });
+        }
+        if self.latency_factor > 0.0
+            && window.calls >= self.min_calls
+            && let (Some(p99), Some(prev)) = (window.p99_us(), previous_p99_us)
+            && p99 > self.latency_floor_us
+            && p99 as f64 > self.latency_factor * prev.max(1) as f64
+        {
+            return Some(Breach::Latency { p99_us: p99, previous_p99_us: prev });
+        }
+        None
+    }
+}
+
+/// One version's counts: a ring of ten buckets spanning the policy window, plus totals since load.
+pub struct VersionHealth {
+    window: Duration,
+    inner: Mutex<Ring>,
+}
+
+struct Ring {
+    buckets: VecDeque<(u64, Counts)>,
+    total: Counts,
+}
+
+const BUCKETS: u64 = 10;
+
+impl VersionHealth {
+    /// Counts over a sliding `window`.
+    pub fn new(window: Duration) -> Self {
+        VersionHealth {
+            window: window.max(Duration::from_millis(BUCKETS)),
+            inner: Mutex::new(Ring { buckets: VecDeque::new(), total: Counts::default() }),
+        }
+    }
+
+    fn bucket_of(&self, at: Instant) -> u64 {
+        let width = self.window.as_nanos() / u128::from(BUCKETS);
+        (at.duration_since(*epoch()).as_nanos() / width) as u64
+    }
+
+    /// Adds counts taken now.
+    pub fn add(&self, counts: &Counts) {
+        if counts.is_empty() {
+            return;
+        }
+        let bucket = self.bucket_of(Instant::now());
+        let mut ring = self.inner.lock().unwrap();
+        ring.total.add(counts);
+        match ring.buckets.back_mut() {
+            Some((b, c)) if *b == bucket => c.add(counts),
+            _ => {
+                ring.buckets.push_back((bucket, counts.clone()));
+                while ring.buckets.len() as u64 > BUCKETS {
+                    ring.buckets.pop_front();
+                }
+            }
+        }
+    }
+
+    /// The counts of the last window.
+    pub fn window(&self) -> Counts {
+        let now = self.bucket_of(Instant::now());
+        let ring = self.inner.lock().unwrap();
+        let mut sum = Counts::default();
+        for (b, c) in &ring.buckets {
+            if b + BUCKETS > now {
+                sum.add(c);
+            }
+        }
+        sum
+    }
+
+    /// Every count since the version was loaded.
+    pub fn total(&self) -> Counts {
+        self.inner.lock().unwrap().total.clone()
+    }
+
+    /// Forgets the window (not the totals): a version put back into service starts a fresh window.
+    pub fn clear_window(&self) {
+        self.inner.lock().unwrap().buckets.clear();
+    }
+}
+
+fn epoch() -> &'static Instant {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    EPOCH.get_or_init(Instant::now)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counts(calls: u64, errors: u64, traps: u64) -> Counts {
+        let mut c = Counts::default();
+        for _ in 0..calls {
+            c.call(10);
+        }
+        c.errors = errors;
+        c.traps = traps;
+        c
+    }
+
+    #[test]
+    fn the_default_policy_needs_twenty_calls_and_more_than_five_percent() {
+        let p = Policy::default();
+        assert_eq!(p.check(&counts(19, 19, 0), None), None, "fewer than 20 calls decide nothing");
+        assert_eq!(p.check(&counts(100, 5, 0), None), None, "5% is not above 5%");
+        assert!(matches!(p.check(&counts(100, 6, 0), None), Some(Breach::ErrorRate { errors: 6, calls: 100, .. })));
+        assert!(matches!(p.check(&counts(3, 0, 5), None), Some(Breach::TrapStorm { traps: 5, .. })));
+        let mut slow = Counts::default();
+        for _ in 0..100 {
+            slow.call(50_000);
+        }
+        assert!(matches!(p.check(&slow, Some(100)), Some(Breach::Latency { .. })));
+        assert_eq!(p.check(&slow, Some(20_000)), None, "2.5x the previous is not far above it");
+    }
+
+    #[test]
+    fn p99_is_the_bucket_holding_the_99th_percentile() {
+        let mut c = Counts::default();
+        for _ in 0..990 {
+            c.call(3);
+        }
+        for _ in 0..10 {
+            c.call(1_000);
+        }
+        assert_eq!(c.p99_us(), Some(3));
+        c.call(1_000);
+        assert_eq!(c.p99_us(), Some(1_023));
+    }
+
+    #[test]
+    fn the_window_slides() {
+        let h = VersionHealth::new(Duration::from_millis(200));
+        h.add(&counts(10, 1, 0));
+        assert_eq!(h.window().calls, 10);
+        std::thread::sleep(Duration::from_millis(260));
+        h.add(&counts(5, 0, 0));
+        assert_eq!(h.window().calls, 5, "the first counts left the window");
+        assert_eq!(h.total().calls, 15);
+    }
+}

@@ -1,0 +1,457 @@
+//! A room's truth: its last checkpoint ([`Base`]) and the [`Journal`] of every plugin call since, and
+//! [`replay`], which rebuilds an instance from the two.
+//!
+//! The journal records calls, not effects: the tick each group of calls ran in, then every `on-join`,
+//! `on-leave`, `on-message`, `on-timer` and `on-tick` in the order the room made them. Time and random
+//! numbers come from the host (the clock is set from the journal, the random stream restarts at the
+//! checkpoint's draw count), so replaying the journal into the same version gives the same state, byte for
+//! byte; replaying it into another version gives what that version would have made of the same inputs.
+//! A call that trapped is taken out again, so a replay never meets it.
+//!
+//! Entries are packed into one byte buffer (a tag, varints, payload bytes; players by index into a small
+//! table), so a room at 20 Hz with four players keeps a few bytes per tick plus its messages.
+
+use crate::runtime::{CallError, InstanceEnv, Plugin, PluginInstance};
+use std::sync::Arc;
+
+/// A timer the plugin set, due at game time `due_ms`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Timer {
+    /// Game time it is due at.
+    pub due_ms: u64,
+    /// Order among timers due at the same time.
+    pub seq: u64,
+    /// The plugin's tag.
+    pub tag: String,
+}
+
+/// A checkpoint: the state a version made at a tick, with the host-side part of the room that replay
+/// needs (random draws and pending timers).
+#[derive(Clone)]
+pub struct Base {
+    /// Increasing per room; names the checkpoint in crash reports.
+    pub id: u64,
+    /// The version that made `state`.
+    pub plugin: Arc<Plugin>,
+    /// The tick the snapshot was taken after.
+    pub tick: u64,
+    /// Random numbers drawn by then.
+    pub draws: u64,
+    /// Timers pending then.
+    pub timers: Vec<Timer>,
+    /// The timer sequence counter then.
+    pub timer_seq: u64,
+    /// `snapshot()` bytes.
+    pub state: Vec<u8>,
+}
+
+impl Base {
+    /// The version that made the state.
+    pub fn version(&self) -> &str {
+        &self.plugin.manifest().version
+    }
+
+    /// Encodes the checkpoint for the store (the plugin is named by its version).
+    pub fn encode(&self) -> Vec<u8> {
+        let stored = Stored {
+            tick: self.tick,
+            draws: self.draws,
+            timers: self.timers.clone(),
+            timer_seq: self.timer_seq,
+            state: self.state.clone(),
+        };
+        rmp_serde::to_vec_named(&stored).expect("a checkpoint encodes")
+    }
+}
+
+/// A checkpoint as the store keeps it.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct Stored {
+    /// Tick.
+    pub tick: u64,
+    /// Random draws.
+    pub draws: u64,
+    /// Pending timers.
+    pub timers: Vec<Timer>,
+    /// Timer sequence counter.
+    pub timer_seq: u64,
+    /// Snapshot bytes.
+    #[serde(with = "serde_bytes")]
+    pub state: Vec<u8>,
+}
+
+impl Stored {
+    /// Decodes [`Base::encode`]'s bytes.
+    pub fn decode(bytes: &[u8]) -> anyhow::Result<Stored> {
+        Ok(rmp_serde::from_slice(bytes)?)
+    }
+}
+
+/// One journaled call.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Entry {
+    /// The calls after this ran at `tick`.
+    Begin(u64),
+    /// `on-join(player)`.
+    Join(Arc<str>),
+    /// `on-leave(player)`.
+    Leave(Arc<str>),
+    /// `on-message(player, payload)`.
+    Msg(Arc<str>, Vec<u8>),
+    /// `on-timer(tag)`.
+    Timer(String),
+    /// `on-tick(tick, dt)` for the current tick.
+    Tick(u32),
+}
+
+const BEGIN: u8 = 1;
+const JOIN: u8 = 2;
+const LEAVE: u8 = 3;
+const MSG: u8 = 4;
+const TIMER: u8 = 5;
+const TICK: u8 = 6;
+
+/// The calls since the last checkpoint, packed.
+#[derive(Clone, Default)]
+pub struct Journal {
+    bytes: Vec<u8>,
+    players: Vec<Arc<str>>,
+    entries: usize,
+}
+
+impl Journal {
+    /// Bytes held (entries and the player table).
+    pub fn memory(&self) -> usize {
+        self.bytes.capacity()
+            + self.players.capacity() * std::mem::size_of::<Arc<str>>()
+            + self.players.iter().map(|p| p.len()).sum::<usize>()
+    }
+
+    /// Bytes of entries.
+    pub fn len_bytes(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// Entries held.
+    pub fn len(&self) -> usize {
+        self.entries
+    }
+
+    /// Whether it holds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.entries == 0
+    }
+
+    /// Forgets everything (after a checkpoint).
+    pub fn clear(&mut self) {
+        self.bytes.clear();
+        self.players.clear();
+        self.entries = 0;
+    }
+
+    /// Where the next entry starts (to take it back with [`Journal::truncate`]).
+    pub fn mark(&self) -> (usize, usize) {
+        (self.bytes.len(), self.entries)
+    }
+
+    /// Takes back every entry since `mark` (a call that trapped).
+    pub fn truncate(&mut self, mark: (usize, usize)) {
+        self.bytes.truncate(mark.0);
+        self.entries = mark.1;
+    }
+
+    fn player(&mut self, p: &Arc<str>) -> u64 {
+        if let Some(i) = self.players.iter().rposition(|q| q == p) {
+            return i as u64;
+        }
+        self.players.push(p.clone());
+        (self.players.len() - 1) as u64
+    }
+
+    fn varint(&mut self, mut n: u64) {
+        while n >= 0x80 {
+            self.bytes.push((n as u8) | 0x80);
+            n >>= 7;
+        }
+        self.bytes.push(n as u8);
+    }
+
+    /// Appends an entry.
+    pub fn push(&mut self, entry: &Entry) {
+        match entry {
+            Entry::Begin(tick) => self.begin(*tick),
+            Entry::Join(p) => self.join(p),
+            Entry::Leave(p) => self.leave(p),
+            Entry::Msg(p, payload) => self.msg(p, payload),
+            Entry::Timer(tag) => self.timer(tag),
+            Entry::Tick(dt) => self.on_tick(*dt),
+        }
+    }
+
+    /// The calls after this run at `tick`.
+    pub fn begin(&mut self, tick: u64) {
+        self.entries += 1;
+        self.bytes.push(BEGIN);
+        self.varint(tick);
+    }
+
+    /// `on-join(player)`.
+    pub fn join(&mut self, p: &Arc<str>) {
+        self.entries += 1;
+        let i = self.player(p);
+        self.bytes.push(JOIN);
+        self.varint(i);
+    }
+
+    /// `on-leave(player)`.
+    pub fn leave(&mut self, p: &Arc<str>) {
+        self.entries += 1;
+        let i = self.player(p);
+        self.bytes.push(LEAVE);
+        self.varint(i);
+    }
+
+    /// `on-message(player, payload)`.
+    pub fn msg(&mut self, p: &Arc<str>, payload: &[u8]) {
+        self.entries += 1;
+        let i = self.player(p);
+        self.bytes.push(MSG);
+        self.varint(i);
+        self.varint(payload.len() as u64);
+        self.bytes.extend_from_slice(payload);
+    }
+
+    /// `on-timer(tag)`.
+    pub fn timer(&mut self, tag: &str) {
+        self.entries += 1;
+        self.bytes.push(TIMER);
+        self.varint(tag.len() as u64);
+        self.bytes.extend_from_slice(tag.as_bytes());
+    }
+
+    /// `on-tick(tick, dt)` of the current tick.
+    pub fn on_tick(&mut self, dt: u32) {
+        self.entries += 1;
+        self.bytes.push(TICK);
+        self.varint(u64::from(dt));
+    }
+
+    /// The entries, oldest first.
+    pub fn entries(&self) -> Entries<'_> {
+        Entries { journal: self, at: 0 }
+    }
+}
+
+/// Iterator over a [`Journal`].
+pub struct Entries<'a> {
+    journal: &'a Journal,
+    at: usize,
+}
+
+impl Entries<'_> {
+    fn varint(&mut self) -> u64 {
+        let (mut n, mut shift) = (0u64, 0);
+        loop {
+            let b = self.journal.bytes[self.at];
+            self.at += 1;
+            n |= u64::from(b & 0x7f) << shift;
+            if b < 0x80 {
+                return n;
+            }
+            shift += 7;
+        }
+    }
+
+    fn bytes(&mut self) -> &[u8] {
+        let len = self.varint() as usize;
+        let start = self.at;
+        self.at += len;
+        &self.journal.bytes[start..self.at]
+    }
+}
+
+impl Iterator for Entries<'_> {
+    type Item = Entry;
+    fn next(&mut self) -> Option<Entry> {
+        let tag = *self.journal.bytes.get(self.at)?;
+        self.at += 1;
+        Some(match tag {
+            BEGIN => Entry::Begin(self.varint()),
+            JOIN => Entry::Join(self.journal.players[self.varint() as usize].clone()),
+            LEAVE => Entry::Leave(self.journal.players[self.varint() as usize].clone()),
+            MSG => {
+                let p = self.journal.players[self.varint() as usize].clone();
+                Entry::Msg(p, self.bytes().to_vec())
+            }
+            TIMER => Entry::Timer(String::from_utf8_lossy(self.bytes()).into_owned()),
+            TICK => Entry::Tick(self.varint() as u32),
+            other => unreachable!("journal tag {other} is never written"),
+        })
+    }
+}
+
+/// An instance rebuilt by [`replay`], with the room's timers as that version left them.
+pub struct Replayed {
+    /// The instance, at the journal's end.
+    pub instance: PluginInstance,
+    /// Pending timers.
+    pub timers: Vec<Timer>,
+    /// Timer sequence counter.
+    pub timer_seq: u64,
+    /// Journal entries that trapped in this version and were skipped.
+    pub skipped: Vec<usize>,
+    /// Calls replayed.
+    pub calls: usize,
+    /// Time spent instantiating and restoring the checkpoint (the rest was the replay).
+    pub restore: std::time::Duration,
+}
+
+/// Why a replay failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    /// No instance could be made.
+    #[error("cannot instantiate version {0}: {1}")]
+    Instantiate(String, String),
+    /// The version cannot read the checkpoint.
+    #[error("version {version} cannot restore the checkpoint made by {from}: {error}")]
+    Restore {
+        /// Target version.
+        version: String,
+        /// The checkpoint's version.
+        from: String,
+        /// What restore said.
+        error: CallError,
+    },
+    /// Too many calls trapped.
+    #[error("{0} calls trapped during the replay; giving up")]
+    TooManyTraps(usize),
+}
+
+/// Most calls a replay skips (each skip restarts the replay) before it gives up.
+const MAX_SKIPS: usize = 8;
+
+/// Rebuilds `plugin`'s instance from `base` and `journal` in `env` (whose clock and random stream it
+/// moves along), with every send, kick and metric dropped. A call that traps is skipped and the replay
+/// starts over without it (at most [`MAX_SKIPS`] times); `skip` lists entries known to trap already.
+pub fn replay(
+    plugin: &Plugin,
+    env: &InstanceEnv,
+    hz: u32,
+    base: &Base,
+    journal: &Journal,
+    skip: &[usize],
+) -> Result<Replayed, ReplayError> {
+    let mut skipped: Vec<usize> = skip.to_vec();
+    loop {
+        match replay_once(plugin, env, hz, base, journal, &skipped)? {
+            Ok(done) => return Ok(Replayed { skipped, ..done }),
+            Err(at) => {
+                skipped.push(at);
+                if skipped.len() > MAX_SKIPS {
+                    return Err(ReplayError::TooManyTraps(skipped.len()));
+                }
+            }
+        }
+    }
+}
+
+/// One pass; `Ok(Err(i))` when entry `i` trapped.
+fn replay_once(
+    plugin: &Plugin,
+    env: &InstanceEnv,
+    hz: u32,
+    base: &Base,
+    journal: &Journal,
+    skip: &[usize],
+) -> Result<Result<Replayed, usize>, ReplayError> {
+    let version = plugin.manifest().version.clone();
+    let ms = |tick: u64| tick * 1000 / u64::from(hz);
+    env.clock.set(base.tick, ms(base.tick));
+    env.rng.set_draws(base.draws);
+    let started = std::time::Instant::now();
+    let mut instance = plugin.instantiate(env.clone()).map_err(|e| ReplayError::Instantiate(version.clone(), format!("{e:#}")))?;
+    instance.restore(&base.state, base.version()).map_err(|error| ReplayError::Restore {
+        version: version.clone(),
+        from: base.version().to_string(),
+        error,
+    })?;
+    let restore = started.elapsed();
+    let mut timers = base.timers.clone();
+    let mut timer_seq = base.timer_seq;
+    let mut tick = base.tick;
+    let mut calls = 0;
+    for (i, entry) in journal.entries().enumerate() {
+        if let Entry::Begin(t) = entry {
+            tick = t;
+            env.clock.set(t, ms(t));
+            continue;
+        }
+        if skip.contains(&i) {
+            continue;
+        }
+        calls += 1;
+        let result = match &entry {
+            Entry::Begin(_) => unreachable!(),
+            Entry::Join(p) => instance.on_join(p),
+            Entry::Leave(p) => instance.on_leave(p),
+            Entry::Msg(p, payload) => instance.on_message(p, payload),
+            Entry::Timer(tag) => {
+                if let Some(at) = timers.iter().position(|t| &t.tag == tag) {
+                    timers.remove(at);
+                }
+                instance.on_timer(tag)
+            }
+            Entry::Tick(dt) => instance.on_tick(tick, *dt),
+        };
+        let host = instance.host_mut();
+        host.clear_outbox();
+        host.take_kicks();
+        host.take_metrics();
+        drop(host.take_critical_saves());
+        for t in host.take_timers() {
+            timer_seq += 1;
+            timers.push(Timer { due_ms: t.due_ms, seq: timer_seq, tag: t.tag });
+        }
+        if let Err(e) = result
+            && e.is_fatal()
+        {
+            tracing::debug!(entry = i, "skipped in replay: {e}");
+            return Ok(Err(i));
+        }
+    }
+    Ok(Ok(Replayed { instance, timers, timer_seq, skipped: Vec::new(), calls, restore }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_come_back_as_written_and_a_mark_takes_them_back() {
+        let (a, b): (Arc<str>, Arc<str>) = ("alice".into(), "bob".into());
+        let written = vec![
+            Entry::Begin(1),
+            Entry::Join(a.clone()),
+            Entry::Join(b.clone()),
+            Entry::Msg(a.clone(), vec![1, 2, 3]),
+            Entry::Msg(b.clone(), vec![0; 300]),
+            Entry::Timer("spawn".into()),
+            Entry::Tick(50),
+            Entry::Begin(300_000),
+            Entry::Leave(a.clone()),
+        ];
+        let mut j = Journal::default();
+        for e in &written {
+            j.push(e);
+        }
+        assert_eq!(j.entries().collect::<Vec<_>>(), written);
+        assert_eq!(j.len(), written.len());
+        let mark = j.mark();
+        j.push(&Entry::Msg(b.clone(), vec![9]));
+        j.truncate(mark);
+        assert_eq!(j.entries().collect::<Vec<_>>(), written);
+        j.clear();
+        assert!(j.is_empty() && j.entries().next().is_none());
+    }
+}

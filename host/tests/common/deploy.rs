@@ -1,0 +1,156 @@
+//! Deploy test helpers: a signing key, stamped versions dropped signed into a plugin directory, a
+//! non-dev server on it, tokened players, deploy events.
+
+use super::server::{self as srv, WAIT};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::Duration;
+use tokio::sync::broadcast;
+use warden::config::Config;
+use warden::deploy::DeployEvent;
+use warden::deploy::sign;
+use warden::runtime::manifest;
+use warden::server::Server;
+
+pub struct Keys {
+    pub sk: minisign::SecretKey,
+    pub pk: String,
+}
+
+pub fn keys() -> &'static Keys {
+    static KEYS: OnceLock<Keys> = OnceLock::new();
+    KEYS.get_or_init(|| {
+        let (sk, _, pk) = sign::keygen().unwrap();
+        Keys { sk: sign::parse_secret_key(&sk).unwrap(), pk }
+    })
+}
+
+/// Data directory shared by this binary's servers, so they share the compile cache.
+pub fn shared_data() -> &'static tempfile::TempDir {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    DIR.get_or_init(|| tempfile::tempdir().unwrap())
+}
+
+/// `base` (a built plugin) stamped as `version`.
+pub fn stamped(base: &str, version: &str) -> Vec<u8> {
+    let bytes = warden_tests::wasm_bytes(base);
+    let mut m = manifest::read(&bytes).unwrap();
+    m.version = version.to_string();
+    manifest::stamp(&bytes, &m)
+}
+
+/// A component given a manifest (so the checks get past it to the world).
+pub fn with_manifest(bytes: &[u8], name: &str, version: &str) -> Vec<u8> {
+    let m = manifest::Manifest { name: name.into(), version: version.into(), wit: manifest::HOST_WIT_VERSION.into(), sdk: None };
+    manifest::stamp(bytes, &m)
+}
+
+/// Writes a file the way `warden push` does: hidden temp name, then rename.
+pub fn put(dir: &Path, name: &str, bytes: &[u8]) {
+    let temp = dir.join(format!(".{name}.tmp"));
+    std::fs::write(&temp, bytes).unwrap();
+    std::fs::rename(&temp, dir.join(name)).unwrap();
+}
+
+/// Drops `bytes` as `file` with a signature claiming `name` `version` (signature first).
+pub fn drop_signed(dir: &Path, file: &str, bytes: &[u8], name: &str, version: &str) {
+    put(dir, &format!("{file}.minisig"), sign::sign(bytes, &keys().sk, name, version).unwrap().as_bytes());
+    put(dir, file, bytes);
+}
+
+/// Drops `base` stamped as `version`, signed, as `<plugin>-<version>.wasm`.
+pub fn drop_version(dir: &Path, base: &str, plugin: &str, version: &str) {
+    drop_signed(dir, &format!("{plugin}-{version}.wasm"), &stamped(base, version), plugin, version);
+}
+
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub db: PathBuf,
+}
+
+impl Env {
+    pub fn new() -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("plugins")).unwrap();
+        let db = dir.path().join("warden.db");
+        Env { dir, db }
+    }
+
+    pub fn plugins(&self) -> PathBuf {
+        self.dir.path().join("plugins")
+    }
+
+    pub async fn start(&self, extra: &[&str]) -> Server {
+        let mut sets: Vec<String> = vec![
+            format!("plugin_dir={:?}", self.plugins().display().to_string()),
+            format!("data_dir={:?}", shared_data().path().display().to_string()),
+            format!("storage.url={:?}", format!("sqlite://{}", self.db.display())),
+            "net.ws_addr=\"127.0.0.1:0\"".into(),
+            "net.tcp_addr=\"127.0.0.1:0\"".into(),
+            "admin.addr=\"127.0.0.1:0\"".into(),
+            "auth.secret=\"test-secret-0123456789\"".into(),
+            format!("deploy.trusted_keys=[{:?}]", keys().pk),
+            "deploy.debounce_ms=30".into(),
+            "deploy.settle_ms=150".into(),
+            "deploy.rescan_ms=300".into(),
+            "deploy.signature_wait_ms=600".into(),
+            "rooms.empty_grace_ms=60000".into(),
+            // Every room at once unless a test asks for a canary.
+            "rollout.strategy=\"immediate\"".into(),
+        ];
+        sets.extend(extra.iter().map(|s| s.to_string()));
+        let config = Config::load(None, Vec::new(), &sets).expect("test configuration");
+        Server::start(config).await.expect("server starts")
+    }
+}
+
+/// A player with a token (the servers here are not in dev mode).
+pub async fn player(endpoint: &warden::net::client::Endpoint, game: &str, room: &str) -> srv::Player {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let id = format!("p{}", N.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+    let token = warden::net::auth::mint(b"test-secret-0123456789", &id, warden::net::auth::unix_now() + 3600);
+    let (mut tx, mut rx) = warden::net::client::connect(endpoint).await.unwrap();
+    let id = warden::net::client::handshake(&mut tx, &mut rx, Some(token), game, room).await.unwrap();
+    srv::Player { id, tx, rx }
+}
+
+/// A server in a fresh environment serving `plugin` 1.0.0 (built from `base`), and its deploy events.
+pub async fn serving(base: &str, plugin: &str, extra: &[&str]) -> (Env, PathBuf, Server, broadcast::Receiver<DeployEvent>) {
+    let env = Env::new();
+    let dir = env.plugins();
+    drop_version(&dir, base, plugin, "1.0.0");
+    let server = env.start(extra).await;
+    assert_eq!(active(&server, plugin), "1.0.0");
+    let events = server.deployer().subscribe();
+    (env, dir, server, events)
+}
+
+pub fn active(server: &Server, game: &str) -> String {
+    server.room_manager().game(game).expect("game loaded").active().manifest().version.clone()
+}
+
+/// The next event matching `pred`, within `within`.
+pub async fn next_event(
+    events: &mut broadcast::Receiver<DeployEvent>,
+    within: Duration,
+    pred: impl Fn(&DeployEvent) -> bool,
+) -> DeployEvent {
+    tokio::time::timeout(within, async {
+        loop {
+            let event = events.recv().await.expect("the deployer is running");
+            if pred(&event) {
+                return event;
+            }
+        }
+    })
+    .await
+    .expect("the expected deploy event arrives")
+}
+
+pub async fn deployed(events: &mut broadcast::Receiver<DeployEvent>, want: &str) {
+    let event = next_event(events, WAIT, |e| !matches!(e, DeployEvent::RolledBack { .. } | DeployEvent::Advanced { .. })).await;
+    match event {
+        DeployEvent::Deployed { version, .. } if version == want => {}
+        other => panic!("expected {want} to deploy, got {other:?}"),
+    }
+}

@@ -1,0 +1,394 @@
+//! Health, automatic rollback and supervision end to end: a real server with signed versions, real
+//! WebSocket players and bots, the SQLite registry, checkpoints and audit log.
+//!
+//! The faulty version is `arena-chaos` (arena built with its `chaos` feature, same state format): every
+//! fifth move returns `err` after it is applied and answered, a `crash` message panics and a `spin`
+//! message loops forever.
+
+mod common;
+
+use common::deploy::*;
+use common::server::{self as srv, WAIT};
+use serde::Deserialize;
+use std::time::{Duration, Instant};
+use warden::commands::bots::{self, BotGame, BotsArgs};
+use warden::deploy::{DeployEvent, Phase};
+use warden::net::envelope::{Format, ServerMsg};
+use warden::room::journal::{self, Entry};
+use warden::runtime::InstanceEnv;
+use warden::server::Server;
+use warden::storage::VersionState;
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum ArenaOut {
+    Welcome {},
+    Moved { seq: u64, score: u64 },
+    State {},
+}
+
+/// Replays a room's journal from its checkpoint into `version` in a fresh environment (the room's seed,
+/// nothing shared with the server's room) and returns the snapshot.
+fn offline_replay(server: &Server, game: &str, dump: &warden::room::RoomDump, room: &str) -> Vec<u8> {
+    let plugin = server.deployer().loaded(game, dump.base.version()).expect("the checkpoint's version is loaded");
+    let env = InstanceEnv::standalone(room, dump.seed);
+    let mut replayed = journal::replay(&plugin, &env, 20, &dump.base, &dump.journal, &[]).expect("the journal replays");
+    assert!(replayed.skipped.is_empty(), "nothing trapped in the replay");
+    replayed.instance.snapshot().unwrap()
+}
+
+async fn rooms_all_on(server: &Server, game: &str, version: &str) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let versions = server.room_manager().versions(game);
+        if !versions.is_empty() && versions.keys().all(|v| v == version) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "rooms are not all on {version}: {versions:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_returning_err_on_a_fifth_of_moves_is_rolled_back_and_rooms_end_as_if_it_never_ran() {
+    // Checkpoints only before swaps, so each room's journal covers everything since the pre-swap one.
+    let (env, dir, server, mut events) =
+        serving("arena", "arena", &["rooms.checkpoint_every_ms=3600000", "rollout.probation_ms=600000"]).await;
+    let endpoint = srv::ws(&server, Format::MsgPack);
+    let secret = Some(b"test-secret-0123456789".to_vec());
+    let args = BotsArgs::new(BotGame::Arena, 40, 4, 8.0, 600.0, "chaos");
+    let stop_bots = tokio_util::sync::CancellationToken::new();
+    let load = tokio::spawn({
+        let stop = stop_bots.clone();
+        async move { bots::drive_until(&args, endpoint, secret, stop).await }
+    });
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // Replay is exact: a room on 1.0.0 only, replayed offline from its first checkpoint, gives the same
+    // snapshot bytes.
+    let before = server.room_manager().dump("arena", "chaos-0").await.expect("room chaos-0 is open");
+    assert_eq!(before.base.tick, 0, "the first checkpoint is the room's start");
+    assert!(before.journal.entries().filter(|e| matches!(e, Entry::Msg(..))).count() > 20, "the bots played");
+    assert_eq!(
+        Some(offline_replay(&server, "arena", &before, "chaos-0")),
+        before.state,
+        "replaying the recorded room gives identical bytes"
+    );
+
+    let swapped_at = Instant::now();
+    drop_version(&dir, "arena-chaos", "arena", "1.0.1");
+    deployed(&mut events, "1.0.1").await;
+    let event = next_event(&mut events, Duration::from_secs(30), |e| matches!(e, DeployEvent::RolledBack { .. })).await;
+    let DeployEvent::RolledBack { bad, to, reason, .. } = event else { unreachable!() };
+    println!("rolled back {:?} after the deploy: {reason}", swapped_at.elapsed());
+    assert_eq!((bad.as_str(), to.as_str()), ("1.0.1", "1.0.0"));
+    assert!(reason.contains("error rate"), "{reason}");
+    rooms_all_on(&server, "arena", "1.0.0").await;
+
+    // The bots go on for a while on 1.0.0, then stop; every message was answered once.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop_bots.cancel();
+    let report = load.await.unwrap().unwrap();
+    println!("{report:?}");
+    assert_eq!(report.connected, 40);
+    assert_eq!(report.failed_connections, 0, "no player was disconnected");
+    assert!(report.errors > 0, "the bots saw 1.0.1's errors");
+    assert_eq!(report.lost, 0, "every move answered");
+    assert_eq!(report.duplicated, 0, "no move answered twice");
+    assert_eq!(report.score_resets, 0, "no score went down");
+
+    // Each room equals what 1.0.0 alone makes of the same inputs: its pre-swap checkpoint and every
+    // input since (1.0.1's era included), replayed into 1.0.0 offline.
+    let rollbacks = server.room_manager().take_rollbacks();
+    assert_eq!(rollbacks.len(), 10, "every room was rebuilt by replay");
+    for r in 0..10 {
+        let room = format!("chaos-{r}");
+        let dump = server.room_manager().dump("arena", &room).await.expect("the room is open");
+        assert_eq!(dump.version, "1.0.0");
+        assert_eq!(dump.base.version(), "1.0.0", "{room}: the checkpoint is the pre-swap one");
+        assert!(dump.base.tick > 0, "{room}: taken at the swap");
+        let moves = dump.journal.entries().filter(|e| matches!(e, Entry::Msg(..))).count();
+        assert!(moves > 10, "{room}: the journal holds the moves since the swap ({moves})");
+        assert_eq!(Some(offline_replay(&server, "arena", &dump, &room)), dump.state, "{room} is exactly 1.0.0's result");
+    }
+
+    // The registry and the audit log say what happened.
+    let versions = server.store().versions("arena").await.unwrap();
+    let state = |v: &str| versions.iter().find(|r| r.version == v).unwrap().state;
+    assert_eq!((state("1.0.0"), state("1.0.1")), (VersionState::Active, VersionState::Bad));
+    let audit = server.store().audit_log(10).await.unwrap();
+    let entry = audit.iter().find(|e| e.action == "rollback").expect("a rollback entry");
+    assert_eq!((entry.actor.as_str(), entry.version.as_deref()), ("health", Some("1.0.1")));
+    let status = server.deployer().status().await.unwrap();
+    let text = warden::commands::operate::render(&status);
+    println!("{text}");
+    assert!(text.contains("1.0.1") && text.contains("bad") && text.contains("error rate"), "{text}");
+
+    // The same file again is refused; a restart comes back on 1.0.0.
+    std::fs::remove_file(dir.join("arena-1.0.1.wasm")).unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    drop_version(&dir, "arena-chaos", "arena", "1.0.1");
+    let event = next_event(&mut events, WAIT, |e| matches!(e, DeployEvent::Rejected { .. })).await;
+    assert!(matches!(&event, DeployEvent::Rejected { kind: "marked-bad", .. }), "{event:?}");
+    server.shutdown().await;
+    let server = env.start(&[]).await;
+    assert_eq!(active(&server, "arena"), "1.0.0", "a restart serves the stable version, not the bad one");
+    server.shutdown().await;
+}
+
+#[derive(serde::Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum Cmd {
+    Move { dir: &'static str, seq: u64 },
+    Crash,
+    Spin,
+}
+
+/// Sends `n` moves from `seq` on and returns the last score; every move must be answered.
+async fn moves(p: &mut srv::Player, seq: &mut u64, n: u64) -> u64 {
+    let mut score = 0;
+    for _ in 0..n {
+        *seq += 1;
+        let want = *seq;
+        p.msg(&Cmd::Move { dir: if want.is_multiple_of(2) { "left" } else { "right" }, seq: want }).await;
+        loop {
+            match p.rx.envelope(WAIT).await.unwrap() {
+                ServerMsg::Msg { data } => {
+                    if let Ok(ArenaOut::Moved { seq, score: s }) = rmp_serde::from_slice(&data)
+                        && seq == want
+                    {
+                        score = s;
+                        break;
+                    }
+                }
+                ServerMsg::Error { .. } => {}
+                other => panic!("{}: unexpected {other:?}", p.id),
+            }
+        }
+    }
+    score
+}
+
+/// Sends `n` moves at once, then reads until the last one is answered.
+async fn burst(p: &mut srv::Player, seq: &mut u64, n: u64) {
+    for _ in 0..n {
+        *seq += 1;
+        p.msg(&Cmd::Move { dir: if seq.is_multiple_of(2) { "left" } else { "right" }, seq: *seq }).await;
+    }
+    let want = *seq;
+    loop {
+        if let ServerMsg::Msg { data } = p.rx.envelope(WAIT).await.unwrap()
+            && let Ok(ArenaOut::Moved { seq, .. }) = rmp_serde::from_slice(&data)
+            && seq == want
+        {
+            return;
+        }
+    }
+}
+
+/// A player's next `error` envelope's message, past the errors of chaos moves.
+async fn error_of(p: &mut srv::Player) -> String {
+    loop {
+        match p.next_error().await {
+            ServerMsg::Error { message, fatal, .. } => {
+                assert!(!fatal, "the player stays connected");
+                if !message.contains("every fifth move") {
+                    return message;
+                }
+            }
+            _ => unreachable!(),
+        }
+    }
+}
+
+/// A player's entry in a room's state.
+fn player_state(dump: &warden::room::RoomDump, id: &str) -> serde_json::Value {
+    let state: serde_json::Value = rmp_serde::from_slice(dump.state.as_ref().expect("a snapshot")).unwrap();
+    state["players"][id].clone()
+}
+
+/// Waits until `f` gives `Some`.
+async fn eventually<T, F: std::future::Future<Output = Option<T>>>(what: &str, mut f: impl FnMut() -> F) -> T {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The crash reports of `rooms`, once there are at least `n`.
+async fn crashes_of(server: &Server, rooms: &[&str], n: usize) -> Vec<warden::health::crash::CrashReport> {
+    let dir = server.crash_dir();
+    eventually("crash reports", || {
+        let dir = dir.clone();
+        async move {
+            let ours: Vec<_> = warden::health::crash::list(&dir)
+                .unwrap()
+                .into_iter()
+                .map(|(_, r)| r)
+                .filter(|r| rooms.contains(&r.room.as_str()))
+                .collect();
+            (ours.len() >= n).then_some(ours)
+        }
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traps_and_infinite_loops_are_skipped_then_the_version_is_rolled_back() {
+    let (_env, dir, server, mut events) =
+        serving("arena", "arena", &["health.trap_storm=4", "health.max_error_rate=1.0", "rollout.probation_ms=600000"]).await;
+    let endpoint = srv::ws(&server, Format::MsgPack);
+    let mut a = player(&endpoint, "arena", "t1").await;
+    let mut b = player(&endpoint, "arena", "t2").await;
+    let (mut seq_a, mut seq_b) = (0, 0);
+    moves(&mut a, &mut seq_a, 4).await;
+    moves(&mut b, &mut seq_b, 4).await;
+    drop_version(&dir, "arena-chaos", "arena", "1.0.1");
+    deployed(&mut events, "1.0.1").await;
+    rooms_all_on(&server, "arena", "1.0.1").await;
+
+    // A trap: the sender gets an error, the room keeps its state and goes on.
+    let before = server.room_manager().dump("arena", "t1").await.unwrap();
+    a.msg(&Cmd::Crash).await;
+    let message = error_of(&mut a).await;
+    assert!(message.contains("chaos: crash on command") && message.contains("dropped"), "{message}");
+    let after = server.room_manager().dump("arena", "t1").await.unwrap();
+    assert_eq!(after.version, "1.0.1", "the room still runs 1.0.1");
+    assert_eq!(after.counts.traps, 1);
+    assert_eq!(player_state(&after, &a.id), player_state(&before, &a.id), "the rebuilt room kept the player's state");
+    moves(&mut a, &mut seq_a, 1).await; // answered: the room goes on after the rebuild
+
+    // An infinite loop: stopped at its deadline, the same way; the other room is not held up.
+    b.msg(&Cmd::Spin).await;
+    let message = error_of(&mut b).await;
+    assert!(message.contains("deadline"), "{message}");
+    moves(&mut a, &mut seq_a, 3).await;
+    moves(&mut b, &mut seq_b, 1).await;
+
+    // Past the trap storm threshold the version is rolled back, the rooms keep their players and state.
+    a.msg(&Cmd::Crash).await;
+    b.msg(&Cmd::Spin).await;
+    let event = next_event(&mut events, WAIT, |e| matches!(e, DeployEvent::RolledBack { .. })).await;
+    let DeployEvent::RolledBack { reason, .. } = event else { unreachable!() };
+    assert!(reason.contains("trap storm"), "{reason}");
+    rooms_all_on(&server, "arena", "1.0.0").await;
+    let score = moves(&mut a, &mut seq_a, 2).await;
+    let dump = server.room_manager().dump("arena", "t1").await.unwrap();
+    let state = player_state(&dump, &a.id);
+    assert_eq!(state["moves"], seq_a, "every move counted, no trapped input: {state}");
+    assert_eq!(state["score"], score);
+
+    // Each trap left a crash report naming the input and the backtrace.
+    let ours = crashes_of(&server, &["t1", "t2"], 4).await;
+    let crash = ours.iter().find(|r| r.kind == "panic").expect("a panic report");
+    assert_eq!(crash.input, Some(serde_json::json!({"type": "crash"})));
+    assert_eq!((crash.version.as_str(), crash.export.as_str(), crash.outcome.as_str()), ("1.0.1", "on-message", "rebuilt"));
+    assert_eq!(crash.player.as_deref(), Some(a.id.as_str()));
+    assert!(crash.backtrace.iter().any(|f| f.contains("arena")), "function names from the name section: {:?}", crash.backtrace);
+    assert!(ours.iter().any(|r| r.kind == "deadline" && r.input == Some(serde_json::json!({"type": "spin"}))));
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_that_passes_canary_but_fails_probation_is_rolled_back_from_every_room() {
+    let (_env, dir, server, mut events) = serving(
+        "arena",
+        "arena",
+        &[
+            "rollout.strategy=\"canary\"",
+            "rollout.canary_share=0.25",
+            "rollout.canary_ms=1500",
+            "rollout.probation_ms=600000",
+            "net.msgs_per_sec=1000",
+            "net.burst=1000",
+        ],
+    )
+    .await;
+    let endpoint = srv::ws(&server, Format::MsgPack);
+    let mut players = Vec::new();
+    for r in 0..8 {
+        players.push((player(&endpoint, "arena", &format!("c{r}")).await, 0u64));
+    }
+    drop_version(&dir, "arena-chaos", "arena", "1.0.1");
+    deployed(&mut events, "1.0.1").await;
+    let canary_rooms = eventually("the canary rooms to move", || async {
+        let versions = server.room_manager().versions("arena");
+        (versions.get("1.0.1") == Some(&2)).then_some(versions)
+    })
+    .await;
+    assert_eq!(canary_rooms.get("1.0.0"), Some(&6), "25% of 8 rooms run the canary: {canary_rooms:?}");
+
+    // Canary: moves that 1.0.1 handles well (never a fifth one).
+    let event = {
+        let canary = async {
+            loop {
+                for (p, seq) in players.iter_mut() {
+                    if (*seq + 1).is_multiple_of(5) {
+                        *seq += 1;
+                    }
+                    moves(p, seq, 1).await;
+                }
+            }
+        };
+        let advanced = next_event(&mut events, WAIT, |e| matches!(e, DeployEvent::Advanced { .. }));
+        tokio::select! {
+            e = advanced => e,
+            _ = canary => unreachable!(),
+        }
+    };
+    assert!(matches!(&event, DeployEvent::Advanced { phase: Phase::Probation, .. }), "{event:?}");
+    rooms_all_on(&server, "arena", "1.0.1").await;
+
+    // Probation: every fifth move fails now, in every room (moves sent ten at a time).
+    let event = {
+        let fail = async {
+            loop {
+                for (p, seq) in players.iter_mut() {
+                    burst(p, seq, 10).await;
+                }
+            }
+        };
+        let rolled = next_event(&mut events, WAIT, |e| matches!(e, DeployEvent::RolledBack { .. }));
+        tokio::select! {
+            e = rolled => e,
+            _ = fail => unreachable!(),
+        }
+    };
+    let DeployEvent::RolledBack { reason, .. } = event else { unreachable!() };
+    assert!(reason.contains("during probation") && reason.contains("error rate"), "{reason}");
+    rooms_all_on(&server, "arena", "1.0.0").await;
+    assert_eq!(server.room_manager().versions("arena").get("1.0.0"), Some(&8));
+    let audit = server.store().audit_log(10).await.unwrap();
+    assert!(audit.iter().any(|e| e.action == "promote" && e.version.as_deref() == Some("1.0.1")));
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_trapping_every_tick_is_closed_after_its_restart_limit_with_a_checkpoint_saved() {
+    let server = srv::start(&[]).await;
+    let endpoint = srv::ws(&server, Format::MsgPack);
+    let mut p = srv::player(&endpoint, "faulty", "loop").await;
+    p.msg(&serde_json::json!({"fail": "on-tick", "mode": "trap"})).await;
+    let kicked = loop {
+        match p.rx.envelope(WAIT).await.unwrap() {
+            ServerMsg::Kicked { reason } => break reason,
+            _ => continue,
+        }
+    };
+    assert!(kicked.contains("more than the restart limit of 3"), "{kicked}");
+    let store = server.store().clone();
+    let checkpoint = eventually("the checkpoint saved at close", || {
+        let store = store.clone();
+        async move { store.checkpoint("faulty", "loop").await.unwrap().filter(|c| c.tick > 0) }
+    })
+    .await;
+    let state: serde_json::Value = rmp_serde::from_slice(&warden::room::journal::Stored::decode(&checkpoint.state).unwrap().state).unwrap();
+    assert_eq!(state["plan"]["on-tick"], "trap", "the checkpoint holds the room's state: {state}");
+    let ours: Vec<String> = crashes_of(&server, &["loop"], 4).await.into_iter().map(|r| r.outcome).collect();
+    assert_eq!(ours, ["rebuilt", "rebuilt", "rebuilt", "closed"], "three restarts, then the limit");
+    server.shutdown().await;
+}
