@@ -247,6 +247,10 @@ async fn traps_and_infinite_loops_are_skipped_then_the_version_is_rolled_back() 
     let (mut seq_a, mut seq_b) = (0, 0);
     moves(&mut a, &mut seq_a, 4).await;
     moves(&mut b, &mut seq_b, 4).await;
+    // A room of another plugin, to show it is not held up by the loops.
+    drop_version(&dir, "echo", "echo", "1.0.0");
+    deployed(&mut events, "1.0.0").await;
+    let mut e = player(&endpoint, "echo", "bystander").await;
     drop_version(&dir, "arena-chaos", "arena", "1.0.1");
     deployed(&mut events, "1.0.1").await;
     rooms_all_on(&server, "arena", "1.0.1").await;
@@ -262,10 +266,18 @@ async fn traps_and_infinite_loops_are_skipped_then_the_version_is_rolled_back() 
     assert_eq!(player_state(&after, &a.id), player_state(&before, &a.id), "the rebuilt room kept the player's state");
     moves(&mut a, &mut seq_a, 1).await; // answered: the room goes on after the rebuild
 
-    // An infinite loop: stopped at its deadline, the same way; the other room is not held up.
+    // An infinite loop: stopped at its deadline, the same way; the other rooms are not held up.
+    let echo_before = server.room_manager().dump("echo", "bystander").await.unwrap().tick;
     b.msg(&Cmd::Spin).await;
+    for i in 0..5u8 {
+        e.msg(&serde_bytes::ByteBuf::from(vec![i; 8])).await;
+        let back: serde_bytes::ByteBuf = e.next_msg(|_| false).await;
+        assert_eq!(back.as_ref(), [i; 8], "the echo room answers while arena spins");
+    }
     let message = error_of(&mut b).await;
     assert!(message.contains("deadline"), "{message}");
+    let echo_after = server.room_manager().dump("echo", "bystander").await.unwrap().tick;
+    assert!(echo_after > echo_before, "the echo room kept ticking ({echo_before} -> {echo_after})");
     moves(&mut a, &mut seq_a, 3).await;
     moves(&mut b, &mut seq_b, 1).await;
 
@@ -390,5 +402,30 @@ async fn a_room_trapping_every_tick_is_closed_after_its_restart_limit_with_a_che
     assert_eq!(state["plan"]["on-tick"], "trap", "the checkpoint holds the room's state: {state}");
     let ours: Vec<String> = crashes_of(&server, &["loop"], 4).await.into_iter().map(|r| r.outcome).collect();
     assert_eq!(ours, ["rebuilt", "rebuilt", "rebuilt", "closed"], "three restarts, then the limit");
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_server_resumes_a_room_from_its_last_checkpoint() {
+    let db = tempfile::tempdir().unwrap();
+    let url = format!("storage.url={:?}", format!("sqlite://{}", db.path().join("resume.db").display()));
+    let server = srv::start(&[&url]).await;
+    let endpoint = srv::ws(&server, Format::MsgPack);
+    let mut p = srv::player(&endpoint, "faulty", "kept").await;
+    for want in 1..=3u64 {
+        p.msg(&"hello").await;
+        assert_eq!(p.next_msg::<u64>(|_| false).await, want);
+    }
+    let before = server.room_manager().dump("faulty", "kept").await.unwrap();
+    server.shutdown().await;
+
+    // A new process on the same store: the room opens where it stopped (its tick, its state).
+    let server = srv::start(&[&url]).await;
+    let endpoint = srv::ws(&server, Format::MsgPack);
+    let mut p = srv::player(&endpoint, "faulty", "kept").await;
+    p.msg(&"hello").await;
+    assert_eq!(p.next_msg::<u64>(|_| false).await, 4, "the fourth message of the room, not the first");
+    let after = server.room_manager().dump("faulty", "kept").await.unwrap();
+    assert!(after.base.tick >= before.tick, "resumed at tick {} (was at {})", after.base.tick, before.tick);
     server.shutdown().await;
 }

@@ -660,7 +660,7 @@ impl Deployer {
             }
             Phase::Probation => {
                 game.update(|s| Serving { settled: true, ..s.clone() });
-                ("stable", Phase::Stable)
+                (if actor == "admin" { "promote" } else { "stable" }, Phase::Stable)
             }
             Phase::Stable => bail!("{name} {version} is already stable"),
         };

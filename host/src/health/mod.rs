@@ -22,6 +22,10 @@ pub struct Counts {
     pub calls: u64,
     /// Calls that returned `err`.
     pub errors: u64,
+    /// Of `calls`, the `on-tick` ones (the rest are inputs: joins, leaves, messages, timers).
+    pub tick_calls: u64,
+    /// Of `errors`, the `on-tick` ones.
+    pub tick_errors: u64,
     /// Calls that trapped.
     pub traps: u64,
     /// Calls stopped at their deadline.
@@ -46,6 +50,8 @@ impl Counts {
     pub fn add(&mut self, other: &Counts) {
         self.calls += other.calls;
         self.errors += other.errors;
+        self.tick_calls += other.tick_calls;
+        self.tick_errors += other.tick_errors;
         self.traps += other.traps;
         self.deadlines += other.deadlines;
         self.failed_restores += other.failed_restores;
@@ -63,6 +69,11 @@ impl Counts {
     /// Share of calls that returned `err`.
     pub fn error_rate(&self) -> f64 {
         if self.calls == 0 { 0.0 } else { self.errors as f64 / self.calls as f64 }
+    }
+
+    /// (errors, calls) of the inputs (every call but `on-tick`).
+    pub fn inputs(&self) -> (u64, u64) {
+        (self.errors - self.tick_errors, self.calls - self.tick_calls)
     }
 
     /// The 99th percentile of call latency in microseconds (the upper bound of its power-of-two bucket),
@@ -90,9 +101,10 @@ impl Counts {
 pub struct Policy {
     /// The sliding window every figure is taken over, in milliseconds.
     pub window_ms: u64,
-    /// A version whose share of `err` results in the window is above this is bad...
+    /// A version whose share of `err` results in the window is above this, among its inputs (joins,
+    /// leaves, messages, timers) or among its ticks, is bad...
     pub max_error_rate: f64,
-    /// ...once it made at least this many calls in the window.
+    /// ...once it made at least this many such calls in the window.
     pub min_calls: u64,
     /// This many traps or deadline hits in the window is a trap storm: the version is bad.
     pub trap_storm: u64,
@@ -112,8 +124,10 @@ impl Default for Policy {
 /// Why a version is bad.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Breach {
-    /// Too many `err` results.
+    /// Too many `err` results, among the inputs or among the ticks.
     ErrorRate {
+        /// `inputs` or `ticks`.
+        of: &'static str,
         /// Errors in the window.
         errors: u64,
         /// Calls in the window.
@@ -144,9 +158,9 @@ pub enum Breach {
 impl std::fmt::Display for Breach {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Breach::ErrorRate { errors, calls, max } => write!(
+            Breach::ErrorRate { of, errors, calls, max } => write!(
                 f,
-                "error rate {:.1}% ({errors} of {calls} calls returned err) is above the policy's {:.1}%",
+                "error rate {:.1}% ({errors} of {calls} {of} returned err) is above the policy's {:.1}%",
                 100.0 * *errors as f64 / *calls as f64,
                 100.0 * max
             ),
@@ -173,8 +187,13 @@ impl Policy {
         if traps >= self.trap_storm {
             return Some(Breach::TrapStorm { traps, limit: self.trap_storm });
         }
-        if window.calls >= self.min_calls && window.error_rate() > self.max_error_rate {
-            return Some(Breach::ErrorRate { errors: window.errors, calls: window.calls, max: self.max_error_rate });
+        // Inputs and ticks apart: a game ticking 20 times a second would otherwise hide a version that
+        // fails a fifth of its messages behind its ticks.
+        let (input_errors, inputs) = window.inputs();
+        for (of, errors, calls) in [("inputs", input_errors, inputs), ("ticks", window.tick_errors, window.tick_calls)] {
+            if calls >= self.min_calls && errors as f64 > self.max_error_rate * calls as f64 {
+                return Some(Breach::ErrorRate { of, errors, calls, max: self.max_error_rate });
+            }
         }
         if self.latency_factor > 0.0
             && window.calls >= self.min_calls
@@ -282,7 +301,11 @@ mod tests {
         let p = Policy::default();
         assert_eq!(p.check(&counts(19, 19, 0), None), None, "fewer than 20 calls decide nothing");
         assert_eq!(p.check(&counts(100, 5, 0), None), None, "5% is not above 5%");
-        assert!(matches!(p.check(&counts(100, 6, 0), None), Some(Breach::ErrorRate { errors: 6, calls: 100, .. })));
+        assert!(matches!(p.check(&counts(100, 6, 0), None), Some(Breach::ErrorRate { of: "inputs", errors: 6, calls: 100, .. })));
+        // 20 failing messages among 400 ticks: 4.8% of all calls, but 20% of the messages.
+        let mut hidden = counts(500, 20, 0);
+        hidden.tick_calls = 400;
+        assert!(matches!(p.check(&hidden, None), Some(Breach::ErrorRate { of: "inputs", errors: 20, calls: 100, .. })));
         assert!(matches!(p.check(&counts(3, 0, 5), None), Some(Breach::TrapStorm { traps: 5, .. })));
         let mut slow = Counts::default();
         for _ in 0..100 {

@@ -581,7 +581,15 @@ impl Room {
         }
         let started = std::time::Instant::now();
         let result = input.invoke(instance, self.tick);
-        self.tally.call(started.elapsed().as_micros() as u64);
+        // A trap or deadline hit counts as a call, not as a latency (a deadline hit is the deadline).
+        match &result {
+            Err(e) if e.is_fatal() => self.tally.calls += 1,
+            _ => self.tally.call(started.elapsed().as_micros() as u64),
+        }
+        let tick = matches!(input, Input::Tick(_));
+        if tick {
+            self.tally.tick_calls += 1;
+        }
         match result {
             Ok(()) => {
                 self.collect(instance);
@@ -590,6 +598,9 @@ impl Room {
             Err(CallError::Gameplay { export, message }) => {
                 self.collect(instance);
                 self.tally.errors += 1;
+                if tick {
+                    self.tally.tick_errors += 1;
+                }
                 tracing::debug!(export, "gameplay error: {message}");
                 if let Some(player) = player {
                     self.direct(player, &ServerEnvelope::Error { code: ErrorCode::GameError, message, fatal: false });
