@@ -297,6 +297,7 @@ async fn traps_and_infinite_loops_are_skipped_then_the_version_is_rolled_back() 
     // Each trap left a crash report naming the input and the backtrace.
     let ours = crashes_of(&server, &["t1", "t2"], 4).await;
     let crash = ours.iter().find(|r| r.kind == "panic").expect("a panic report");
+    println!("{}", serde_json::to_string_pretty(crash).unwrap());
     assert_eq!(crash.input, Some(serde_json::json!({"type": "crash"})));
     assert_eq!((crash.version.as_str(), crash.export.as_str(), crash.outcome.as_str()), ("1.0.1", "on-message", "rebuilt"));
     assert_eq!(crash.player.as_deref(), Some(a.id.as_str()));

@@ -172,9 +172,13 @@ impl PluginInstance {
         let stderr = self.store.data().stderr();
         let panic =
             self.store.data_mut().take_panic().or_else(|| stderr.rfind("panicked at").map(|at| stderr[at..].trim_end().to_string()));
+        // `{:?}` gives the wasm backtrace; with RUST_BACKTRACE set it also appends the host's own stack,
+        // which says nothing about the plugin.
+        let debug = format!("{error:?}");
+        let debug = debug.split("\n\nStack backtrace:").next().unwrap_or_default();
         let message = match panic {
-            Some(panic) => format!("{panic}\n{error:?}"),
-            None => format!("{error:?}"),
+            Some(panic) => format!("{panic}\n{debug}"),
+            None => debug.to_string(),
         };
         CallError::Trap { export, kind, message }
     }
