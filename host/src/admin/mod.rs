@@ -67,26 +67,12 @@ pub fn token(configured: &str, data_dir: &std::path::Path) -> Result<String> {
     let mut bytes = [0u8; 24];
     std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut bytes).context("failed to read /dev/urandom")?;
     let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    write_private(&path, &token)?;
+    crate::commands::sign::write_private(&path, token.as_bytes())?;
     Ok(token)
 }
 
 fn token_path(data_dir: &std::path::Path) -> PathBuf {
     data_dir.join("admin.token")
-}
-
-fn write_private(path: &std::path::Path, text: &str) -> Result<()> {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("failed to write {}", path.display()))?;
-    f.write_all(text.as_bytes())?;
-    Ok(())
 }
 
 /// Binds the endpoint and serves it until `stop`.

@@ -606,38 +606,22 @@ impl Deployer {
             if rollout.paused {
                 continue;
             }
-            match rollout.phase {
-                Phase::Canary if elapsed >= config.canary_ms => {
-                    let _ = self
-                        .advance(
-                            &name,
-                            "deploy",
-                            &format!(
-                                "canary passed {} ms with {} calls, {} errors, {} traps",
-                                elapsed,
-                                window.calls,
-                                window.errors,
-                                window.traps + window.deadlines
-                            ),
-                        )
-                        .await;
+            let window_ms = match rollout.phase {
+                Phase::Canary => config.canary_ms,
+                Phase::Probation => config.probation_ms,
+                Phase::Stable => continue,
+            };
+            if elapsed >= window_ms {
+                let phase = format!("{:?}", rollout.phase).to_lowercase();
+                let why = format!(
+                    "{phase} passed {elapsed} ms with {} calls, {} errors, {} traps",
+                    window.calls,
+                    window.errors,
+                    window.traps + window.deadlines
+                );
+                if let Err(e) = self.advance(&name, "deploy", &why).await {
+                    tracing::error!(plugin = %name, "the rollout cannot move on: {e:#}");
                 }
-                Phase::Probation if elapsed >= config.probation_ms => {
-                    let _ = self
-                        .advance(
-                            &name,
-                            "deploy",
-                            &format!(
-                                "probation passed {} ms with {} calls, {} errors, {} traps",
-                                elapsed,
-                                window.calls,
-                                window.errors,
-                                window.traps + window.deadlines
-                            ),
-                        )
-                        .await;
-                }
-                _ => {}
             }
         }
     }
