@@ -430,3 +430,30 @@ async fn a_restarted_server_resumes_a_room_from_its_last_checkpoint() {
     assert!(after.base.tick >= before.tick, "resumed at tick {} (was at {})", after.base.tick, before.tick);
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_past_its_restart_limit_on_a_version_on_trial_rolls_the_version_back() {
+    // Trap storms off: only the room's restart intensity (3 in 10 s) can condemn the version.
+    let (_env, dir, server, mut events) =
+        serving("arena", "arena", &["health.trap_storm=1000", "health.max_error_rate=1.0", "rollout.probation_ms=600000"]).await;
+    let endpoint = srv::ws(&server, Format::MsgPack);
+    let mut p = player(&endpoint, "arena", "e1").await;
+    let mut seq = 0;
+    moves(&mut p, &mut seq, 3).await;
+    drop_version(&dir, "arena-chaos", "arena", "1.0.1");
+    deployed(&mut events, "1.0.1").await;
+    rooms_all_on(&server, "arena", "1.0.1").await;
+    for _ in 0..4 {
+        p.msg(&Cmd::Crash).await;
+        let message = error_of(&mut p).await;
+        assert!(message.contains("chaos: crash on command"), "{message}");
+    }
+    let event = next_event(&mut events, WAIT, |e| matches!(e, DeployEvent::RolledBack { .. })).await;
+    let DeployEvent::RolledBack { reason, .. } = event else { unreachable!() };
+    assert!(reason.contains("restart intensity"), "{reason}");
+    rooms_all_on(&server, "arena", "1.0.0").await;
+    moves(&mut p, &mut seq, 1).await;
+    let outcomes: Vec<String> = crashes_of(&server, &["e1"], 4).await.into_iter().map(|r| r.outcome).collect();
+    assert_eq!(outcomes, ["rebuilt", "rebuilt", "rebuilt", "escalated"]);
+    server.shutdown().await;
+}
