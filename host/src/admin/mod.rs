@@ -137,11 +137,6 @@ async fn rollback(
     authorize(&state, &headers)?;
     let req = body.map(|b| b.0).unwrap_or_default();
     let d = &state.deployer;
-    let status = d.status().await.map_err(failed)?;
-    let Some(plugin) = status.plugins.iter().find(|p| p.name == name) else {
-        return Err((StatusCode::NOT_FOUND, format!("no plugin named {name:?} is loaded")));
-    };
-    let serving = plugin.versions.iter().find(|v| v.phase.is_some()).map(|v| v.version.clone()).unwrap_or_default();
     let previous = d.previous_stable(&name);
     if let Some(to) = &req.to
         && previous.as_deref() != Some(to.as_str())
@@ -155,8 +150,8 @@ async fn rollback(
             ),
         ));
     }
-    let to = d.roll_back(&name, &serving, req.to.as_deref(), "operator rollback", "admin").await.map_err(failed)?;
-    Ok(Json(Outcome { message: format!("{name} {serving} marked bad; every room is going back to {to}") }))
+    let (bad, to) = d.roll_back(&name, None, req.to.as_deref(), "operator rollback", "admin").await.map_err(failed)?;
+    Ok(Json(Outcome { message: format!("{name} {bad} marked bad; every room is going back to {to}") }))
 }
 
 async fn promote(State(state): State<AppState>, Path(name): Path<String>, headers: HeaderMap) -> Reply<Outcome> {

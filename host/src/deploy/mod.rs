@@ -396,13 +396,13 @@ impl Deployer {
             (Some(game), Some(prev)) if !restart => {
                 game.health(&m.version).clear_window();
                 let previous_p99 = game.health(&prev.manifest().version).window().p99_us();
-                let previous = self
-                    .rollouts
-                    .lock()
-                    .unwrap()
-                    .get(&m.name)
-                    .map(|r| r.previous.clone().filter(|_| r.phase != Phase::Stable).unwrap_or_else(|| r.version.clone()))
-                    .unwrap_or_else(|| prev.clone());
+                // What a breach goes back to: the last stable version. A version still on trial that
+                // this one supersedes is not it.
+                let previous = match self.rollouts.lock().unwrap().get(&m.name) {
+                    Some(r) if r.phase != Phase::Stable => r.previous.clone().unwrap_or_else(|| prev.clone()),
+                    Some(r) => r.version.clone(),
+                    None => prev.clone(),
+                };
                 if canary_rooms.is_empty() {
                     game.update(|s| Serving {
                         active: plugin.clone(),
@@ -464,20 +464,32 @@ impl Deployer {
     /// A room could not take a new version: mark it bad and put the previous version back everywhere.
     pub async fn swap_failed(&self, failure: SwapFailure) {
         let reason = format!("room {} could not take it: {}", failure.room, failure.reason);
-        if let Err(e) = self.roll_back(&failure.game, &failure.to, None, &reason, "health").await {
+        if let Err(e) = self.roll_back(&failure.game, Some(&failure.to), None, &reason, "health").await {
             tracing::debug!(game = %failure.game, "no rollback for the failed swap: {e:#}");
         }
     }
 
-    /// Marks `bad` bad and puts `to` (default: the version before it) back in every room: rooms on the
-    /// bad version rebuild their state in it from their pre-swap checkpoint and journal.
-    pub async fn roll_back(&self, game_name: &str, bad: &str, to: Option<&str>, reason: &str, actor: &str) -> Result<String> {
+    /// Marks the newest serving version (`expected`, if given: otherwise nothing happens) bad and puts
+    /// `to` (default: the last stable version) back in every room: rooms on the bad version rebuild
+    /// their state in it from their pre-swap checkpoint and journal. Returns (bad, back on).
+    pub async fn roll_back(
+        &self,
+        game_name: &str,
+        expected: Option<&str>,
+        to: Option<&str>,
+        reason: &str,
+        actor: &str,
+    ) -> Result<(String, String)> {
         let Some(game) = self.rooms.game(game_name) else { bail!("no plugin named {game_name:?} is loaded") };
         let serving = game.serving();
         let trial = serving.canary.as_ref().map(|c| c.plugin.clone()).unwrap_or_else(|| serving.active.clone());
-        if trial.manifest().version != bad {
-            bail!("{game_name} {bad} is not serving (serving {}); nothing to roll back", trial.manifest().version);
+        let bad = trial.manifest().version.clone();
+        if let Some(expected) = expected
+            && expected != bad
+        {
+            bail!("{game_name} {expected} is not serving (serving {bad}); nothing to roll back");
         }
+        let bad = bad.as_str();
         let target = {
             let served = self.served.lock().unwrap();
             let history = served.get(game_name).cloned().unwrap_or_default();
@@ -523,7 +535,7 @@ impl Deployer {
             to: to.clone(),
             reason: reason.to_string(),
         });
-        Ok(to)
+        Ok((bad.to_string(), to))
     }
 
     async fn record(&self, plugin: &Plugin, state: VersionState) -> Result<()> {
@@ -595,7 +607,7 @@ impl Deployer {
             if let Some(breach) = self.policy(&name).check(&window, rollout.previous_p99) {
                 let phase = format!("{:?}", rollout.phase).to_lowercase();
                 let reason = format!("health breach during {phase}: {breach}");
-                if let Err(e) = self.roll_back(&name, &version, None, &reason, "health").await {
+                if let Err(e) = self.roll_back(&name, Some(&version), None, &reason, "health").await {
                     tracing::error!(plugin = %name, %version, "{reason}, but it cannot be rolled back: {e:#}");
                     self.rollouts.lock().unwrap().entry(name.clone()).and_modify(|r| r.phase = Phase::Stable);
                 }
@@ -644,7 +656,7 @@ impl Deployer {
             }
             Phase::Probation => {
                 game.update(|s| Serving { settled: true, ..s.clone() });
-                (if actor == "admin" { "promote" } else { "stable" }, Phase::Stable)
+                ("promote", Phase::Stable)
             }
             Phase::Stable => bail!("{name} {version} is already stable"),
         };

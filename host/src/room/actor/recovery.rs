@@ -1,0 +1,319 @@
+//! The room's versions and its recovery: checkpoints (taken, stored, resumed), following the version its
+//! game serves it (carrying the state over, or out of a bad version by replaying the journal), and
+//! supervision after a trap (rebuild, restart intensity, crash reports).
+
+use super::*;
+use crate::health::crash::{CheckpointRef, CrashReport, backtrace_of};
+
+impl Room {
+    /// The room's first instance: from its stored checkpoint if it has one its version can restore,
+    /// else a fresh `init`. Then the first checkpoint.
+    pub(super) fn start(&mut self, stored: Option<Checkpoint>) -> Result<PluginInstance, String> {
+        let mut resumed = None;
+        if let Some(c) = stored {
+            match self.resume(&c) {
+                Ok(instance) => resumed = Some(instance),
+                Err(e) => tracing::warn!(
+                    version = %c.version,
+                    tick = c.tick,
+                    "the room's stored checkpoint cannot be resumed ({e}); starting the room afresh"
+                ),
+            }
+        }
+        let mut instance = match resumed {
+            Some(instance) => instance,
+            None => {
+                let mut instance = self.plugin.instantiate(self.env()).map_err(|e| format!("{e:#}"))?;
+                instance.init(&self.info(), &self.game.config).map_err(|e| e.to_string())?;
+                self.collect(&mut instance);
+                instance
+            }
+        };
+        self.checkpoint(&mut instance).map_err(|e| format!("the first snapshot failed: {e}"))?;
+        Ok(instance)
+    }
+
+    pub(super) fn resume(&mut self, c: &Checkpoint) -> Result<PluginInstance, String> {
+        let stored = journal::Stored::decode(&c.state).map_err(|e| format!("{e:#}"))?;
+        let hz = u64::from(self.rooms.0.config.tick_hz);
+        self.clock.set(stored.tick, stored.tick * 1000 / hz);
+        self.rng.set_draws(stored.draws);
+        let mut instance = self.plugin.instantiate(self.env()).map_err(|e| format!("{e:#}"))?;
+        instance.restore(&stored.state, &c.version).map_err(|e| e.to_string())?;
+        self.tick = stored.tick;
+        self.timers = stored.timers;
+        self.timer_seq = stored.timer_seq;
+        tracing::info!(tick = self.tick, from = %c.version, "room resumed from its stored checkpoint");
+        Ok(instance)
+    }
+
+    /// Takes a checkpoint: the instance's snapshot with the room's random draws and timers. The journal
+    /// starts over, and the checkpoint goes to the store.
+    pub(super) fn checkpoint(&mut self, instance: &mut PluginInstance) -> Result<(), CallError> {
+        let state = instance.snapshot()?;
+        self.set_base(state);
+        Ok(())
+    }
+
+    pub(super) fn set_base(&mut self, state: Vec<u8>) {
+        self.checkpoints += 1;
+        self.base = Base {
+            id: self.checkpoints,
+            plugin: self.plugin.clone(),
+            tick: self.tick,
+            draws: self.rng.draws(),
+            timers: self.timers.clone(),
+            timer_seq: self.timer_seq,
+            state,
+        };
+        self.journal.clear();
+        if let Some(tx) = self.rooms.0.checkpoints.get() {
+            let _ = tx.send(crate::room::CheckpointMsg::Put(Checkpoint {
+                game: self.key.0.clone(),
+                room: self.key.1.clone(),
+                version: self.base.version().to_string(),
+                tick: self.tick as i64,
+                state: self.base.encode(),
+            }));
+        }
+    }
+
+    /// Checkpoints at the end of a tick if it is time: on the normal cadence while the room's version is
+    /// stable (a version on trial keeps its pre-swap checkpoint for a rollback), or when the journal is
+    /// full.
+    pub(super) fn maybe_checkpoint(&mut self, instance: &mut PluginInstance) -> Result<(), String> {
+        let cfg = &self.rooms.0.config;
+        let every = (cfg.checkpoint_every_ms * u64::from(cfg.tick_hz) / 1000).max(1);
+        let full = self.journal.len() >= cfg.journal_max_entries || self.journal.len_bytes() >= cfg.journal_max_bytes;
+        let due = self.tick >= self.base.tick + every && self.game.serving.load().is_settled(&self.plugin);
+        if !(full || due) {
+            return Ok(());
+        }
+        match self.checkpoint(instance) {
+            Ok(()) => Ok(()),
+            Err(e @ CallError::Gameplay { .. }) => {
+                tracing::warn!("no checkpoint this tick: {e}");
+                Ok(())
+            }
+            Err(fatal) => {
+                self.tally.traps += 1;
+                self.supervise(instance, &fatal, None, None)
+            }
+        }
+    }
+
+    pub(super) fn is_refused(&self, target: &Arc<Plugin>) -> bool {
+        self.refused.as_ref().is_some_and(|r| Arc::ptr_eq(r, target))
+    }
+
+    /// The version the room should move to, if any.
+    pub(super) fn target(&self) -> Option<Arc<Plugin>> {
+        let serving = self.game.serving.load();
+        let target = serving.target(&self.key.1);
+        (!Arc::ptr_eq(target, &self.plugin)).then(|| target.clone())
+    }
+
+    /// Whether the room should move to another version now.
+    pub(super) fn wants_swap(&self) -> bool {
+        self.target().is_some_and(|t| !self.is_refused(&t)) && self.retry_swap_at.is_none_or(|at| Instant::now() >= at)
+    }
+
+    /// Moves the room to the version its game serves it (at a tick boundary): out of a bad version by
+    /// replaying the journal into the target, else by carrying the state over. Returns the old instance
+    /// (to be dropped outside the swap gate). An `Err` ends the room.
+    pub(super) fn follow(&mut self, instance: &mut PluginInstance) -> Result<Option<PluginInstance>, String> {
+        let Some(target) = self.target() else { return Ok(None) };
+        if self.game.serving.load().is_bad(self.version()) && self.journaling {
+            match self.roll_back(instance, &target) {
+                Ok(old) => return Ok(Some(old)),
+                Err(e) => tracing::error!(
+                    from = self.version(),
+                    to = %target.manifest().version,
+                    "cannot rebuild the room in the previous version from its checkpoint and journal ({e}); carrying the state over instead"
+                ),
+            }
+        }
+        self.carry_over(instance, target)
+    }
+
+    /// Leaves a bad version: the pre-swap checkpoint restored into `target`, the journal replayed.
+    pub(super) fn roll_back(
+        &mut self,
+        instance: &mut PluginInstance,
+        target: &Arc<Plugin>,
+    ) -> Result<PluginInstance, journal::ReplayError> {
+        let started = std::time::Instant::now();
+        let (from, to) = (self.version().to_string(), target.manifest().version.clone());
+        let replayed = journal::replay(target, &self.env(), self.rooms.0.config.tick_hz, &self.base, &self.journal, &[])?;
+        let timing = RollbackTiming {
+            restore: replayed.restore,
+            replay: started.elapsed() - replayed.restore,
+            calls: replayed.calls,
+            done: std::time::Instant::now(),
+        };
+        let old = std::mem::replace(instance, replayed.instance);
+        self.timers = replayed.timers;
+        self.timer_seq = replayed.timer_seq;
+        self.become_version(target.clone());
+        tracing::info!(from, to, calls = timing.calls, skipped = replayed.skipped.len(), ?timing, "rolled back: journal replayed");
+        self.rooms.rolled_back(&self.key, &to, timing);
+        Ok(old)
+    }
+
+    pub(super) fn become_version(&mut self, target: Arc<Plugin>) {
+        self.health.add(&std::mem::take(&mut self.tally));
+        self.health = self.game.health(&target.manifest().version);
+        self.plugin = target;
+        self.refused = None;
+        self.retry_swap_at = None;
+    }
+
+    /// Carries the state over: checkpoint (the pre-swap one), instantiate `target`, restore into it.
+    pub(super) fn carry_over(&mut self, instance: &mut PluginInstance, target: Arc<Plugin>) -> Result<Option<PluginInstance>, String> {
+        let started = std::time::Instant::now();
+        let (from, to) = (self.version().to_string(), target.manifest().version.clone());
+        let state = match instance.snapshot() {
+            Ok(state) => state,
+            Err(e) if e.is_fatal() => {
+                self.tally.traps += 1;
+                self.supervise(instance, &e, None, None)?;
+                return Ok(None);
+            }
+            Err(e) => {
+                // Not the new version's fault: stay, and do not retry this version.
+                tracing::error!(from, to, "cannot move to the new version: the serving version's snapshot failed: {e}");
+                self.refused = Some(target);
+                return Ok(None);
+            }
+        };
+        let mut new = match target.instantiate(self.env()) {
+            Ok(new) => new,
+            Err(e) => {
+                // It passed its smoke test: this is the instance pool or memory running out, not the
+                // version. Stay, and try again in a second.
+                tracing::warn!(from, to, "cannot instantiate the new version yet (retrying in a second): {e:#}");
+                self.retry_swap_at = Some(Instant::now() + Duration::from_secs(1));
+                return Ok(None);
+            }
+        };
+        let moved = new
+            .restore(&state, &from)
+            .map(|()| new)
+            .map_err(|e| format!("restore of {} bytes from version {from} failed: {e}", state.len()));
+        match moved {
+            Ok(mut new) => {
+                // The pre-swap checkpoint: a rollback restores it into the old version.
+                self.set_base(state);
+                self.collect(&mut new);
+                let old = std::mem::replace(instance, new);
+                let micros = started.elapsed().as_micros() as u64;
+                self.become_version(target);
+                self.rooms.swapped(&self.key, &to, micros);
+                tracing::debug!(from, to, micros, "moved to the new version");
+                Ok(Some(old))
+            }
+            Err(reason) => {
+                tracing::error!(from, to, "stays on {from}: {reason}");
+                let mut failed = Counts::default();
+                failed.failed_restores = 1;
+                self.game.health(&to).add(&failed);
+                self.refused = Some(target);
+                let _ =
+                    self.rooms.0.swap_failures.send(SwapFailure { game: self.key.0.clone(), room: self.key.1.clone(), from, to, reason });
+                Ok(None)
+            }
+        }
+    }
+
+    /// After a trap: report it, then rebuild the instance from checkpoint + journal; past the restart
+    /// intensity, escalate (a version on trial) or save a checkpoint and end the room (a stable one).
+    pub(super) fn supervise(
+        &mut self,
+        instance: &mut PluginInstance,
+        failure: &CallError,
+        player: Option<&Arc<str>>,
+        input: Option<Input<'_>>,
+    ) -> Result<(), String> {
+        let cfg = &self.rooms.0.config;
+        let (limit, window) = (cfg.restart_limit as usize, Duration::from_millis(cfg.restart_window_ms));
+        let now = Instant::now();
+        self.restarts.push_back(now);
+        while self.restarts.front().is_some_and(|t| now.duration_since(*t) > window) {
+            self.restarts.pop_front();
+        }
+        let restarts = self.restarts.len();
+        let over = restarts > limit;
+        let settled = self.game.serving.load().is_settled(&self.plugin);
+        let outcome = match (over, settled, self.journaling) {
+            (false, _, true) => "rebuilt",
+            (true, false, true) => "escalated",
+            _ => "closed",
+        };
+        self.report(failure, player, input, restarts, outcome);
+        if outcome == "escalated" {
+            self.tally.escalations += 1;
+            self.health.add(&std::mem::take(&mut self.tally));
+        }
+        let rebuilt = if self.journaling { self.rebuild(instance) } else { Err("journaling is off (rooms.journal)".to_string()) };
+        match (outcome, rebuilt) {
+            ("closed", Ok(())) => {
+                // Save where the room stands, without the call that trapped.
+                if let Err(e) = self.checkpoint(instance) {
+                    tracing::error!("no checkpoint saved at close: {e}");
+                }
+                Err(format!("it failed {restarts} times in {} s, more than the restart limit of {limit} ({failure})", window.as_secs()))
+            }
+            ("closed", Err(e)) => Err(format!("it failed ({failure}) and could not be rebuilt: {e}")),
+            (_, Ok(())) => Ok(()),
+            (_, Err(e)) => Err(format!("it failed ({failure}) and could not be rebuilt: {e}")),
+        }
+    }
+
+    /// A new instance of the room's version from checkpoint + journal (the trapped call is no longer in
+    /// the journal). Timers due this tick and not fired yet stay with the tick.
+    pub(super) fn rebuild(&mut self, instance: &mut PluginInstance) -> Result<(), String> {
+        let replayed = journal::replay(&self.plugin, &self.env(), self.rooms.0.config.tick_hz, &self.base, &self.journal, &[])
+            .map_err(|e| e.to_string())?;
+        *instance = replayed.instance;
+        let mut timers = replayed.timers;
+        for due in &self.due {
+            if let Some(at) = timers.iter().position(|t| t.tag == due.tag) {
+                timers.remove(at);
+            }
+        }
+        self.timers = timers;
+        self.timer_seq = replayed.timer_seq;
+        tracing::warn!(checkpoint = self.base.id, calls = replayed.calls, "instance rebuilt from checkpoint and journal");
+        Ok(())
+    }
+
+    pub(super) fn report(&self, failure: &CallError, player: Option<&Arc<str>>, input: Option<Input<'_>>, restarts: usize, outcome: &str) {
+        let Some(tx) = self.rooms.0.crashes.get() else { return };
+        let (export, kind, message) = match failure {
+            // The trap kind's serde name (`panic`, `stack_overflow`, ...), as everywhere it is shown.
+            CallError::Trap { export, kind, message } => {
+                let kind = serde_json::to_value(kind).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+                (*export, kind, message.clone())
+            }
+            CallError::Deadline { export, .. } => (*export, "deadline".to_string(), failure.to_string()),
+            CallError::Poisoned(why) => ("?", "poisoned".to_string(), why.clone()),
+            CallError::Gameplay { export, message } => (*export, "error".to_string(), message.clone()),
+        };
+        let _ = tx.send(CrashReport {
+            at_ms: crate::storage::now_ms(),
+            plugin: self.key.0.clone(),
+            version: self.version().to_string(),
+            room: self.key.1.clone(),
+            tick: self.tick,
+            export: export.to_string(),
+            kind,
+            backtrace: backtrace_of(&message),
+            message,
+            player: player.map(|p| p.to_string()),
+            input: input.and_then(Input::describe),
+            checkpoint: CheckpointRef { id: self.base.id, tick: self.base.tick, version: self.base.version().to_string() },
+            restarts_in_window: restarts as u32,
+            outcome: outcome.to_string(),
+        });
+    }
+}
