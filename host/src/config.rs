@@ -404,16 +404,6 @@ impl Config {
         if self.crashes.dir.as_os_str().is_empty() { self.data_dir.join("crashes") } else { self.crashes.dir.clone() }
     }
 
-    /// The rollout of `plugin`.
-    pub fn rollout_of(&self, plugin: &str) -> RolloutConfig {
-        self.plugins.get(plugin).and_then(|p| p.rollout.clone()).unwrap_or_else(|| self.rollout.clone())
-    }
-
-    /// The health policy of `plugin`.
-    pub fn health_of(&self, plugin: &str) -> crate::health::Policy {
-        self.plugins.get(plugin).and_then(|p| p.health.clone()).unwrap_or_else(|| self.health.clone())
-    }
-
     /// The token secret, or why there is none.
     pub fn secret(&self) -> Result<&[u8]> {
         match &self.auth.secret {

@@ -318,6 +318,7 @@ async fn a_version_that_passes_canary_but_fails_probation_is_rolled_back_from_ev
             "rollout.probation_ms=600000",
             "net.msgs_per_sec=1000",
             "net.burst=1000",
+            "health.window_ms=20000",
         ],
     )
     .await;
@@ -328,6 +329,8 @@ async fn a_version_that_passes_canary_but_fails_probation_is_rolled_back_from_ev
     }
     drop_version(&dir, "arena-chaos", "arena", "1.0.1");
     deployed(&mut events, "1.0.1").await;
+    let game = server.room_manager().game("arena").unwrap();
+    assert_eq!(game.health("1.0.1").span(), Duration::from_secs(20), "the configured health window");
     let canary_rooms = eventually("the canary rooms to move", || async {
         let versions = server.room_manager().versions("arena");
         (versions.get("1.0.1") == Some(&2)).then_some(versions)

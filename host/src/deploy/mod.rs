@@ -440,7 +440,7 @@ impl Deployer {
                 phase
             }
             _ => {
-                self.rooms.activate(plugin.clone(), init_config, features);
+                self.rooms.activate(plugin.clone(), init_config, features, Duration::from_millis(self.policy(&m.name).window_ms));
                 self.rollouts.lock().unwrap().insert(
                     m.name.clone(),
                     Rollout {

@@ -234,6 +234,11 @@ impl VersionHealth {
         (at.duration_since(*epoch()).as_nanos() / width) as u64
     }
 
+    /// The span of the sliding window.
+    pub fn span(&self) -> Duration {
+        self.window
+    }
+
     /// Adds counts taken now.
     pub fn add(&self, counts: &Counts) {
         if counts.is_empty() {

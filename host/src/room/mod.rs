@@ -509,15 +509,15 @@ impl Rooms {
         self.0.games.read().unwrap().get(name).cloned()
     }
 
-    /// Makes `plugin` the active version of its game, adding the game (with `config` and `features`)
-    /// if it is new. Live rooms of the game move to it at their next tick boundary.
-    pub fn activate(&self, plugin: Arc<Plugin>, config: Vec<u8>, features: Features) {
+    /// Makes `plugin` the active version of its game, adding the game (with `config`, `features` and
+    /// health windows of `health_window`) if it is new. Live rooms of the game move to it at their next tick boundary.
+    pub fn activate(&self, plugin: Arc<Plugin>, config: Vec<u8>, features: Features, health_window: std::time::Duration) {
         let name = plugin.manifest().name.clone();
         let mut games = self.0.games.write().unwrap();
         match games.get(&name) {
             Some(game) => game.set_active(plugin),
             None => {
-                games.insert(name, Arc::new(GameEntry::new(plugin, config, features)));
+                games.insert(name, Arc::new(GameEntry::with_window(plugin, config, features, health_window)));
             }
         }
     }
