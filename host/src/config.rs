@@ -359,6 +359,14 @@ impl Config {
                 "rooms.max_players, rooms.inbox and net.outbound_queue must be above 0, and net.outbound_queue_bytes at least net.max_frame_bytes"
             );
         }
+        // A message the plugin may send must fit a connection's outbound queue, with room for its envelope.
+        if self.net.outbound_queue_bytes < self.limits.max_send_bytes + 1024 {
+            bail!(
+                "net.outbound_queue_bytes ({}) must be at least limits.max_send_bytes ({}) plus 1 KiB: otherwise a message the plugin may send would disconnect every player it goes to",
+                self.net.outbound_queue_bytes,
+                self.limits.max_send_bytes
+            );
+        }
         if self.net.msgs_per_sec == 0 || self.net.burst == 0 {
             bail!("net.msgs_per_sec and net.burst must be above 0");
         }

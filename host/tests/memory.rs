@@ -8,7 +8,9 @@ const BOMBS: usize = 12;
 
 #[test]
 fn the_memory_bomb_traps_at_the_cap_and_host_memory_stays_bounded() {
-    let rt = Runtime::new(Limits { memory_bytes: CAP, max_instances: 4, ..Limits::default() }, None).unwrap();
+    // A generous CPU deadline: this test is about the memory cap, and on a loaded machine the page faults
+    // of filling 16 MiB can take longer than the default 10 ms of CPU (the deadline then fires first).
+    let rt = Runtime::new(Limits { memory_bytes: CAP, max_instances: 4, call_deadline_ms: 2_000, ..Limits::default() }, None).unwrap();
     let bomb = rt.load(&warden_tests::wasm_bytes("membomb")).unwrap();
     let room = RoomInfo { id: "r".into(), game: "membomb".into(), seed: 1, tick_hz: 20, max_players: 4 };
     let payload = rmp_serde::to_vec(&1).unwrap();

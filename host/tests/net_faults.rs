@@ -146,7 +146,8 @@ async fn a_valid_token_names_the_player() {
 async fn a_client_that_never_reads_is_disconnected_not_buffered() {
     const SENT: usize = 300;
     // A 256 KiB outbound queue and no rate limit to speak of; echo answers every 60 KB message in kind.
-    let server = start(&["net.outbound_queue_bytes=262144", "net.msgs_per_sec=100000", "net.burst=100000"]).await;
+    let server =
+        start(&["net.outbound_queue_bytes=262144", "limits.max_send_bytes=65536", "net.msgs_per_sec=100000", "net.burst=100000"]).await;
     let mut bystander = player(&ws(&server, Format::MsgPack), "arena", "b").await;
     let mut hog = player(&tcp(&server), "echo", "e").await;
     let blob = serde_bytes::ByteBuf::from(vec![7u8; 60_000]);

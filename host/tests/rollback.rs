@@ -431,6 +431,11 @@ async fn a_restarted_server_resumes_a_room_from_its_last_checkpoint() {
     assert_eq!(p.next_msg::<u64>(|_| false).await, 4, "the fourth message of the room, not the first");
     let after = server.room_manager().dump("faulty", "kept").await.unwrap();
     assert!(after.base.tick >= before.tick, "resumed at tick {} (was at {})", after.base.tick, before.tick);
+    // The new process would give the room another seed; it resumed with its own, so its random stream
+    // and hash order carry on.
+    assert_eq!(after.seed, before.seed, "the seed is stored with the checkpoint");
+    assert_eq!(after.base.hash_key, before.base.hash_key, "so is the hash key");
+    assert_ne!(after.base.hash_key, after.seed, "the hash key is not the published seed");
     server.shutdown().await;
 }
 

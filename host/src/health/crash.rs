@@ -64,9 +64,10 @@ pub fn backtrace_of(message: &str) -> Vec<String> {
 
 /// A message payload as JSON if it is MessagePack, else as a hex string.
 pub fn decode_input(payload: &[u8]) -> serde_json::Value {
-    match rmp_serde::from_slice::<serde_json::Value>(payload) {
+    match crate::runtime::payload::to_json(payload) {
         Ok(v) => v,
-        Err(_) => serde_json::Value::String(payload.iter().map(|b| format!("{b:02x}")).collect()),
+        // Not MessagePack, or nested too deep to convert safely: the bytes, in hex (the first 4 KiB).
+        Err(_) => serde_json::Value::String(payload.iter().take(4096).map(|b| format!("{b:02x}")).collect()),
     }
 }
 

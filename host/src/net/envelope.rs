@@ -233,15 +233,20 @@ fn json_to_msgpack(value: serde_json::Value) -> Result<Vec<u8>, DecodeError> {
 /// MessagePack payload bytes shown as JSON; bytes that are not valid MessagePack become a JSON string
 /// saying so (the MessagePack form of the same envelope is unaffected).
 fn msgpack_to_json(data: &[u8]) -> Result<serde_json::Value, std::convert::Infallible> {
-    Ok(rmp_serde::from_slice(data).unwrap_or_else(|e| serde_json::Value::String(format!("<payload is not valid MessagePack: {e}>"))))
+    // Nesting is bounded (`runtime::payload`): a deep payload from a plugin cannot overflow the stack.
+    Ok(crate::runtime::payload::to_json(data)
+        .unwrap_or_else(|e| serde_json::Value::String(format!("<payload cannot be shown as JSON: {e}>"))))
+}
+
+/// An envelope from MessagePack: its own two levels, and a payload as deep as any payload may be.
+fn from_msgpack<'de, T: Deserialize<'de>>(frame: &'de [u8]) -> Result<T, String> {
+    crate::runtime::payload::from_msgpack(frame, crate::runtime::payload::MAX_DEPTH + 2)
 }
 
 /// Decodes a client frame.
 pub fn decode(frame: &[u8], format: Format) -> Result<ClientMsg, DecodeError> {
     match format {
-        Format::MsgPack => {
-            rmp_serde::from_slice::<ClientEnvelope<BinIn>>(frame).map_err(|e| classify("MessagePack", e.to_string()))?.map_data(|d| Ok(d.0))
-        }
+        Format::MsgPack => from_msgpack::<ClientEnvelope<BinIn>>(frame).map_err(|e| classify("MessagePack", e))?.map_data(|d| Ok(d.0)),
         Format::Json => serde_json::from_slice::<ClientEnvelope<serde_json::Value>>(frame)
             .map_err(|e| classify("JSON", e.to_string()))?
             .map_data(json_to_msgpack),
@@ -260,9 +265,9 @@ pub fn encode(env: &ServerMsg, format: Format) -> Bytes {
 /// Decodes a server frame (clients: `warden bots`, tests).
 pub fn decode_server(frame: &[u8], format: Format) -> Result<ServerMsg, DecodeError> {
     match format {
-        Format::MsgPack => rmp_serde::from_slice::<ServerEnvelope<BinIn>>(frame)
-            .map_err(|e| classify("MessagePack", e.to_string()))?
-            .map_data(|d| Ok(Bytes::from(d.0))),
+        Format::MsgPack => {
+            from_msgpack::<ServerEnvelope<BinIn>>(frame).map_err(|e| classify("MessagePack", e))?.map_data(|d| Ok(Bytes::from(d.0)))
+        }
         Format::Json => serde_json::from_slice::<ServerEnvelope<serde_json::Value>>(frame)
             .map_err(|e| classify("JSON", e.to_string()))?
             .map_data(|v| json_to_msgpack(v).map(Bytes::from)),
@@ -341,6 +346,25 @@ mod tests {
                 assert_eq!(&decode_server(&encode(env, format), format).unwrap(), env, "{format:?}");
             }
         }
+    }
+
+    #[test]
+    fn deeply_nested_payloads_neither_crash_nor_convert() {
+        // 100,000 nested arrays from a plugin, to a text-frame client.
+        let mut deep = vec![0x91u8; 100_000];
+        deep.push(0x01);
+        let out = encode(&ServerEnvelope::Msg { data: Bytes::from(deep.clone()) }, Format::Json);
+        assert!(std::str::from_utf8(&out).unwrap().contains("nested deeper than 64"));
+        assert!(encode(&ServerEnvelope::Msg { data: Bytes::from(deep) }, Format::MsgPack).len() > 100_000, "binary clients get the bytes");
+        // And from a player: a 100,000-deep JSON frame is refused as malformed.
+        let frame = format!("{{\"type\":\"msg\",\"data\":{}1{}}}", "[".repeat(100_000), "]".repeat(100_000));
+        assert!(matches!(decode(frame.as_bytes(), Format::Json), Err(DecodeError::Malformed { .. })));
+        let mut frame = rmp_serde::to_vec_named(&serde_json::json!({"type": "msg"})).unwrap();
+        frame[0] = 0x82; // two entries: type and data
+        frame.extend(rmp_serde::to_vec("data").unwrap());
+        frame.extend(std::iter::repeat_n(0x91u8, 100_000));
+        frame.push(0x01);
+        assert!(decode(&frame, Format::MsgPack).is_err(), "a deep MessagePack frame is refused too");
     }
 
     #[test]

@@ -54,7 +54,9 @@ async fn run(socket: TcpStream, ctx: Arc<ServerCtx>, slot: crate::net::limits::C
         Err(e) if e.to_string().contains("frame size too big") => Err(FrameError::TooLarge(format!("a frame exceeded the {max} byte cap"))),
         Err(e) => Err(FrameError::Io(e.to_string())),
     });
-    let sink = FramedWrite::new(write, codec(max)).with_flat_map(|frame: OutFrame| {
+    // The inbound cap is for what clients send; what the server sends is bounded by the connection's
+    // outbound queue (a frame larger than the inbound cap once closed the connection without a word).
+    let sink = FramedWrite::new(write, codec(ctx.net.outbound_queue_bytes)).with_flat_map(|frame: OutFrame| {
         stream::iter(match frame {
             OutFrame::Data(bytes, _) => Some(Ok(bytes)),
             OutFrame::Ping | OutFrame::Close(_) => None,

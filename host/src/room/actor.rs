@@ -112,8 +112,10 @@ pub(super) struct Room {
     rx: mpsc::Receiver<RoomInput>,
     clock: Arc<GameClock>,
     rng: Arc<RoomRng>,
+    /// The log lines its plugin may write, across rebuilds and versions.
+    log_budget: Arc<crate::runtime::LogBudget>,
     tick: u64,
-    members: BTreeMap<Arc<str>, PlayerConn>,
+    members: Members,
     /// Frames for each player, built up during the tick and sent at its end.
     pending: HashMap<Arc<str>, Vec<Bytes>>,
     timers: Vec<Timer>,
@@ -121,6 +123,44 @@ pub(super) struct Room {
     /// Players to hand `on-leave` at the next tick (kicked, or dropped as slow consumers).
     leaving: Vec<Arc<str>>,
     empty_since: Option<Instant>,
+}
+
+/// The players in a room. If the room's task dies without closing (a panic in the host), dropping this
+/// tells each of them, so no player is left in a room that no longer runs.
+#[derive(Default)]
+pub(crate) struct Members(BTreeMap<Arc<str>, PlayerConn>);
+
+impl Members {
+    /// Takes every member out (the room closes and tells them itself).
+    fn take_all(&mut self) -> BTreeMap<Arc<str>, PlayerConn> {
+        std::mem::take(&mut self.0)
+    }
+}
+
+impl std::ops::Deref for Members {
+    type Target = BTreeMap<Arc<str>, PlayerConn>;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Members {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl Drop for Members {
+    fn drop(&mut self) {
+        let reason = "the room failed unexpectedly and was closed; rejoining opens it again from its last checkpoint";
+        for (_, conn) in self.take_all() {
+            conn.in_room.store(false, Ordering::Release);
+            let kicked = envelope::encode(&ServerEnvelope::Kicked { reason: reason.to_string() }, conn.format);
+            if conn.out.push(conn.format, vec![kicked]).is_err() {
+                conn.kill.kill(ErrorCode::GameError, reason);
+            }
+        }
+    }
 }
 
 /// Why a room ends.
@@ -131,17 +171,35 @@ enum End {
 }
 
 impl Room {
-    pub(super) fn new(rooms: Rooms, key: RoomKey, game: Arc<GameEntry>, seed: u64, rx: mpsc::Receiver<RoomInput>) -> Self {
+    /// A room with random `seed` and the secret `hash_key` (both kept if it resumes from a checkpoint).
+    pub(super) fn new(
+        rooms: Rooms,
+        key: RoomKey,
+        game: Arc<GameEntry>,
+        (seed, hash_key): (u64, u64),
+        rx: mpsc::Receiver<RoomInput>,
+    ) -> Self {
         // Subscribe before reading the active version, so a change in between is not missed.
         let changed = game.changed.subscribe();
         let plugin = game.serving().target(&key.1).clone();
         let journaling = rooms.0.config.journal;
+        let plugin_limits = plugin.limits().clone();
         Room {
             rooms,
             health: game.health(&plugin.manifest().version),
             tally: Counts::default(),
             counts: Counts::default(),
-            base: Base { id: 0, plugin: plugin.clone(), tick: 0, draws: 0, timers: Vec::new(), timer_seq: 0, state: Vec::new() },
+            base: Base {
+                id: 0,
+                plugin: plugin.clone(),
+                tick: 0,
+                seed,
+                hash_key,
+                draws: 0,
+                timers: Vec::new(),
+                timer_seq: 0,
+                state: Vec::new(),
+            },
             journal: Journal::default(),
             journaling,
             checkpoints: 0,
@@ -156,9 +214,10 @@ impl Room {
             seed,
             rx,
             clock: Arc::new(GameClock::default()),
-            rng: Arc::new(RoomRng::new(seed)),
+            rng: Arc::new(RoomRng::with_hash_key(seed, hash_key)),
+            log_budget: Arc::new(crate::runtime::LogBudget::new(plugin_limits.log_lines_per_sec, plugin_limits.log_burst)),
             tick: 0,
-            members: BTreeMap::new(),
+            members: Members::default(),
             pending: HashMap::new(),
             timers: Vec::new(),
             timer_seq: 0,
@@ -184,6 +243,7 @@ impl Room {
             rng: self.rng.clone(),
             features: self.game.features.clone(),
             saves: self.rooms.0.saves.clone(),
+            log_budget: self.log_budget.clone(),
         }
     }
 
@@ -402,7 +462,7 @@ impl Room {
                 }
                 tracing::error!(tick = self.tick, "{fatal}");
                 if let Some(player) = player {
-                    let message = format!("the game failed on your input ({fatal}); it was dropped and the room goes on");
+                    let message = format!("the game failed on your input ({}); it was dropped and the room goes on", fatal.summary());
                     self.direct(player, &ServerEnvelope::Error { code: ErrorCode::GameError, message, fatal: false });
                 }
                 self.supervise(instance, &fatal, player, Some(input))
@@ -516,7 +576,7 @@ impl Room {
             }
         };
         if let Some(reason) = &reason {
-            for (id, conn) in std::mem::take(&mut self.members) {
+            for (id, conn) in self.members.take_all() {
                 self.direct_to(&conn, &id, &ServerEnvelope::Kicked { reason: reason.clone() });
                 conn.in_room.store(false, Ordering::Release);
                 self.send_batch(&id, &conn);

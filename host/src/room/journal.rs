@@ -35,6 +35,10 @@ pub struct Base {
     pub plugin: Arc<Plugin>,
     /// The tick the snapshot was taken after.
     pub tick: u64,
+    /// The room's random seed and hash key (a resumed room keeps both).
+    pub seed: u64,
+    /// See [`RoomRng`](crate::runtime::RoomRng).
+    pub hash_key: u64,
     /// Random numbers drawn by then.
     pub draws: u64,
     /// Timers pending then.
@@ -55,6 +59,8 @@ impl Base {
     pub fn encode(&self) -> Vec<u8> {
         let stored = Stored {
             tick: self.tick,
+            seed: Some(self.seed),
+            hash_key: Some(self.hash_key),
             draws: self.draws,
             timers: self.timers.clone(),
             timer_seq: self.timer_seq,
@@ -69,6 +75,12 @@ impl Base {
 pub struct Stored {
     /// Tick.
     pub tick: u64,
+    /// The room's seed (absent in checkpoints written before it was stored).
+    #[serde(default)]
+    pub seed: Option<u64>,
+    /// The room's hash key (likewise).
+    #[serde(default)]
+    pub hash_key: Option<u64>,
     /// Random draws.
     pub draws: u64,
     /// Pending timers.

@@ -553,6 +553,13 @@ impl Rooms {
         }
     }
 
+    /// A room resumed from a checkpoint took back its stored seed.
+    fn reseeded(&self, key: &RoomKey, seed: u64) {
+        if let Some((_, summary)) = self.0.rooms.lock().unwrap().get_mut(key) {
+            summary.seed = seed;
+        }
+    }
+
     fn rolled_back(&self, key: &RoomKey, version: &str, timing: RollbackTiming) {
         self.0.rollbacks.lock().unwrap().push(timing);
         if let Some((_, summary)) = self.0.rooms.lock().unwrap().get_mut(key) {
@@ -606,12 +613,49 @@ impl Rooms {
         }
         let (tx, rx) = mpsc::channel(self.0.config.inbox);
         let handle = RoomHandle { tx };
+        // The seed is published to the room's players; the hash key (which keys the guest's hash maps)
+        // comes from the same process secret by another input and is never shown.
         let seed = self.0.seeds.hash_one(&key);
-        let room = actor::Room::new(self.clone(), key.clone(), entry.clone(), seed, rx);
+        let hash_key = self.0.seeds.hash_one((&key, "hash-key"));
+        let room = actor::Room::new(self.clone(), key.clone(), entry.clone(), (seed, hash_key), rx);
         let summary = RoomSummary { game: game.to_string(), room: room.key.1.clone(), version: room.version().to_string(), seed };
-        rooms.insert(key, (handle.clone(), summary));
-        self.0.tasks.spawn(room.run());
+        rooms.insert(key.clone(), (handle.clone(), summary));
+        self.0.tasks.spawn(self.clone().supervised(key, entry.clone(), room.run()));
         handle
+    }
+
+    /// Runs a room's task; if it dies without closing (a panic in the host, outside any plugin call),
+    /// the failure is handled like a crash of the room: logged, reported, counted against the version it
+    /// ran, its listing removed. Its players are told by the room's member list as it is dropped.
+    async fn supervised(self, key: RoomKey, game: Arc<GameEntry>, run: impl std::future::Future<Output = ()>) {
+        use futures_util::FutureExt as _;
+        let Err(panic) = std::panic::AssertUnwindSafe(run).catch_unwind().await else { return };
+        let message = crate::runtime::panic_message(&*panic);
+        let version = self.0.rooms.lock().unwrap().get(&key).map(|(_, s)| s.version.clone()).unwrap_or_default();
+        tracing::error!(game = %key.0, room = %key.1, version, "the room's task failed: {message}; its players were told and the room closed");
+        let mut failed = crate::health::Counts::default();
+        failed.calls = 1;
+        failed.traps = 1;
+        game.health(&version).add(&failed);
+        if let Some(tx) = self.0.crashes.get() {
+            let _ = tx.send(CrashReport {
+                at_ms: crate::storage::now_ms(),
+                plugin: key.0.clone(),
+                version: version.clone(),
+                room: key.1.clone(),
+                tick: 0,
+                export: "-".into(),
+                kind: "host_panic".into(),
+                message: format!("the room's task failed: {message}"),
+                backtrace: Vec::new(),
+                player: None,
+                input: None,
+                checkpoint: crate::health::crash::CheckpointRef { id: 0, tick: 0, version },
+                restarts_in_window: 0,
+                outcome: "closed".into(),
+            });
+        }
+        self.remove(&key);
     }
 
     /// Forgets room `key` if its channel is closed (called by the room as it closes; a newer room under
@@ -647,6 +691,51 @@ impl Rooms {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn conn(id: &str) -> (PlayerConn, OutReceiver) {
+        let (out, rx) = OutQueue::new(4, 1 << 20);
+        let conn = PlayerConn { id: id.into(), format: Format::Json, out, kill: Kill::default(), in_room: Arc::new(AtomicBool::new(true)) };
+        (conn, rx)
+    }
+
+    fn kicked(rx: &mut OutReceiver) -> String {
+        let Some(Outbound::Frames(_, frames)) = rx.try_recv() else { panic!("the player was told nothing") };
+        String::from_utf8(frames[0].to_vec()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_room_task_that_dies_is_counted_reported_unlisted_and_its_players_told() {
+        let rt = crate::runtime::Runtime::new(crate::runtime::Limits { max_instances: 2, ..Default::default() }, None).unwrap();
+        let plugin = Arc::new(rt.load(&warden_tests::wasm_bytes("echo")).unwrap());
+        let version = plugin.manifest().version.clone();
+        let game = Arc::new(GameEntry::new(plugin, Vec::new(), Features::default()));
+        let games = HashMap::from([("echo".to_string(), game.clone())]);
+        let rooms = Rooms::new(games, RoomConfig::default(), Arc::new(crate::runtime::MemorySaves::default()));
+        let (crash_tx, mut crashes) = mpsc::unbounded_channel();
+        let _ = rooms.0.crashes.set(crash_tx);
+
+        let key = ("echo".to_string(), "r1".to_string());
+        let (tx, rx) = mpsc::channel(1);
+        let summary = RoomSummary { game: key.0.clone(), room: key.1.clone(), version: version.clone(), seed: 0 };
+        rooms.0.rooms.lock().unwrap().insert(key.clone(), (RoomHandle { tx }, summary));
+        let (ann, mut ann_rx) = conn("ann");
+        let in_room = ann.in_room.clone();
+        let mut members = actor::Members::default();
+        members.insert(ann.id.clone(), ann);
+        let task = async move {
+            let (_members, _inbox) = (members, rx);
+            panic!("a bug in the host");
+        };
+        rooms.clone().supervised(key, game.clone(), task).await;
+
+        assert!(rooms.list().is_empty(), "the room is no longer listed");
+        assert_eq!(game.health(&version).total().traps, 1, "counted against the version it ran");
+        let report = crashes.try_recv().expect("a crash report");
+        assert_eq!((report.kind.as_str(), report.outcome.as_str()), ("host_panic", "closed"));
+        assert!(report.message.contains("a bug in the host"), "{}", report.message);
+        assert!(kicked(&mut ann_rx).contains("\"type\":\"kicked\""), "the player was told");
+        assert!(!in_room.load(Ordering::Acquire));
+    }
 
     #[tokio::test]
     async fn the_out_queue_is_bounded_in_bytes_and_batches_and_frees_what_is_written() {

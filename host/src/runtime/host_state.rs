@@ -6,6 +6,7 @@
 //! read too, so a plugin sees no wall time and no entropy.
 
 use crate::runtime::bindings::warden::plugin::{clock, messaging, random, saves, telemetry, types};
+use crate::runtime::wasi::{GuestOutput, LogBudget, StdStream};
 use crate::runtime::{LogLevel, Recipient, SaveBackend, SavePriority};
 use std::collections::BTreeSet;
 use std::convert::Infallible;
@@ -13,11 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use wasmtime::component::ResourceTable;
-use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
-
-/// Bytes of guest stderr kept per instance (enough for a panic message and its location).
-const STDERR_CAPACITY: usize = 16 << 10;
 
 /// The room's game clock, shared by the room (which advances it) and its instance.
 #[derive(Debug, Default)]
@@ -44,20 +41,35 @@ impl GameClock {
 
 /// The room's deterministic random stream: `random_at(seed, n)` for the n-th draw. Its whole state is
 /// (seed, draws), so a checkpoint can carry it and a replay continues it exactly.
+///
+/// Beside it, the room's hash key: what WASI's `insecure-seed` answers, which keys the guest's hash maps
+/// (Rust's `HashMap`, Python's `hash`). It is a secret of the room, never the seed that players see in
+/// `joined`, and it is stored with the checkpoint so that a resumed room iterates its maps in the same
+/// order.
 #[derive(Debug)]
 pub struct RoomRng {
     seed: u64,
+    hash_key: u64,
     draws: AtomicU64,
 }
 
 impl RoomRng {
-    /// A stream at its start.
+    /// A stream at its start, with a hash key derived from the seed (for tests and tools; a room draws
+    /// its hash key from a secret, see [`RoomRng::with_hash_key`]).
     pub fn new(seed: u64) -> Self {
-        RoomRng { seed, draws: AtomicU64::new(0) }
+        Self::with_hash_key(seed, random_at(seed ^ 0x5EED_4A54_C0DE_0001, 0))
+    }
+    /// A stream at its start with the hash key `hash_key`.
+    pub fn with_hash_key(seed: u64, hash_key: u64) -> Self {
+        RoomRng { seed, hash_key, draws: AtomicU64::new(0) }
     }
     /// The seed.
     pub fn seed(&self) -> u64 {
         self.seed
+    }
+    /// The hash key.
+    pub fn hash_key(&self) -> u64 {
+        self.hash_key
     }
     /// How many numbers were drawn.
     pub fn draws(&self) -> u64 {
@@ -146,6 +158,8 @@ pub struct InstanceEnv {
     pub features: Features,
     /// Where saves go.
     pub saves: Arc<dyn SaveBackend>,
+    /// The log lines the room's plugin may write (`log`, stdout and stderr together).
+    pub log_budget: Arc<LogBudget>,
 }
 
 impl InstanceEnv {
@@ -158,6 +172,10 @@ impl InstanceEnv {
             rng: Arc::new(RoomRng::new(seed)),
             features: Features::default(),
             saves: Arc::new(crate::runtime::MemorySaves::default()),
+            log_budget: Arc::new(LogBudget::new(
+                crate::runtime::Limits::default().log_lines_per_sec,
+                crate::runtime::Limits::default().log_burst,
+            )),
         }
     }
 }
@@ -182,24 +200,35 @@ pub struct HostState {
     critical_saves: Vec<crate::runtime::Durable>,
     metrics: Vec<(String, f64)>,
     memory_cap: usize,
+    log_line_bytes: usize,
+    max_send_bytes: usize,
+    oversized_sends: u64,
     pub(crate) deadline: crate::runtime::deadline::DeadlineProbe,
-    stderr: MemoryOutputPipe,
+    stdout: GuestOutput,
+    stderr: GuestOutput,
     last_panic: Option<String>,
     wasi: WasiCtx,
-    table: ResourceTable,
+    pub(crate) table: ResourceTable,
 }
 
 impl HostState {
-    /// Host state for an instance of `plugin` in `env`, with linear memory capped at `memory_cap` bytes.
-    pub fn new(plugin: Arc<str>, env: InstanceEnv, memory_cap: usize) -> Self {
-        let stderr = MemoryOutputPipe::new(STDERR_CAPACITY);
+    /// Host state for an instance of `plugin` in `env`, under `limits` (linear memory, log lines).
+    pub fn new(plugin: Arc<str>, env: InstanceEnv, limits: &crate::runtime::Limits) -> Self {
+        let room: Arc<str> = env.room.as_str().into();
+        let output = |stream| {
+            GuestOutput::new(stream, plugin.clone(), room.clone(), env.clock.clone(), env.log_budget.clone(), limits.log_line_bytes)
+        };
+        let (stdout, stderr) = (output(StdStream::Stdout), output(StdStream::Stderr));
         let wasi = WasiCtxBuilder::new()
+            .stdout(stdout.clone())
             .stderr(stderr.clone())
+            .allow_tcp(false)
+            .allow_udp(false)
             .wall_clock(WasiClock(env.clock.clone()))
             .monotonic_clock(WasiClock(env.clock.clone()))
             .secure_random(WasiRandom(env.rng.clone()))
             .insecure_random(WasiRandom(env.rng.clone()))
-            .insecure_random_seed(u128::from(env.rng.seed()))
+            .insecure_random_seed(u128::from(env.rng.hash_key()))
             .build();
         HostState {
             plugin,
@@ -210,8 +239,12 @@ impl HostState {
             pending_saves: Vec::new(),
             critical_saves: Vec::new(),
             metrics: Vec::new(),
-            memory_cap,
+            memory_cap: limits.memory_bytes,
+            log_line_bytes: limits.log_line_bytes,
+            max_send_bytes: limits.max_send_bytes,
+            oversized_sends: 0,
             deadline: Default::default(),
+            stdout,
             stderr,
             last_panic: None,
             wasi,
@@ -232,6 +265,11 @@ impl HostState {
     /// Drops the queued sends, keeping the buffer's capacity.
     pub fn clear_outbox(&mut self) {
         self.outbox.clear();
+    }
+
+    /// Messages the plugin sent that were larger than `limits.max_send_bytes` (dropped).
+    pub fn oversized_sends(&self) -> u64 {
+        self.oversized_sends
     }
 
     /// The queued sends.
@@ -259,9 +297,20 @@ impl HostState {
         self.last_panic.take()
     }
 
-    /// What the guest wrote to stderr (bounded), e.g. a panic message.
+    /// The last bytes the guest wrote to stderr (bounded), e.g. a panic message.
     pub fn stderr(&self) -> String {
-        String::from_utf8_lossy(&self.stderr.contents()).into_owned()
+        self.stderr.tail()
+    }
+
+    /// The last bytes the guest wrote to stdout (bounded).
+    pub fn stdout(&self) -> String {
+        self.stdout.tail()
+    }
+
+    /// Logs what the guest wrote without a final newline (at the end of every call).
+    pub(crate) fn flush_output(&mut self) {
+        self.stdout.flush_line();
+        self.stderr.flush_line();
     }
 
     pub(crate) fn marks(&self) -> Marks {
@@ -328,6 +377,17 @@ impl types::Host for HostState {}
 
 impl messaging::Host for HostState {
     fn send(&mut self, to: Recipient, payload: Vec<u8>) {
+        if payload.len() > self.max_send_bytes {
+            // No client could receive it: drop it here rather than disconnect every recipient.
+            self.oversized_sends += 1;
+            if let Some(dropped) = self.env.log_budget.admit() {
+                let (plugin, room, tick, bytes, cap) =
+                    (&*self.plugin, &self.env.room, self.env.clock.tick(), payload.len(), self.max_send_bytes);
+                tracing::warn!(target: "warden::plugin", plugin, room, tick, bytes, dropped,
+                    "the plugin sent a message of {bytes} bytes, more than limits.max_send_bytes ({cap}); no client could receive it, so it was not sent");
+            }
+            return;
+        }
         self.outbox.push(Outgoing { to, payload });
     }
 
@@ -372,11 +432,19 @@ impl saves::Host for HostState {
 }
 
 impl telemetry::Host for HostState {
-    fn log(&mut self, level: LogLevel, message: String) {
+    fn log(&mut self, level: LogLevel, mut message: String) {
+        if message.len() > self.log_line_bytes {
+            message.truncate(message.floor_char_boundary(self.log_line_bytes));
+            message.push_str(" [line cut at limits.log_line_bytes]");
+        }
         if level == LogLevel::Error && message.starts_with("panicked at") {
             self.last_panic = Some(message.clone());
         }
+        let Some(dropped) = self.env.log_budget.admit() else { return };
         let (plugin, room, tick) = (&*self.plugin, &self.env.room, self.env.clock.tick());
+        if dropped > 0 {
+            tracing::warn!(target: "warden::plugin", plugin, room, tick, dropped, "the plugin wrote more log lines than its room may; {dropped} were dropped");
+        }
         match level {
             LogLevel::Trace => tracing::trace!(target: "warden::plugin", plugin, room, tick, "{message}"),
             LogLevel::Debug => tracing::debug!(target: "warden::plugin", plugin, room, tick, "{message}"),

@@ -15,6 +15,12 @@ pub enum TrapKind {
     StackOverflow,
     /// Memory growth past the instance's cap.
     MemoryCap,
+    /// The guest blocked inside a call (a sleep, a poll on something not ready): refused, see
+    /// [`WouldBlock`](crate::runtime::WouldBlock).
+    Blocked,
+    /// The host itself failed while serving one of the guest's calls (a bug in Warden, contained to
+    /// this instance).
+    HostPanic,
     /// Any other trap (out-of-bounds access, division by zero, ...).
     Other,
 }
@@ -55,6 +61,19 @@ pub enum CallError {
 }
 
 impl CallError {
+    /// What went wrong in a line fit for a player: the export and the kind of failure, without the
+    /// trap's backtrace (that goes to the log and the crash report).
+    pub fn summary(&self) -> String {
+        match self {
+            CallError::Trap { export, kind, .. } => {
+                let kind = serde_json::to_value(kind).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+                format!("{export} trapped: {kind}")
+            }
+            CallError::Poisoned(_) => "the game's instance had failed earlier".to_string(),
+            other => other.to_string(),
+        }
+    }
+
     /// Whether the instance is unusable after this error.
     pub fn is_fatal(&self) -> bool {
         !matches!(self, CallError::Gameplay { .. })
@@ -142,7 +161,11 @@ impl PluginInstance {
         self.store.set_epoch_deadline(self.deadline_ticks);
         self.store.data_mut().deadline.reset();
         let marks = self.store.data().marks();
-        let result = f(&self.game, &mut self.store);
+        // A panic in host code under this call (a bug in a host import) is contained to this instance:
+        // wasmtime unwinds the wasm frames and the instance is poisoned like after a trap.
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&self.game, &mut self.store)))
+            .unwrap_or_else(|panic| Err(wasmtime::Error::new(HostPanicked(panic_message(&*panic)))));
+        self.store.data_mut().flush_output();
         match result {
             Ok(Ok(value)) => {
                 self.store.data_mut().commit_saves();
@@ -167,6 +190,8 @@ impl PluginInstance {
             Some(Trap::StackOverflow) => TrapKind::StackOverflow,
             Some(Trap::UnreachableCodeReached) => TrapKind::Panic,
             _ if error.downcast_ref::<MemoryCapExceeded>().is_some() => TrapKind::MemoryCap,
+            _ if error.downcast_ref::<crate::runtime::WouldBlock>().is_some() => TrapKind::Blocked,
+            _ if error.downcast_ref::<HostPanicked>().is_some() => TrapKind::HostPanic,
             _ => TrapKind::Other,
         };
         let stderr = self.store.data().stderr();
@@ -182,4 +207,18 @@ impl PluginInstance {
         };
         CallError::Trap { export, kind, message }
     }
+}
+
+/// A host import panicked under a guest call.
+#[derive(Debug, thiserror::Error)]
+#[error("the host failed while serving the plugin's call: {0}")]
+struct HostPanicked(String);
+
+/// The message of a caught panic.
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
 }

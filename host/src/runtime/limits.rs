@@ -23,6 +23,16 @@ pub struct Limits {
     /// room moves to a new version at once, its mappings and faults contend on the process's address
     /// space lock and the per-room pause triples (`cargo bench --bench swap`).
     pub memory_init_cow: bool,
+    /// Log lines a room's plugin may write per second (the `log` import, stdout and stderr together);
+    /// past it lines are dropped and counted.
+    pub log_lines_per_sec: u32,
+    /// Log lines a room's plugin may write in a burst above that rate.
+    pub log_burst: u32,
+    /// Longest log line kept, in bytes (stdout and stderr lines are cut there).
+    pub log_line_bytes: usize,
+    /// Largest payload a plugin may `send`, in bytes. A larger one could reach no client (it would not
+    /// fit a connection's outbound queue): it is dropped and logged, and its recipients stay connected.
+    pub max_send_bytes: usize,
 }
 
 impl Default for Limits {
@@ -34,6 +44,10 @@ impl Default for Limits {
             wasm_stack_bytes: 512 << 10,
             max_instances: 1_000,
             memory_init_cow: false,
+            log_lines_per_sec: 50,
+            log_burst: 200,
+            log_line_bytes: 4 << 10,
+            max_send_bytes: 256 << 10,
         }
     }
 }
@@ -52,6 +66,9 @@ impl Limits {
         ensure!(self.memory_bytes >= 1 << 20, "limits.memory_bytes must be at least 1 MiB (a plugin needs room for its stack and heap)");
         ensure!(self.wasm_stack_bytes >= 64 << 10, "limits.wasm_stack_bytes must be at least 64 KiB");
         ensure!(self.max_instances > 0, "limits.max_instances must be above 0");
+        ensure!(self.log_lines_per_sec > 0 && self.log_burst > 0, "limits.log_lines_per_sec and limits.log_burst must be above 0");
+        ensure!(self.log_line_bytes >= 80, "limits.log_line_bytes must be at least 80");
+        ensure!(self.max_send_bytes >= 1024, "limits.max_send_bytes must be at least 1 KiB");
         Ok(())
     }
 

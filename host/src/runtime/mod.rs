@@ -12,17 +12,21 @@ mod host_state;
 mod instance;
 mod limits;
 pub mod manifest;
+pub mod payload;
 mod plugin;
 mod saves;
+mod wasi;
 
 pub use bindings::warden::plugin::types::{LogLevel, Recipient, RoomInfo, SavePriority};
 pub use cache::{CacheOutcome, CacheStats};
 pub use host_state::{Features, GameClock, HostState, InstanceEnv, Kick, Outgoing, RoomRng, TimerRequest, random_at};
+pub(crate) use instance::panic_message;
 pub use instance::{CallError, PluginInstance, TrapKind};
 pub use limits::Limits;
 pub use manifest::{HOST_WIT_VERSION, MANIFEST_SECTION, Manifest};
 pub use plugin::{GAME_EXPORTS, LoadError, Plugin};
 pub use saves::{Durable, MemorySaves, Preload, SaveBackend};
+pub use wasi::{LogBudget, WouldBlock};
 
 use anyhow::{Context as _, Result};
 use std::path::PathBuf;
@@ -45,7 +49,7 @@ impl Runtime {
         limits.validate()?;
         let engine = engine::build(&limits).context("failed to build the wasmtime engine")?;
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(anyhow::Error::from).context("failed to link WASI")?;
+        wasi::add_to_linker(&mut linker).map_err(anyhow::Error::from).context("failed to link WASI")?;
         bindings::Game::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
             .map_err(anyhow::Error::from)
             .context("failed to link the warden:plugin host imports")?;

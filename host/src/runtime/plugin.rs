@@ -164,6 +164,10 @@ impl Plugin {
     pub fn imports(&self) -> &[String] {
         &self.imports
     }
+    /// The limits its instances run under.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
     /// The pre-linked component, for callers that drive raw bindings (benchmarks).
     pub fn pre(&self) -> &GamePre<HostState> {
         &self.pre
@@ -172,7 +176,7 @@ impl Plugin {
     /// A store for an instance of this plugin in `env`: host state, memory limiter, and an epoch
     /// deadline already set (instantiation runs guest code too).
     pub fn new_store(&self, env: InstanceEnv) -> wasmtime::Store<HostState> {
-        let state = HostState::new(self.name.clone(), env, self.limits.memory_bytes);
+        let state = HostState::new(self.name.clone(), env, &self.limits);
         let mut store = wasmtime::Store::new(&self.engine, state);
         store.limiter(|s| s as &mut dyn wasmtime::ResourceLimiter);
         let (ticks, budget) = (self.limits.deadline_ticks(), std::time::Duration::from_millis(self.limits.call_deadline_ms));

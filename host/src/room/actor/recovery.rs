@@ -37,6 +37,12 @@ impl Room {
         let stored = journal::Stored::decode(&c.state).map_err(|e| format!("{e:#}"))?;
         let hz = u64::from(self.rooms.0.config.tick_hz);
         self.clock.set(stored.tick, stored.tick * 1000 / hz);
+        // The room's own random stream and hash order, not the ones this process would give it anew.
+        if let Some(seed) = stored.seed {
+            self.seed = seed;
+            self.rng = Arc::new(RoomRng::with_hash_key(seed, stored.hash_key.unwrap_or(self.rng.hash_key())));
+            self.rooms.reseeded(&self.key, seed);
+        }
         self.rng.set_draws(stored.draws);
         let mut instance = self.plugin.instantiate(self.env()).map_err(|e| format!("{e:#}"))?;
         instance.restore(&stored.state, &c.version).map_err(|e| e.to_string())?;
@@ -61,6 +67,8 @@ impl Room {
             id: self.checkpoints,
             plugin: self.plugin.clone(),
             tick: self.tick,
+            seed: self.seed,
+            hash_key: self.rng.hash_key(),
             draws: self.rng.draws(),
             timers: self.timers.clone(),
             timer_seq: self.timer_seq,
