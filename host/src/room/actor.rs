@@ -114,6 +114,8 @@ pub(super) struct Room {
     rng: Arc<RoomRng>,
     /// The log lines its plugin may write, across rebuilds and versions.
     log_budget: Arc<crate::runtime::LogBudget>,
+    /// Timers pending (set and not fired, those due this tick included), for the plugin's timer limit.
+    timers_pending: Arc<std::sync::atomic::AtomicUsize>,
     tick: u64,
     members: Members,
     /// Frames for each player, built up during the tick and sent at its end.
@@ -216,6 +218,7 @@ impl Room {
             clock: Arc::new(GameClock::default()),
             rng: Arc::new(RoomRng::with_hash_key(seed, hash_key)),
             log_budget: Arc::new(crate::runtime::LogBudget::new(plugin_limits.log_lines_per_sec, plugin_limits.log_burst)),
+            timers_pending: Default::default(),
             tick: 0,
             members: Members::default(),
             pending: HashMap::new(),
@@ -244,6 +247,7 @@ impl Room {
             features: self.game.features.clone(),
             saves: self.rooms.0.saves.clone(),
             log_budget: self.log_budget.clone(),
+            timers_pending: self.timers_pending.clone(),
         }
     }
 
@@ -426,6 +430,7 @@ impl Room {
         if self.journaling {
             input.record(&mut self.journal);
         }
+        self.timers_pending.store(self.timers.len() + self.due.len(), Ordering::Relaxed);
         let started = std::time::Instant::now();
         let result = input.invoke(instance, self.tick);
         // A trap or deadline hit counts as a call, not as a latency (a deadline hit is the deadline).

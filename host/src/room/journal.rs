@@ -403,6 +403,9 @@ fn replay_once(
             continue;
         }
         calls += 1;
+        // The timer limit sees what the live room saw: the timers pending before this call.
+        let pending = timers.len() - usize::from(matches!(&entry, Entry::Timer(tag) if timers.iter().any(|t| &t.tag == tag)));
+        env.timers_pending.store(pending, std::sync::atomic::Ordering::Relaxed);
         let result = match &entry {
             Entry::Begin(_) => unreachable!(),
             Entry::Join(p) => instance.on_join(p),

@@ -5,9 +5,8 @@
 //! Time and randomness come from the room's [`GameClock`] and [`RoomRng`], which WASI clocks and random
 //! read too, so a plugin sees no wall time and no entropy.
 
-use crate::runtime::bindings::warden::plugin::{clock, messaging, random, saves, telemetry, types};
 use crate::runtime::wasi::{GuestOutput, LogBudget, StdStream};
-use crate::runtime::{LogLevel, Recipient, SaveBackend, SavePriority};
+use crate::runtime::{Recipient, SaveBackend, SavePriority};
 use std::collections::BTreeSet;
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -160,6 +159,8 @@ pub struct InstanceEnv {
     pub saves: Arc<dyn SaveBackend>,
     /// The log lines the room's plugin may write (`log`, stdout and stderr together).
     pub log_budget: Arc<LogBudget>,
+    /// Timers the room has pending before the current call (kept by the room, and by a replay).
+    pub timers_pending: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl InstanceEnv {
@@ -176,8 +177,20 @@ impl InstanceEnv {
                 crate::runtime::Limits::default().log_lines_per_sec,
                 crate::runtime::Limits::default().log_burst,
             )),
+            timers_pending: Default::default(),
         }
     }
+}
+
+/// What a plugin reported under one `metric` name: how often, the sum and the last value.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct MetricSum {
+    /// Calls.
+    pub count: u64,
+    /// Sum of the values.
+    pub sum: f64,
+    /// The last value.
+    pub last: f64,
 }
 
 /// Lengths of the effect buffers before a call, to discard what a trapping call queued.
@@ -191,22 +204,24 @@ pub(crate) struct Marks {
 
 /// The host side of one instance.
 pub struct HostState {
-    plugin: Arc<str>,
-    env: InstanceEnv,
-    outbox: Vec<Outgoing>,
-    timers: Vec<TimerRequest>,
-    kicks: Vec<Kick>,
-    pending_saves: Vec<(String, Vec<u8>, SavePriority)>,
+    pub(super) plugin: Arc<str>,
+    pub(super) env: InstanceEnv,
+    pub(super) outbox: Vec<Outgoing>,
+    /// Bytes in `outbox`.
+    pub(super) outbox_bytes: usize,
+    pub(super) timers: Vec<TimerRequest>,
+    pub(super) kicks: Vec<Kick>,
+    pub(super) pending_saves: Vec<(String, Vec<u8>, SavePriority)>,
     critical_saves: Vec<crate::runtime::Durable>,
-    metrics: Vec<(String, f64)>,
+    /// What the plugin reported through `metric`, per name (bounded in names).
+    pub(super) metrics: std::collections::BTreeMap<String, MetricSum>,
     memory_cap: usize,
-    log_line_bytes: usize,
-    max_send_bytes: usize,
-    oversized_sends: u64,
+    pub(super) limits: crate::runtime::Limits,
+    pub(super) oversized_sends: u64,
     pub(crate) deadline: crate::runtime::deadline::DeadlineProbe,
     stdout: GuestOutput,
     stderr: GuestOutput,
-    last_panic: Option<String>,
+    pub(super) last_panic: Option<String>,
     wasi: WasiCtx,
     pub(crate) table: ResourceTable,
 }
@@ -229,19 +244,20 @@ impl HostState {
             .secure_random(WasiRandom(env.rng.clone()))
             .insecure_random(WasiRandom(env.rng.clone()))
             .insecure_random_seed(u128::from(env.rng.hash_key()))
+            .max_random_size(limits.max_random_bytes)
             .build();
         HostState {
             plugin,
             env,
             outbox: Vec::new(),
+            outbox_bytes: 0,
             timers: Vec::new(),
             kicks: Vec::new(),
             pending_saves: Vec::new(),
             critical_saves: Vec::new(),
-            metrics: Vec::new(),
+            metrics: Default::default(),
             memory_cap: limits.memory_bytes,
-            log_line_bytes: limits.log_line_bytes,
-            max_send_bytes: limits.max_send_bytes,
+            limits: limits.clone(),
             oversized_sends: 0,
             deadline: Default::default(),
             stdout,
@@ -259,11 +275,13 @@ impl HostState {
 
     /// Takes the queued sends, in order.
     pub fn take_outbox(&mut self) -> Vec<Outgoing> {
+        self.outbox_bytes = 0;
         std::mem::take(&mut self.outbox)
     }
 
     /// Drops the queued sends, keeping the buffer's capacity.
     pub fn clear_outbox(&mut self) {
+        self.outbox_bytes = 0;
         self.outbox.clear();
     }
 
@@ -287,8 +305,8 @@ impl HostState {
         std::mem::take(&mut self.kicks)
     }
 
-    /// Takes the recorded metric values.
-    pub fn take_metrics(&mut self) -> Vec<(String, f64)> {
+    /// What the plugin reported through `metric` since the last call, per name.
+    pub fn take_metrics(&mut self) -> std::collections::BTreeMap<String, MetricSum> {
         std::mem::take(&mut self.metrics)
     }
 
@@ -320,6 +338,7 @@ impl HostState {
     /// Forgets everything queued since `marks` (the call trapped).
     pub(crate) fn discard_since(&mut self, marks: Marks) {
         self.outbox.truncate(marks.outbox);
+        self.outbox_bytes = self.outbox.iter().map(|o| o.payload.len()).sum();
         self.timers.truncate(marks.timers);
         self.kicks.truncate(marks.kicks);
         self.pending_saves.truncate(marks.saves);
@@ -370,96 +389,6 @@ impl wasmtime::ResourceLimiter for HostState {
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
-    }
-}
-
-impl types::Host for HostState {}
-
-impl messaging::Host for HostState {
-    fn send(&mut self, to: Recipient, payload: Vec<u8>) {
-        if payload.len() > self.max_send_bytes {
-            // No client could receive it: drop it here rather than disconnect every recipient.
-            self.oversized_sends += 1;
-            if let Some(dropped) = self.env.log_budget.admit() {
-                let (plugin, room, tick, bytes, cap) =
-                    (&*self.plugin, &self.env.room, self.env.clock.tick(), payload.len(), self.max_send_bytes);
-                tracing::warn!(target: "warden::plugin", plugin, room, tick, bytes, dropped,
-                    "the plugin sent a message of {bytes} bytes, more than limits.max_send_bytes ({cap}); no client could receive it, so it was not sent");
-            }
-            return;
-        }
-        self.outbox.push(Outgoing { to, payload });
-    }
-
-    fn kick(&mut self, player: String, reason: String) {
-        self.kicks.push(Kick { player, reason });
-    }
-}
-
-impl clock::Host for HostState {
-    fn now_ms(&mut self) -> u64 {
-        self.env.clock.now_ms()
-    }
-
-    fn tick(&mut self) -> u64 {
-        self.env.clock.tick()
-    }
-
-    fn set_timer(&mut self, after_ms: u64, tag: String) {
-        let due_ms = self.env.clock.now_ms().saturating_add(after_ms);
-        self.timers.push(TimerRequest { due_ms, tag });
-    }
-}
-
-impl random::Host for HostState {
-    fn next(&mut self) -> u64 {
-        self.env.rng.next()
-    }
-}
-
-impl saves::Host for HostState {
-    fn load_save(&mut self, player: String) -> Option<Vec<u8>> {
-        // The plugin reads its own last write, even one not yet handed to the backend.
-        if let Some((_, data, _)) = self.pending_saves.iter().rev().find(|(p, _, _)| *p == player) {
-            return Some(data.clone());
-        }
-        self.env.saves.load(&self.plugin, &player)
-    }
-
-    fn store_save(&mut self, player: String, data: Vec<u8>, priority: SavePriority) {
-        self.pending_saves.push((player, data, priority));
-    }
-}
-
-impl telemetry::Host for HostState {
-    fn log(&mut self, level: LogLevel, mut message: String) {
-        if message.len() > self.log_line_bytes {
-            message.truncate(message.floor_char_boundary(self.log_line_bytes));
-            message.push_str(" [line cut at limits.log_line_bytes]");
-        }
-        if level == LogLevel::Error && message.starts_with("panicked at") {
-            self.last_panic = Some(message.clone());
-        }
-        let Some(dropped) = self.env.log_budget.admit() else { return };
-        let (plugin, room, tick) = (&*self.plugin, &self.env.room, self.env.clock.tick());
-        if dropped > 0 {
-            tracing::warn!(target: "warden::plugin", plugin, room, tick, dropped, "the plugin wrote more log lines than its room may; {dropped} were dropped");
-        }
-        match level {
-            LogLevel::Trace => tracing::trace!(target: "warden::plugin", plugin, room, tick, "{message}"),
-            LogLevel::Debug => tracing::debug!(target: "warden::plugin", plugin, room, tick, "{message}"),
-            LogLevel::Info => tracing::info!(target: "warden::plugin", plugin, room, tick, "{message}"),
-            LogLevel::Warn => tracing::warn!(target: "warden::plugin", plugin, room, tick, "{message}"),
-            LogLevel::Error => tracing::error!(target: "warden::plugin", plugin, room, tick, "{message}"),
-        }
-    }
-
-    fn metric(&mut self, name: String, value: f64) {
-        self.metrics.push((name, value));
-    }
-
-    fn feature_enabled(&mut self, name: String) -> bool {
-        self.env.features.is_on(&name)
     }
 }
 

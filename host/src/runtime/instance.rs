@@ -18,6 +18,9 @@ pub enum TrapKind {
     /// The guest blocked inside a call (a sleep, a poll on something not ready): refused, see
     /// [`WouldBlock`](crate::runtime::WouldBlock).
     Blocked,
+    /// The call crossed a host limit on what a plugin may make the host hold (timers, queued sends,
+    /// a save's or the state's size, a name's length): see [`LimitExceeded`](crate::runtime::LimitExceeded).
+    Limit,
     /// The host itself failed while serving one of the guest's calls (a bug in Warden, contained to
     /// this instance).
     HostPanic,
@@ -140,9 +143,23 @@ impl PluginInstance {
         self.call("on-timer", |g, s| g.call_on_timer(s, tag))
     }
 
-    /// `snapshot()`.
+    /// `snapshot()`. A state larger than `limits.max_state_bytes` traps (`limit`): it would become a
+    /// checkpoint in memory and in the store.
     pub fn snapshot(&mut self) -> Result<Vec<u8>, CallError> {
-        self.call("snapshot", |g, s| g.call_snapshot(s))
+        let max = self.store.data().limits.max_state_bytes;
+        self.call("snapshot", |g, s| {
+            let state = g.call_snapshot(s)?;
+            if let Ok(state) = &state
+                && state.len() > max
+            {
+                return Err(wasmtime::Error::new(crate::runtime::LimitExceeded {
+                    what: format!("the plugin's snapshot is {} bytes", state.len()),
+                    setting: "limits.max_state_bytes",
+                    limit: max as u64,
+                }));
+            }
+            Ok(state)
+        })
     }
 
     /// `restore(state, from-version)`.
@@ -191,6 +208,7 @@ impl PluginInstance {
             Some(Trap::UnreachableCodeReached) => TrapKind::Panic,
             _ if error.downcast_ref::<MemoryCapExceeded>().is_some() => TrapKind::MemoryCap,
             _ if error.downcast_ref::<crate::runtime::WouldBlock>().is_some() => TrapKind::Blocked,
+            _ if error.downcast_ref::<crate::runtime::LimitExceeded>().is_some() => TrapKind::Limit,
             _ if error.downcast_ref::<HostPanicked>().is_some() => TrapKind::HostPanic,
             _ => TrapKind::Other,
         };

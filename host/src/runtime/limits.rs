@@ -33,6 +33,22 @@ pub struct Limits {
     /// Largest payload a plugin may `send`, in bytes. A larger one could reach no client (it would not
     /// fit a connection's outbound queue): it is dropped and logged, and its recipients stay connected.
     pub max_send_bytes: usize,
+    /// Bytes of sends one call may queue (they wait in host memory until the end of the tick); past it
+    /// the call traps (`limit`).
+    pub max_queued_send_bytes: usize,
+    /// Timers a room may have pending; setting one more traps the call.
+    pub max_timers: usize,
+    /// Longest name the plugin may hand the host (timer tags, metric and feature names, player ids,
+    /// kick reasons), in bytes; a longer one traps the call.
+    pub max_name_bytes: usize,
+    /// Distinct `metric` names a room may report; further names are dropped (logged once).
+    pub max_metric_names: usize,
+    /// Largest player save (`store-save`), in bytes; a larger one traps the call.
+    pub max_save_bytes: usize,
+    /// Largest state `snapshot` may return (it becomes a checkpoint), in bytes; a larger one traps.
+    pub max_state_bytes: usize,
+    /// Most bytes one WASI `get-random-bytes` call may ask for; more traps the call.
+    pub max_random_bytes: u64,
 }
 
 impl Default for Limits {
@@ -48,6 +64,13 @@ impl Default for Limits {
             log_burst: 200,
             log_line_bytes: 4 << 10,
             max_send_bytes: 256 << 10,
+            max_queued_send_bytes: 4 << 20,
+            max_timers: 1_000,
+            max_name_bytes: 256,
+            max_metric_names: 64,
+            max_save_bytes: 1 << 20,
+            max_state_bytes: 8 << 20,
+            max_random_bytes: 64 << 10,
         }
     }
 }
@@ -69,6 +92,12 @@ impl Limits {
         ensure!(self.log_lines_per_sec > 0 && self.log_burst > 0, "limits.log_lines_per_sec and limits.log_burst must be above 0");
         ensure!(self.log_line_bytes >= 80, "limits.log_line_bytes must be at least 80");
         ensure!(self.max_send_bytes >= 1024, "limits.max_send_bytes must be at least 1 KiB");
+        ensure!(self.max_queued_send_bytes >= self.max_send_bytes, "limits.max_queued_send_bytes must be at least limits.max_send_bytes");
+        ensure!(self.max_name_bytes >= 16, "limits.max_name_bytes must be at least 16");
+        ensure!(
+            self.max_timers > 0 && self.max_save_bytes > 0 && self.max_state_bytes > 0,
+            "limits.max_timers, max_save_bytes and max_state_bytes must be above 0"
+        );
         Ok(())
     }
 

@@ -9,6 +9,7 @@ mod cache;
 mod deadline;
 mod engine;
 mod host_state;
+mod imports;
 mod instance;
 mod limits;
 pub mod manifest;
@@ -19,7 +20,8 @@ mod wasi;
 
 pub use bindings::warden::plugin::types::{LogLevel, Recipient, RoomInfo, SavePriority};
 pub use cache::{CacheOutcome, CacheStats};
-pub use host_state::{Features, GameClock, HostState, InstanceEnv, Kick, Outgoing, RoomRng, TimerRequest, random_at};
+pub use host_state::{Features, GameClock, HostState, InstanceEnv, Kick, MetricSum, Outgoing, RoomRng, TimerRequest, random_at};
+pub use imports::LimitExceeded;
 pub(crate) use instance::panic_message;
 pub use instance::{CallError, PluginInstance, TrapKind};
 pub use limits::Limits;

@@ -18,7 +18,7 @@ fn shared_dirs() -> &'static (tempfile::TempDir, PathBuf) {
         let data = tempfile::tempdir().unwrap();
         let plugins = data.path().join("plugins");
         std::fs::create_dir_all(&plugins).unwrap();
-        for name in ["arena", "chat", "echo", "faulty", "stdio"] {
+        for name in ["arena", "chat", "echo", "faulty", "stdio", "hog"] {
             std::fs::copy(warden_tests::wasm(name), plugins.join(format!("{name}.wasm"))).unwrap();
         }
         (data, plugins)
