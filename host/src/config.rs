@@ -164,6 +164,16 @@ pub struct RoomConfig {
     pub restart_limit: u32,
     /// The restart-intensity window, in milliseconds.
     pub restart_window_ms: u64,
+    /// Back-off after a rebuild, in milliseconds: none after a room's first trap in the window, then
+    /// this, doubling with each further trap (up to `restart_backoff_max_ms`). Meanwhile the room's
+    /// inputs wait in its inbox; the room does not tick.
+    pub restart_backoff_ms: u64,
+    /// The longest back-off.
+    pub restart_backoff_max_ms: u64,
+    /// A room closed for crashing past its restart limit refuses joins for this long (doubling each
+    /// time it is closed again, up to 16 times this), then opens from its last checkpoint: the time an
+    /// operator has to deploy a fix before the same state is tried again.
+    pub crash_cooldown_ms: u64,
     /// Journal every plugin call. Off, a trap ends the room and a rollback can only carry the bad
     /// version's state over; it exists to measure what journaling costs.
     pub journal: bool,
@@ -190,13 +200,25 @@ pub struct StorageConfig {
     pub flush_interval_ms: u64,
     /// Most saves written in one transaction.
     pub max_batch: usize,
-    /// Pending saves above which the save queue reports back-pressure.
+    /// Most bytes written in one transaction (one save is always written).
+    pub max_batch_bytes: usize,
+    /// Pending saves of one game above which its rooms hold their inputs (back-pressure).
     pub high_water: usize,
+    /// Pending bytes of one game above which its rooms hold their inputs.
+    pub high_water_bytes: usize,
 }
 
 impl Default for StorageConfig {
     fn default() -> Self {
-        StorageConfig { url: String::new(), flush_interval_ms: 1_000, max_batch: 2_000, high_water: 10_000 }
+        let q = crate::storage::queue::QueueConfig::default();
+        StorageConfig {
+            url: String::new(),
+            flush_interval_ms: 1_000,
+            max_batch: q.max_batch,
+            max_batch_bytes: q.max_batch_bytes,
+            high_water: q.high_water,
+            high_water_bytes: q.high_water_bytes,
+        }
     }
 }
 
@@ -308,6 +330,9 @@ impl Default for RoomConfig {
             journal_max_bytes: 256 << 10,
             restart_limit: 3,
             restart_window_ms: 10_000,
+            restart_backoff_ms: 250,
+            restart_backoff_max_ms: 10_000,
+            crash_cooldown_ms: 30_000,
             journal: true,
         }
     }

@@ -43,7 +43,9 @@ impl Server {
             QueueConfig {
                 flush_interval: std::time::Duration::from_millis(config.storage.flush_interval_ms),
                 max_batch: config.storage.max_batch,
+                max_batch_bytes: config.storage.max_batch_bytes,
                 high_water: config.storage.high_water,
+                high_water_bytes: config.storage.high_water_bytes,
             },
         );
         let saves: Arc<dyn SaveBackend> = Arc::new(queue.clone());

@@ -104,3 +104,26 @@ async fn a_room_holds_its_timer_limit_across_calls_and_carries_on() {
     assert!(dump.base.timers.len() + dump.journal.len() > 0);
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn saves_of_players_the_host_has_not_read_are_refused_not_answered_none_or_overwritten() {
+    let server = start(&[]).await;
+    // A durable save of a player who is not on this server now.
+    let away = warden::storage::SaveWrite { game: "hog".into(), player: "away-1".into(), data: b"progress".to_vec() };
+    server.store().write_saves(&[away]).await.unwrap();
+    let mut p = player(&ws(&server, Format::MsgPack), "hog", "s1").await;
+    // Its own save is there to read (read before the join).
+    p.msg(&"save:10").await;
+    assert_eq!(p.next_msg::<String>(|_| false).await, "save:10: ok");
+    p.msg(&format!("load-of:{}", p.id)).await;
+    assert_eq!(p.next_msg::<String>(|_| false).await, format!("load-of:{}: 10 bytes", p.id));
+    for cmd in ["load-of:away-1", "save-of:away-1"] {
+        p.msg(&cmd).await;
+        let ServerEnvelope::Error { message, .. } = p.next_error().await else { unreachable!() };
+        assert!(message.contains("trapped"), "{cmd}: refused, not answered none: {message}");
+    }
+    server.saves().flush().await.unwrap();
+    let kept = server.store().load_save("hog", "away-1").await.unwrap().unwrap();
+    assert_eq!(kept.data, b"progress", "the durable save was not overwritten");
+    server.shutdown().await;
+}

@@ -385,7 +385,7 @@ async fn a_version_that_passes_canary_but_fails_probation_is_rolled_back_from_ev
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_room_trapping_every_tick_is_closed_after_its_restart_limit_with_a_checkpoint_saved() {
-    let server = srv::start(&[]).await;
+    let server = srv::start(&["rooms.crash_cooldown_ms=2000"]).await;
     let endpoint = srv::ws(&server, Format::MsgPack);
     let mut p = srv::player(&endpoint, "faulty", "loop").await;
     p.msg(&serde_json::json!({"fail": "on-tick", "mode": "trap"})).await;
@@ -404,8 +404,27 @@ async fn a_room_trapping_every_tick_is_closed_after_its_restart_limit_with_a_che
     .await;
     let state: serde_json::Value = rmp_serde::from_slice(&warden::room::journal::Stored::decode(&checkpoint.state).unwrap().state).unwrap();
     assert_eq!(state["plan"]["on-tick"], "trap", "the checkpoint holds the room's state: {state}");
-    let ours: Vec<String> = crashes_of(&server, &["loop"], 4).await.into_iter().map(|r| r.outcome).collect();
+    let reports = crashes_of(&server, &["loop"], 4).await;
+    let ours: Vec<&str> = reports.iter().map(|r| r.outcome.as_str()).collect();
     assert_eq!(ours, ["rebuilt", "rebuilt", "rebuilt", "closed"], "three restarts, then the limit");
+    // Back-off between restarts: none after the first trap, then 250 ms, then 500 ms (lower bounds, which
+    // a loaded machine only lengthens).
+    let at: Vec<i64> = reports.iter().map(|r| r.at_ms).collect();
+    assert!(at[2] - at[1] >= 250 && at[3] - at[2] >= 500, "restarts backed off: {at:?}");
+
+    // Rejoining during the cooldown is refused with a reason; after it, the room opens from its checkpoint.
+    let (mut tx, mut rx) = warden::net::client::connect(&endpoint).await.unwrap();
+    let refused = warden::net::client::handshake(&mut tx, &mut rx, None, "faulty", "loop").await.unwrap_err();
+    assert!(refused.to_string().contains("closed after its game crashed repeatedly"), "{refused}");
+    let reopened = eventually("the room reopens after its cooldown", || {
+        let endpoint = endpoint.clone();
+        async move {
+            let (mut tx, mut rx) = warden::net::client::connect(&endpoint).await.unwrap();
+            warden::net::client::handshake(&mut tx, &mut rx, None, "faulty", "loop").await.ok()
+        }
+    })
+    .await;
+    assert!(!reopened.is_empty());
     server.shutdown().await;
 }
 
@@ -463,5 +482,29 @@ async fn a_room_past_its_restart_limit_on_a_version_on_trial_rolls_the_version_b
     moves(&mut p, &mut seq, 1).await;
     let outcomes: Vec<String> = crashes_of(&server, &["e1"], 4).await.into_iter().map(|r| r.outcome).collect();
     assert_eq!(outcomes, ["rebuilt", "rebuilt", "rebuilt", "escalated"]);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_whose_snapshot_traps_at_a_swap_backs_off_and_keeps_its_version_and_state() {
+    let (_env, dir, server, mut events) = serving("faulty", "faulty", &[]).await;
+    let endpoint = srv::ws(&server, Format::MsgPack);
+    let mut p = player(&endpoint, "faulty", "snap").await;
+    for want in 1..=2u64 {
+        p.msg(&"hello").await;
+        assert_eq!(p.next_msg::<u64>(|_| false).await, want);
+    }
+    p.msg(&serde_json::json!({"fail": "snapshot", "mode": "trap"})).await;
+    drop_version(&dir, "faulty", "faulty", "1.0.1");
+    deployed(&mut events, "1.0.1").await;
+
+    // Each swap attempt traps in the serving version's snapshot: the room is rebuilt and waits (1 s, then
+    // 2 s) before it tries again, ticking and answering in between.
+    let reports = crashes_of(&server, &["snap"], 2).await;
+    assert!(reports.iter().all(|r| r.export == "snapshot" && r.outcome == "rebuilt"), "{reports:?}");
+    assert!(reports[1].at_ms - reports[0].at_ms >= 1_000, "the swap backed off: {:?}", reports.iter().map(|r| r.at_ms).collect::<Vec<_>>());
+    p.msg(&"hello").await;
+    assert_eq!(p.next_msg::<u64>(|_| false).await, 3, "the room kept its state");
+    assert_eq!(server.room_manager().versions("faulty").get("1.0.0"), Some(&1), "and its version");
     server.shutdown().await;
 }

@@ -108,8 +108,8 @@ impl warden::runtime::SaveBackend for SlowSaves {
     fn store(&self, _: &str, _: &str, _: Vec<u8>, _: warden::runtime::SavePriority) -> Option<warden::runtime::Durable> {
         None
     }
-    fn backpressure(&self) -> bool {
-        self.behind.load(std::sync::atomic::Ordering::Relaxed)
+    fn backpressure(&self, game: &str) -> bool {
+        game == "ticker" && self.behind.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 

@@ -97,7 +97,7 @@ async fn receipted_deposits_survive_sigkill_of_the_host() {
         let (mut tx, mut rx) = client::connect(&Endpoint::Ws(serve.ws.clone(), Format::MsgPack)).await.unwrap();
         client::handshake(&mut tx, &mut rx, Some(token(secret)), "bank", "vault").await.unwrap();
         let balance = loop {
-            if let Received::Envelope(ServerEnvelope::Msg { data }) = rx.recv_within(Duration::from_secs(10)).await.unwrap() {
+            if let Received::Envelope(ServerEnvelope::Msg { data }) = rx.recv_within(Duration::from_secs(60)).await.unwrap() {
                 match rmp_serde::from_slice::<BankOut>(&data).unwrap() {
                     BankOut::Balance { balance } => break balance,
                     other => panic!("{other:?}"),
@@ -111,7 +111,7 @@ async fn receipted_deposits_survive_sigkill_of_the_host() {
         while Instant::now() < until {
             let data = rmp_serde::to_vec_named(&Deposit { amount: 1 }).unwrap();
             tx.send(&ClientEnvelope::Msg { data }).await.unwrap();
-            if let Received::Envelope(ServerEnvelope::Msg { data }) = rx.recv_within(Duration::from_secs(10)).await.unwrap()
+            if let Received::Envelope(ServerEnvelope::Msg { data }) = rx.recv_within(Duration::from_secs(60)).await.unwrap()
                 && let BankOut::Receipt { balance } = rmp_serde::from_slice::<BankOut>(&data).unwrap()
             {
                 receipted = receipted.max(balance);

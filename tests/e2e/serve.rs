@@ -6,7 +6,8 @@ use warden::net::client::{self, Endpoint, Received};
 use warden::net::envelope::{ClientEnvelope, ErrorCode, Format, ServerEnvelope};
 use warden_tests::{Serve, warden_bin};
 
-const WAIT: Duration = Duration::from_secs(10);
+/// An upper bound for failing, generous for a loaded machine.
+const WAIT: Duration = Duration::from_secs(60);
 
 /// Every envelope until the connection closes.
 async fn rest(rx: &mut client::ClientRx) -> Vec<ServerEnvelope<bytes::Bytes>> {

@@ -135,6 +135,8 @@ struct Rollout {
     since: Instant,
     paused: bool,
     previous_p99: Option<u64>,
+    /// The phase's time is up but its window has too few calls to judge: held (logged once).
+    held: bool,
 }
 
 /// What `warden status` shows.
@@ -435,6 +437,7 @@ impl Deployer {
                         since: Instant::now(),
                         paused: false,
                         previous_p99,
+                        held: false,
                     },
                 );
                 phase
@@ -450,6 +453,7 @@ impl Deployer {
                         since: Instant::now(),
                         paused: false,
                         previous_p99: None,
+                        held: false,
                     },
                 );
                 Phase::Stable
@@ -523,6 +527,7 @@ impl Deployer {
                 since: Instant::now(),
                 paused: false,
                 previous_p99: None,
+                held: false,
             },
         );
         tracing::error!(plugin = game_name, bad, back_to = %to, actor, "rolled back: {reason}");
@@ -623,6 +628,18 @@ impl Deployer {
                 Phase::Probation => config.probation_ms,
                 Phase::Stable => continue,
             };
+            // No phase ends on too little evidence: the version must have served the policy's minimum of
+            // calls within its health window (rooms tick, so any room running it gives them).
+            let min_calls = self.policy(&name).min_calls;
+            if elapsed >= window_ms && window.calls < min_calls {
+                if !rollout.held {
+                    let phase = format!("{:?}", rollout.phase).to_lowercase();
+                    tracing::warn!(plugin = %name, %version, calls = window.calls, min_calls,
+                        "{phase} held past its {window_ms} ms: {} calls in the health window, fewer than the {min_calls} needed to judge the version; it moves on once rooms have run it (or `warden promote`)", window.calls);
+                    self.rollouts.lock().unwrap().entry(name.clone()).and_modify(|r| r.held = true);
+                }
+                continue;
+            }
             if elapsed >= window_ms {
                 let phase = format!("{:?}", rollout.phase).to_lowercase();
                 let why = format!(
@@ -660,7 +677,7 @@ impl Deployer {
             }
             Phase::Stable => bail!("{name} {version} is already stable"),
         };
-        self.rollouts.lock().unwrap().insert(name.to_string(), Rollout { phase: next, since: Instant::now(), ..rollout });
+        self.rollouts.lock().unwrap().insert(name.to_string(), Rollout { phase: next, since: Instant::now(), held: false, ..rollout });
         let detail = match next {
             Phase::Probation => format!("{why}; every room runs it now, on probation for {probation} ms"),
             _ => format!("{why}; stable: rooms checkpoint on their normal cadence"),

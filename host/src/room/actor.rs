@@ -105,8 +105,13 @@ pub(super) struct Room {
     due: VecDeque<Timer>,
     /// A version this room failed to move to (not retried).
     refused: Option<Arc<Plugin>>,
-    /// No swap before this (the new version could not be instantiated: the pool is full).
+    /// No swap before this (the new version could not be instantiated, or the serving version's snapshot
+    /// failed: the room backs off instead of retrying in a loop).
     retry_swap_at: Option<Instant>,
+    /// Failed swap attempts in a row (the back-off doubles with each).
+    swap_attempts: u32,
+    /// The room was rebuilt after a trap and waits until then before it runs again.
+    backoff_until: Option<Instant>,
     changed: watch::Receiver<u64>,
     seed: u64,
     rx: mpsc::Receiver<RoomInput>,
@@ -211,6 +216,8 @@ impl Room {
             plugin,
             refused: None,
             retry_swap_at: None,
+            swap_attempts: 0,
+            backoff_until: None,
             changed,
             game,
             seed,
@@ -302,6 +309,14 @@ impl Room {
                     if let Err(crash) = self.tick(&mut instance) {
                         break End::Crashed(crash);
                     }
+                    if let Some(until) = self.backoff_until.take() {
+                        // Inputs wait in the inbox meanwhile; the clock resumes where it was, not in a burst.
+                        tokio::select! {
+                            _ = stop.cancelled() => {}
+                            _ = tokio::time::sleep_until(until) => {}
+                        }
+                        ticks.reset();
+                    }
                     // Nothing of this tick leaves before its critical saves are durable.
                     for durable in instance.host_mut().take_critical_saves() {
                         if let Err(e) = durable.await {
@@ -353,8 +368,9 @@ impl Room {
         for player in std::mem::take(&mut self.leaving) {
             self.call(instance, None, Input::Leave(&player))?;
         }
-        // While the save store is behind, inputs wait in the inbox (bounded: senders then wait too).
-        let held = self.rooms.0.saves.backpressure();
+        // While the save store is behind on this game's saves, inputs wait in the inbox (bounded: senders
+        // then wait too). Other games go on.
+        let held = self.rooms.0.saves.backpressure(&self.key.0);
         if held && self.tick.is_multiple_of(hz) {
             tracing::warn!(waiting = self.rx.len(), "the save store is behind: holding this room's inputs");
         }
@@ -586,6 +602,9 @@ impl Room {
                 conn.in_room.store(false, Ordering::Release);
                 self.send_batch(&id, &conn);
             }
+        }
+        if matches!(end, End::Crashed(_)) {
+            self.rooms.closed_for_crashes(&self.key);
         }
         tracing::debug!(tick = self.tick, "room closed");
         // Joins that raced with the close go to a new room.

@@ -269,6 +269,9 @@ pub enum JoinError {
     /// The player's save could not be read; joining now could overwrite it.
     #[error("your saved progress could not be read ({0}); try again shortly")]
     SavesUnavailable(String),
+    /// The room was closed for crashing and is cooling down.
+    #[error("room {0} was closed after its game crashed repeatedly; it reopens from its last checkpoint in {1} s")]
+    CoolingDown(String, u64),
     /// The server is shutting down.
     #[error("the server is shutting down")]
     ShuttingDown,
@@ -284,6 +287,7 @@ impl JoinError {
             JoinError::AlreadyIn(..) => ErrorCode::AlreadyInRoom,
             JoinError::GameFailed(..) => ErrorCode::GameError,
             JoinError::SavesUnavailable(_) => ErrorCode::GameError,
+            JoinError::CoolingDown(..) => ErrorCode::GameError,
             JoinError::ShuttingDown => ErrorCode::ShuttingDown,
         }
     }
@@ -403,6 +407,8 @@ struct Inner {
     store: OnceLock<Store>,
     checkpoints: OnceLock<mpsc::UnboundedSender<CheckpointMsg>>,
     crashes: OnceLock<mpsc::UnboundedSender<CrashReport>>,
+    /// Rooms closed for crashing: until when they refuse joins, and how often they were closed so.
+    cooling: Mutex<HashMap<RoomKey, (std::time::Instant, u32)>>,
 }
 
 /// Every room of the server.
@@ -435,6 +441,7 @@ impl Rooms {
             store: OnceLock::new(),
             checkpoints: OnceLock::new(),
             crashes: OnceLock::new(),
+            cooling: Mutex::new(HashMap::new()),
         }))
     }
 
@@ -553,6 +560,24 @@ impl Rooms {
         }
     }
 
+    /// A room closed for crashing past its restart limit: it refuses joins for the cooldown, doubled for
+    /// each earlier such close (up to 16 times).
+    fn closed_for_crashes(&self, key: &RoomKey) {
+        let base = std::time::Duration::from_millis(self.0.config.crash_cooldown_ms);
+        let mut cooling = self.0.cooling.lock().unwrap();
+        let times = cooling.get(key).map_or(0, |(_, n)| *n) + 1;
+        let cooldown = base * (1u32 << (times - 1).min(4));
+        cooling.insert(key.clone(), (std::time::Instant::now() + cooldown, times));
+        tracing::warn!(game = %key.0, room = %key.1, times, ?cooldown, "the room closed after repeated crashes; it refuses joins for its cooldown");
+    }
+
+    /// How long room `key` still refuses joins, if it is cooling down.
+    fn cooling_down(&self, key: &RoomKey) -> Option<std::time::Duration> {
+        let cooling = self.0.cooling.lock().unwrap();
+        let (until, _) = cooling.get(key)?;
+        until.checked_duration_since(std::time::Instant::now()).filter(|d| !d.is_zero())
+    }
+
     /// A room resumed from a checkpoint took back its stored seed.
     fn reseeded(&self, key: &RoomKey, seed: u64) {
         if let Some((_, summary)) = self.0.rooms.lock().unwrap().get_mut(key) {
@@ -587,6 +612,9 @@ impl Rooms {
         if let Err(e) = self.0.saves.preload(game, &conn.id).await {
             tracing::error!(game, player = %conn.id, "failed to read the player's save: {e:#}");
             return Err(JoinError::SavesUnavailable(format!("{e:#}")));
+        }
+        if let Some(wait) = self.cooling_down(&(game.to_string(), room.to_string())) {
+            return Err(JoinError::CoolingDown(room.to_string(), wait.as_secs_f64().ceil() as u64));
         }
         loop {
             if self.0.stop.is_cancelled() {
@@ -655,6 +683,7 @@ impl Rooms {
                 outcome: "closed".into(),
             });
         }
+        self.closed_for_crashes(&key);
         self.remove(&key);
     }
 

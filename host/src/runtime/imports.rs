@@ -20,6 +20,16 @@ pub struct LimitExceeded {
     pub limit: u64,
 }
 
+/// A plugin loaded or stored a save for a player whose save the host has not read.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the plugin asked for the save of player {player:?}, which the host has not read: a plugin may load and store saves only for players who joined one of its rooms (their saves are read before they join)"
+)]
+pub struct SaveNotLoaded {
+    /// The player.
+    pub player: String,
+}
+
 type Result<T> = wasmtime::Result<T>;
 
 fn exceeded(what: String, setting: &'static str, limit: usize) -> wasmtime::Error {
@@ -119,11 +129,17 @@ impl saves::Host for HostState {
         if let Some((_, data, _)) = self.pending_saves.iter().rev().find(|(p, _, _)| *p == player) {
             return Ok(Some(data.clone()));
         }
+        if !self.env.saves.is_loaded(&self.plugin, &player) {
+            return Err(wasmtime::Error::new(SaveNotLoaded { player }));
+        }
         Ok(self.env.saves.load(&self.plugin, &player))
     }
 
     fn store_save(&mut self, player: String, data: Vec<u8>, priority: SavePriority) -> Result<()> {
         self.check_name("player id", &player)?;
+        if !self.env.saves.is_loaded(&self.plugin, &player) {
+            return Err(wasmtime::Error::new(SaveNotLoaded { player }));
+        }
         if data.len() > self.limits.max_save_bytes {
             return Err(exceeded(
                 format!("the plugin saved {} bytes for one player", data.len()),

@@ -68,9 +68,9 @@ impl CallError {
     /// trap's backtrace (that goes to the log and the crash report).
     pub fn summary(&self) -> String {
         match self {
-            CallError::Trap { export, kind, .. } => {
+            CallError::Trap { export, kind, message } => {
                 let kind = serde_json::to_value(kind).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
-                format!("{export} trapped: {kind}")
+                format!("{export} trapped: {kind}: {}", trap_reason(message))
             }
             CallError::Poisoned(_) => "the game's instance had failed earlier".to_string(),
             other => other.to_string(),
@@ -227,6 +227,23 @@ impl PluginInstance {
     }
 }
 
+/// The reason of a trap without its wasm backtrace: the guest's panic message if it has one, else the
+/// innermost cause, cut to 300 characters.
+fn trap_reason(message: &str) -> String {
+    let reason = match message.find("error while executing at wasm backtrace") {
+        Some(0) | None => {
+            let cause = message.rsplit("Caused by:").next().unwrap_or(message);
+            let line = cause.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or_default();
+            line.split_once(": ").filter(|(n, _)| n.bytes().all(|b| b.is_ascii_digit())).map_or(line, |(_, rest)| rest).to_string()
+        }
+        Some(at) => message[..at].trim().to_string(),
+    };
+    match reason.char_indices().nth(300) {
+        Some((cut, _)) => format!("{}...", &reason[..cut]),
+        None => reason,
+    }
+}
+
 /// A host import panicked under a guest call.
 #[derive(Debug, thiserror::Error)]
 #[error("the host failed while serving the plugin's call: {0}")]
@@ -239,4 +256,19 @@ pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
         .map(|s| s.to_string())
         .or_else(|| panic.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "a panic without a message".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::trap_reason;
+
+    #[test]
+    fn a_trap_reason_is_the_panic_message_or_the_innermost_cause_without_the_backtrace() {
+        let panic = "panicked at src/lib.rs:3:5:\nboom\nerror while executing at wasm backtrace:\n    0: 0x1234 - f\n\nCaused by:\n    wasm trap: unreachable";
+        assert_eq!(trap_reason(panic), "panicked at src/lib.rs:3:5:\nboom");
+        let limit = "error while executing at wasm backtrace:\n    0: 0x1234 - f\n\nCaused by:\n    the plugin set a timer, more than limits.max_timers (1000) allows";
+        assert_eq!(trap_reason(limit), "the plugin set a timer, more than limits.max_timers (1000) allows");
+        assert_eq!(trap_reason("plain"), "plain");
+        assert!(trap_reason(&"x".repeat(1000)).len() < 310);
+    }
 }

@@ -89,7 +89,7 @@ pub(crate) fn code_hash(bytes: &[u8]) -> String {
         None
     }
     let sections = || -> Option<Vec<std::ops::Range<usize>>> {
-        let mut kept = vec![0..8];
+        let mut kept: Vec<std::ops::Range<usize>> = std::iter::once(0..8).collect();
         let mut pos = 8;
         while pos < bytes.len() {
             let start = pos;

@@ -14,10 +14,20 @@ pub trait SaveBackend: Send + Sync + 'static {
     /// the save is durable, when the backend can tell (`None`: durable already, or not tracked).
     fn store(&self, game: &str, player: &str, data: Vec<u8>, priority: SavePriority) -> Option<Durable>;
 
-    /// Whether the backend is behind: rooms then hold their players' inputs (which, through the bounded
-    /// inboxes, slows the players' connections) until it catches up. Nothing is dropped.
-    fn backpressure(&self) -> bool {
+    /// Whether the backend is behind on `game`'s saves: that game's rooms then hold their players' inputs
+    /// (which, through the bounded inboxes, slows the players' connections) until it catches up. Other
+    /// games are not held. Nothing is dropped.
+    fn backpressure(&self, game: &str) -> bool {
+        let _ = game;
         false
+    }
+
+    /// Whether `load` knows `player`'s save (read before the player joined, or written since). A plugin
+    /// may load and store saves only for such players: for any other, `load` could only answer "none"
+    /// while a durable save may exist, and a blind store would overwrite it.
+    fn is_loaded(&self, game: &str, player: &str) -> bool {
+        let _ = (game, player);
+        true
     }
 
     /// Makes `load` able to answer for `player` without I/O; rooms call it before a player joins.

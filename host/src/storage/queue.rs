@@ -8,8 +8,11 @@
 //!   [`SaveQueue::durable`] resolves when that save (or a newer one of the same player) is committed.
 //! - **Loads see the newest queued save first**, then what is known durable (written, or preloaded with
 //!   [`SaveQueue::preload`] when a player joins).
-//! - **Back-pressure, never loss**: past `high_water` pending saves the queue reports back-pressure;
-//!   it keeps every save. Transient store errors (busy, locked, disk full, read-only) are retried and
+//! - **Back-pressure, never loss**: past `high_water` pending saves or `high_water_bytes` pending
+//!   bytes *of one game* the queue reports back-pressure for that game, whose rooms then hold their
+//!   inputs: the game that saves too much feels it, the others do not. It keeps every save. Batches are
+//!   bounded in bytes too, so that one game's flood does not sit in front of another game's critical
+//!   save for long. Transient store errors (busy, locked, disk full, read-only) are retried and
 //!   reported; an fsync failure is fatal (after a failed fsync Linux may drop the dirty pages, so a retry
 //!   could falsely succeed): the queue stops writing and never acknowledges again.
 
@@ -30,13 +33,23 @@ pub struct QueueConfig {
     pub flush_interval: Duration,
     /// Most saves in one transaction.
     pub max_batch: usize,
-    /// Pending saves above which the queue reports back-pressure.
+    /// Most bytes in one transaction (at least one save is always written).
+    pub max_batch_bytes: usize,
+    /// Pending saves of one game above which the queue reports back-pressure for that game.
     pub high_water: usize,
+    /// Pending bytes of one game above which the queue reports back-pressure for that game.
+    pub high_water_bytes: usize,
 }
 
 impl Default for QueueConfig {
     fn default() -> Self {
-        QueueConfig { flush_interval: Duration::from_secs(1), max_batch: 2_000, high_water: 10_000 }
+        QueueConfig {
+            flush_interval: Duration::from_secs(1),
+            max_batch: 2_000,
+            max_batch_bytes: 8 << 20,
+            high_water: 10_000,
+            high_water_bytes: 64 << 20,
+        }
     }
 }
 
@@ -57,7 +70,9 @@ pub struct QueueStats {
     pub retries: u64,
     /// Saves waiting now.
     pub pending: usize,
-    /// Whether the queue is past its high-water mark.
+    /// Bytes waiting now.
+    pub pending_bytes: usize,
+    /// Whether any game is past a high-water mark.
     pub backpressure: bool,
 }
 
@@ -74,9 +89,27 @@ struct Entry {
     seq: u64,
 }
 
+impl State {
+    /// A pending save of `game` of `bytes` bytes is gone (written, or replaced).
+    fn forget(&mut self, game: &str, bytes: usize) {
+        if let Some(load) = self.per_game.get_mut(game) {
+            *load = (load.0.saturating_sub(1), load.1.saturating_sub(bytes));
+            if load.0 == 0 {
+                self.per_game.remove(game);
+            }
+        }
+    }
+
+    fn over(&self, config: &QueueConfig, load: (usize, usize)) -> bool {
+        load.0 > config.high_water || load.1 > config.high_water_bytes
+    }
+}
+
 #[derive(Default)]
 struct State {
     pending: HashMap<(String, String), Entry>,
+    /// Per game: pending saves and their bytes.
+    per_game: HashMap<String, (usize, usize)>,
     known: HashMap<(String, String), Option<Vec<u8>>>,
     durable: HashMap<(String, String), u64>,
     next_seq: u64,
@@ -121,7 +154,11 @@ impl SaveQueue {
         s.next_seq += 1;
         let seq = s.next_seq;
         s.stats.accepted += 1;
+        let bytes = data.len();
+        let game_load = s.per_game.entry(key.0.clone()).or_default();
+        *game_load = (game_load.0 + 1, game_load.1 + bytes);
         if let Some(old) = s.pending.insert(key.clone(), Entry { data, critical, seq }) {
+            s.forget(&key.0, old.data.len());
             s.stats.coalesced += 1;
             if old.critical {
                 // A critical save replaced by a normal one keeps its urgency.
@@ -190,7 +227,12 @@ impl SaveQueue {
     /// The counters.
     pub fn stats(&self) -> QueueStats {
         let s = self.0.state.lock().unwrap();
-        QueueStats { pending: s.pending.len(), backpressure: s.pending.len() > self.0.config.high_water, ..s.stats }
+        QueueStats {
+            pending: s.pending.len(),
+            pending_bytes: s.per_game.values().map(|l| l.1).sum(),
+            backpressure: s.per_game.values().any(|&l| s.over(&self.0.config, l)),
+            ..s.stats
+        }
     }
 
     /// The last store error, if writes are failing, and whether it was fatal.
@@ -247,9 +289,15 @@ impl SaveQueue {
             }
             let mut entries: Vec<_> = s.pending.iter().filter(|(_, e)| !only_critical || e.critical).collect();
             entries.sort_by_key(|(_, e)| (!e.critical, e.seq));
+            let mut bytes = 0usize;
             entries
                 .into_iter()
                 .take(self.0.config.max_batch)
+                .take_while(|(_, e)| {
+                    let first = bytes == 0;
+                    bytes += e.data.len().max(1);
+                    first || bytes <= self.0.config.max_batch_bytes
+                })
                 .map(|(k, e)| (e.seq, SaveWrite { game: k.0.clone(), player: k.1.clone(), data: e.data.clone() }))
                 .unzip()
         };
@@ -271,6 +319,7 @@ impl SaveQueue {
                     let key = (write.game, write.player);
                     if s.pending.get(&key).is_some_and(|e| e.seq == seq) {
                         s.pending.remove(&key);
+                        s.forget(&key.0, write.data.len());
                     }
                     let newest = s.durable.get(&key).copied().unwrap_or(0).max(seq);
                     s.durable.insert(key.clone(), newest);
@@ -318,8 +367,15 @@ impl SaveBackend for SaveQueue {
         Some(Box::pin(async move { queue.durable(&ticket).await }))
     }
 
-    fn backpressure(&self) -> bool {
-        self.0.state.lock().unwrap().pending.len() > self.0.config.high_water
+    fn is_loaded(&self, game: &str, player: &str) -> bool {
+        let key = (game.to_string(), player.to_string());
+        let s = self.0.state.lock().unwrap();
+        s.pending.contains_key(&key) || s.known.contains_key(&key)
+    }
+
+    fn backpressure(&self, game: &str) -> bool {
+        let s = self.0.state.lock().unwrap();
+        s.per_game.get(game).is_some_and(|&load| s.over(&self.0.config, load))
     }
 
     fn preload<'a>(&'a self, game: &'a str, player: &'a str) -> crate::runtime::Preload<'a> {

@@ -49,7 +49,7 @@ impl SqliteStore {
     pub async fn write_saves(&self, batch: &[SaveWrite]) -> Result<Vec<i64>> {
         /// 7 parameters a row, well under SQLite's limit of 32,766 parameters a statement.
         const ROWS_PER_STATEMENT: usize = 500;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let mut revisions = std::collections::HashMap::with_capacity(batch.len());
         let at = now_ms();
         for chunk in batch.chunks(ROWS_PER_STATEMENT) {
@@ -145,9 +145,17 @@ impl SqliteStore {
         floor.map(|f| semver::Version::parse(&f).with_context(|| format!("the stored floor {f:?} of {plugin} is not semver"))).transpose()
     }
 
+    /// A write transaction that takes SQLite's write lock at once (`BEGIN IMMEDIATE`), waiting up to the
+    /// busy timeout for it. A deferred transaction that reads and then writes cannot wait: if another
+    /// connection committed in between, its upgrade fails at once with "database is locked", which under
+    /// load rejected deploys (the registry) while rooms wrote checkpoints.
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>> {
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
     /// Raises the floor (never lowers it), in one transaction.
     pub async fn raise_floor(&self, plugin: &str, version: &semver::Version) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let current: Option<String> =
             sqlx::query_scalar("SELECT floor FROM version_floors WHERE plugin = ?1").bind(plugin).fetch_optional(&mut *tx).await?;
         let higher = match current.as_deref().map(semver::Version::parse) {
@@ -210,7 +218,7 @@ impl SqliteStore {
 
     /// Replaces the checkpoints of several rooms in one transaction.
     pub async fn put_checkpoints(&self, batch: &[Checkpoint]) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         for c in batch {
             Self::put_one(&mut tx, c).await?;
         }
@@ -282,6 +290,29 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("w.db").display());
         (dir, Store::open(&url).await.unwrap())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_read_then_write_transactions_wait_for_each_other_instead_of_failing() {
+        let (_dir, s) = store().await;
+        let writers: Vec<_> = (0..4)
+            .map(|w| {
+                let s = s.clone();
+                tokio::spawn(async move {
+                    for i in 0..40u64 {
+                        // Reads the floor, then writes it: the transaction upgrades from reader to writer.
+                        s.raise_floor(&format!("p{w}"), &semver::Version::new(1, 0, i)).await?;
+                        let save = SaveWrite { game: "g".into(), player: format!("w{w}"), data: vec![i as u8; 64] };
+                        s.write_saves(&[save]).await?;
+                    }
+                    anyhow::Ok(())
+                })
+            })
+            .collect();
+        for w in writers {
+            w.await.unwrap().expect("no write fails with 'database is locked'");
+        }
+        assert_eq!(s.floor("p3").await.unwrap(), Some(semver::Version::new(1, 0, 39)));
     }
 
     #[tokio::test]

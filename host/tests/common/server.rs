@@ -10,7 +10,9 @@ use warden::net::client::{self, ClientRx, ClientTx, Endpoint, Received};
 use warden::net::envelope::{ClientEnvelope, Format, ServerEnvelope, ServerMsg};
 use warden::server::Server;
 
-pub const WAIT: Duration = Duration::from_secs(10);
+/// How long a test waits for something that must happen: an upper bound for failing, never a figure; generous,
+/// so that a loaded machine (a compile, a test run beside this one) is slow, not failing.
+pub const WAIT: Duration = Duration::from_secs(60);
 
 fn shared_dirs() -> &'static (tempfile::TempDir, PathBuf) {
     static DIRS: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();

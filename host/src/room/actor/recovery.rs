@@ -174,6 +174,7 @@ impl Room {
         self.plugin = target;
         self.refused = None;
         self.retry_swap_at = None;
+        self.swap_attempts = 0;
     }
 
     /// Carries the state over: checkpoint (the pre-swap one), instantiate `target`, restore into it.
@@ -183,8 +184,21 @@ impl Room {
         let state = match instance.snapshot() {
             Ok(state) => state,
             Err(e) if e.is_fatal() => {
+                // The serving version's snapshot trapped: rebuild from checkpoint + journal and stay on it,
+                // trying the swap again later (1 s, doubling up to 30 s) with ticks in between. The
+                // attempt was the host's, not a player's: it does not count towards the restart limit.
                 self.tally.traps += 1;
-                self.supervise(instance, &e, None, None)?;
+                let backoff = Duration::from_secs(1 << self.swap_attempts.min(5)).min(Duration::from_secs(30));
+                self.swap_attempts += 1;
+                tracing::error!(
+                    from,
+                    to,
+                    attempts = self.swap_attempts,
+                    ?backoff,
+                    "cannot move to the new version: the serving version's snapshot failed ({e}); retrying after a back-off"
+                );
+                self.rebuild_after(instance, &e, None, None, false)?;
+                self.retry_swap_at = Some(Instant::now() + backoff);
                 return Ok(None);
             }
             Err(e) => {
@@ -242,10 +256,25 @@ impl Room {
         player: Option<&Arc<str>>,
         input: Option<Input<'_>>,
     ) -> Result<(), String> {
+        self.rebuild_after(instance, failure, player, input, true)
+    }
+
+    /// [`Room::supervise`], with `counted` saying whether the trap counts towards the restart limit.
+    pub(super) fn rebuild_after(
+        &mut self,
+        instance: &mut PluginInstance,
+        failure: &CallError,
+        player: Option<&Arc<str>>,
+        input: Option<Input<'_>>,
+        counted: bool,
+    ) -> Result<(), String> {
         let cfg = &self.rooms.0.config;
         let (limit, window) = (cfg.restart_limit as usize, Duration::from_millis(cfg.restart_window_ms));
+        let (backoff_base, backoff_max) = (cfg.restart_backoff_ms, cfg.restart_backoff_max_ms);
         let now = Instant::now();
-        self.restarts.push_back(now);
+        if counted {
+            self.restarts.push_back(now);
+        }
         while self.restarts.front().is_some_and(|t| now.duration_since(*t) > window) {
             self.restarts.pop_front();
         }
@@ -263,6 +292,13 @@ impl Room {
             self.health.add(&std::mem::take(&mut self.tally));
         }
         let rebuilt = if self.journaling { self.rebuild(instance) } else { Err("journaling is off (rooms.journal)".to_string()) };
+        // Back off before the rebuilt instance runs again: none after the first trap in the window, then
+        // the base, doubling (a poisoned state then cannot spin through its restarts in a blink).
+        if counted && restarts >= 2 {
+            let doublings = (restarts - 2).min(16) as u32;
+            let backoff = backoff_base.saturating_mul(1 << doublings).min(backoff_max);
+            self.backoff_until = Some(now + Duration::from_millis(backoff));
+        }
         match (outcome, rebuilt) {
             ("closed", Ok(())) => {
                 // Save where the room stands, without the call that trapped.

@@ -4,7 +4,7 @@ use super::*;
 async fn queue(high_water: usize) -> (tempfile::TempDir, Store, SaveQueue) {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&format!("sqlite://{}", dir.path().join("q.db").display())).await.unwrap();
-    let config = QueueConfig { flush_interval: Duration::from_secs(3600), max_batch: 2_000, high_water };
+    let config = QueueConfig { flush_interval: Duration::from_secs(3600), high_water, ..QueueConfig::default() };
     let (q, _writer) = SaveQueue::start(store.clone(), config);
     (dir, store, q)
 }
@@ -88,6 +88,37 @@ async fn back_pressure_is_reported_and_nothing_is_dropped() {
         q.durable(t).await.unwrap();
         assert!(store.load_save("g", &format!("p{i}")).await.unwrap().is_some());
     }
+}
+
+#[tokio::test]
+async fn back_pressure_is_per_game_and_counts_bytes_and_batches_are_bounded_in_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&format!("sqlite://{}", dir.path().join("q.db").display())).await.unwrap();
+    let config = QueueConfig {
+        flush_interval: Duration::from_secs(3600),
+        high_water: 1_000,
+        high_water_bytes: 1 << 20,
+        max_batch_bytes: 256 << 10,
+        ..QueueConfig::default()
+    };
+    let (q, _writer) = SaveQueue::start(store.clone(), config);
+    // 40 saves of 64 KiB: few by count, 2.5 MiB by bytes.
+    for i in 0..40 {
+        q.submit("flood", &format!("p{i}"), vec![7; 64 << 10], N);
+    }
+    q.submit("calm", "ann", b"ok".to_vec(), N);
+    assert!(SaveBackend::backpressure(&q, "flood"), "the game that saves too much is held");
+    assert!(!SaveBackend::backpressure(&q, "calm"), "another game is not");
+    // A batch takes at most 256 KiB: four of the flood's saves, not all forty.
+    assert_eq!(q.write_batch(false).await.unwrap(), 4);
+    // A save bigger than a whole batch still goes (alone).
+    q.submit("calm", "big", vec![1; 512 << 10], N);
+    let calm = q.submit("calm", "bob", b"critical".to_vec(), C);
+    q.durable(&calm).await.unwrap();
+    q.flush().await.unwrap();
+    assert!(!SaveBackend::backpressure(&q, "flood"));
+    assert_eq!(q.stats().pending_bytes, 0);
+    assert_eq!(store.load_save("calm", "big").await.unwrap().unwrap().data.len(), 512 << 10);
 }
 
 #[tokio::test]

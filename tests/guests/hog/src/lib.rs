@@ -2,6 +2,7 @@
 //! timer with an `n`-byte tag (`tag`), queues `n` sends of 64 KiB (`sends`), saves `n` bytes (`save`),
 //! grows its state by `n` bytes (`state`, which the next snapshot carries), draws `n` random bytes through
 //! WASI (`random`), or reports `n` distinct metrics (`metrics`). Each command answers `"<command>: ok"`.
+//! `load-of:<player>` and `save-of:<player>` load or store the save of any player id.
 use warden_sdk::{Ctx, Game, GameResult, Priority};
 
 /// The guest state.
@@ -18,8 +19,21 @@ impl Game for Hog {
     type In = String;
     type Out = String;
     fn on_message(&mut self, ctx: &mut Ctx<String>, player: &str, command: String) -> GameResult {
-        let (what, n) = command.split_once(':').ok_or("expected <what>:<n>")?;
-        let n: usize = n.parse().map_err(|e| format!("{e}"))?;
+        let (what, arg) = command.split_once(':').ok_or("expected <what>:<n>")?;
+        match what {
+            "load-of" => {
+                let save: Option<serde_bytes::ByteBuf> = ctx.load_save(arg)?;
+                ctx.send(player, &format!("{command}: {}", save.map_or("none".to_string(), |s| format!("{} bytes", s.len()))));
+                return Ok(());
+            }
+            "save-of" => {
+                ctx.store_save(arg, &serde_bytes::ByteBuf::from(vec![1u8; 8]), Priority::Normal)?;
+                ctx.send(player, &format!("{command}: ok"));
+                return Ok(());
+            }
+            _ => {}
+        }
+        let n: usize = arg.parse().map_err(|e| format!("{e}"))?;
         match what {
             "timers" => (0..n).for_each(|i| ctx.set_timer(60_000, &format!("t{i}"))),
             "tag" => ctx.set_timer(60_000, &"x".repeat(n)),
