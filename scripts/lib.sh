@@ -27,3 +27,12 @@ ensure_minisign() {
         $sudo apt-get install -y -q minisign >/dev/null || { $sudo apt-get update -q >/dev/null && $sudo apt-get install -y -q minisign >/dev/null; }
     fi
 }
+
+# cargo-fuzz, for the fuzz targets in host/fuzz (libFuzzer needs a C++ compiler, which the machine has).
+# Its -Z flags run on the stable toolchain with RUSTC_BOOTSTRAP=1 (set by the callers).
+ensure_cargo_fuzz() {
+    if ! cargo fuzz --version >/dev/null 2>&1; then
+        say "installing cargo-fuzz from crates.io (once)"
+        cargo install --locked cargo-fuzz --version 0.13.2
+    fi
+}

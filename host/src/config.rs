@@ -170,6 +170,14 @@ pub struct RoomConfig {
     pub restart_backoff_ms: u64,
     /// The longest back-off.
     pub restart_backoff_max_ms: u64,
+    /// Run rooms on game threads of their own, apart from networking and the admin endpoint. Off, rooms
+    /// share the network threads (kept as the baseline `cargo bench --bench overload` compares against).
+    pub game_threads: bool,
+    /// How many game threads (0: one per core).
+    pub threads: usize,
+    /// The game threads' nice value (0 to 19): above the network threads' 0, so that overloaded rooms
+    /// slow down themselves, not the accept loop or `/health`.
+    pub nice: i32,
     /// A room closed for crashing past its restart limit refuses joins for this long (doubling each
     /// time it is closed again, up to 16 times this), then opens from its last checkpoint: the time an
     /// operator has to deploy a fix before the same state is tried again.
@@ -333,6 +341,9 @@ impl Default for RoomConfig {
             restart_backoff_ms: 250,
             restart_backoff_max_ms: 10_000,
             crash_cooldown_ms: 30_000,
+            game_threads: true,
+            threads: 0,
+            nice: 5,
             journal: true,
         }
     }
@@ -372,6 +383,9 @@ impl Config {
     /// Checks values that serde cannot.
     pub fn validate(&self) -> Result<()> {
         self.limits.validate()?;
+        if !(0..=19).contains(&self.rooms.nice) {
+            bail!("rooms.nice must be between 0 and 19, not {}", self.rooms.nice);
+        }
         if !(1..=1000).contains(&self.rooms.tick_hz) {
             bail!("rooms.tick_hz must be between 1 and 1000, not {}", self.rooms.tick_hz);
         }

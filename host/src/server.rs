@@ -32,6 +32,8 @@ pub struct Server {
     deploy_stop: CancellationToken,
     deploy_task: JoinHandle<()>,
     _runtime: Arc<Runtime>,
+    /// Dropped last: the rooms running on it have ended by then.
+    _game_threads: Option<crate::room::threads::GameThreads>,
 }
 
 impl Server {
@@ -51,6 +53,15 @@ impl Server {
         let saves: Arc<dyn SaveBackend> = Arc::new(queue.clone());
         let runtime = Arc::new(Runtime::new(config.limits.clone(), Some(config.data_dir.join("cache")))?);
         let rooms = Rooms::new(HashMap::new(), config.rooms.clone(), saves);
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let threads = if config.rooms.threads == 0 { cores } else { config.rooms.threads };
+        let game_threads = match config.rooms.game_threads {
+            true => Some(crate::room::threads::GameThreads::start(threads, config.rooms.nice)?),
+            false => None,
+        };
+        if let Some(game_threads) = &game_threads {
+            rooms.run_on(game_threads.handle());
+        }
         rooms.attach(store.clone(), config.crash_dir(), config.crashes.max_bytes);
         let deployer = Arc::new(Deployer::new(runtime.clone(), store.clone(), rooms.clone(), &config)?);
         deployer.boot().await?;
@@ -93,6 +104,7 @@ impl Server {
             deploy_stop,
             deploy_task,
             _runtime: runtime,
+            _game_threads: game_threads,
         })
     }
 

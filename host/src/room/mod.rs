@@ -3,6 +3,7 @@
 
 mod actor;
 pub mod journal;
+pub mod threads;
 
 use crate::config::RoomConfig;
 use crate::health::VersionHealth;
@@ -409,6 +410,8 @@ struct Inner {
     crashes: OnceLock<mpsc::UnboundedSender<CrashReport>>,
     /// Rooms closed for crashing: until when they refuse joins, and how often they were closed so.
     cooling: Mutex<HashMap<RoomKey, (std::time::Instant, u32)>>,
+    /// Where room tasks run: the game threads, or (unset) the runtime that creates the room.
+    game_threads: OnceLock<tokio::runtime::Handle>,
 }
 
 /// Every room of the server.
@@ -442,6 +445,7 @@ impl Rooms {
             checkpoints: OnceLock::new(),
             crashes: OnceLock::new(),
             cooling: Mutex::new(HashMap::new()),
+            game_threads: OnceLock::new(),
         }))
     }
 
@@ -477,6 +481,11 @@ impl Rooms {
         let _ = self.0.checkpoints.set(tx);
         let _ = self.0.store.set(store);
         let _ = self.0.crashes.set(crate::health::crash::start_writer(crash_dir, crash_max_bytes));
+    }
+
+    /// Runs every room created from now on on `threads` (see [`threads::GameThreads`]).
+    pub fn run_on(&self, threads: tokio::runtime::Handle) {
+        let _ = self.0.game_threads.set(threads);
     }
 
     /// Resolves once every checkpoint sent so far is written.
@@ -648,7 +657,11 @@ impl Rooms {
         let room = actor::Room::new(self.clone(), key.clone(), entry.clone(), (seed, hash_key), rx);
         let summary = RoomSummary { game: game.to_string(), room: room.key.1.clone(), version: room.version().to_string(), seed };
         rooms.insert(key.clone(), (handle.clone(), summary));
-        self.0.tasks.spawn(self.clone().supervised(key, entry.clone(), room.run()));
+        let task = self.clone().supervised(key, entry.clone(), room.run());
+        match self.0.game_threads.get() {
+            Some(threads) => self.0.tasks.spawn_on(task, threads),
+            None => self.0.tasks.spawn(task),
+        };
         handle
     }
 

@@ -2,7 +2,8 @@
 //! timer with an `n`-byte tag (`tag`), queues `n` sends of 64 KiB (`sends`), saves `n` bytes (`save`),
 //! grows its state by `n` bytes (`state`, which the next snapshot carries), draws `n` random bytes through
 //! WASI (`random`), or reports `n` distinct metrics (`metrics`). Each command answers `"<command>: ok"`.
-//! `load-of:<player>` and `save-of:<player>` load or store the save of any player id.
+//! `load-of:<player>` and `save-of:<player>` load or store the save of any player id; `burn:<n>` makes
+//! every tick do `n` iterations of busy work.
 use warden_sdk::{Ctx, Game, GameResult, Priority};
 
 /// The guest state.
@@ -13,6 +14,9 @@ pub struct Hog {
     pub ballast: Vec<u8>,
     /// Timers that fired.
     pub fired: u64,
+    /// Iterations of busy work each tick (`burn:<n>`): a room that uses most of its CPU budget.
+    #[serde(default)]
+    pub burn: u64,
 }
 
 impl Game for Hog {
@@ -45,9 +49,18 @@ impl Game for Hog {
                 self.ballast.push(bytes.len() as u8);
             }
             "metrics" => (0..n).for_each(|i| ctx.metric(&format!("m{i}"), 1.0)),
+            "burn" => self.burn = n as u64,
             other => return Err(format!("unknown command {other:?}")),
         }
         ctx.send(player, &format!("{command}: ok"));
+        Ok(())
+    }
+    fn on_tick(&mut self, _ctx: &mut Ctx<String>, _tick: u64, _dt_ms: u32) -> GameResult {
+        let mut x = 0u64;
+        for i in 0..self.burn {
+            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(i));
+        }
+        std::hint::black_box(x);
         Ok(())
     }
     fn on_timer(&mut self, _ctx: &mut Ctx<String>, _tag: &str) -> GameResult {

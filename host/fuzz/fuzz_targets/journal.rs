@@ -1,0 +1,43 @@
+//! The journal's encoding: any sequence of entries comes back exactly as written, and a mark taken in the
+//! middle takes back exactly what followed it.
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+use std::sync::Arc;
+use warden::room::journal::{Entry, Journal};
+
+/// Entries read from the fuzzer's bytes: a kind byte, then a length byte and that many bytes.
+fn entries(mut data: &[u8]) -> Vec<Entry> {
+    let mut out = Vec::new();
+    while let [kind, len, rest @ ..] = data {
+        let n = (*len as usize).min(rest.len());
+        let (body, next) = rest.split_at(n);
+        data = next;
+        let text: Arc<str> = String::from_utf8_lossy(body).into();
+        let num = body.iter().fold(0u64, |acc, b| acc.wrapping_mul(257).wrapping_add(u64::from(*b)));
+        out.push(match kind % 6 {
+            0 => Entry::Begin(num),
+            1 => Entry::Join(text),
+            2 => Entry::Leave(text),
+            3 => Entry::Msg(text, body.to_vec()),
+            4 => Entry::Timer(text.to_string()),
+            _ => Entry::Tick(num as u32),
+        });
+    }
+    out
+}
+
+fuzz_target!(|data: &[u8]| {
+    let written = entries(data);
+    let mut journal = Journal::default();
+    let half = written.len() / 2;
+    let mut mark = journal.mark();
+    for (i, e) in written.iter().enumerate() {
+        if i == half {
+            mark = journal.mark();
+        }
+        journal.push(e);
+    }
+    assert_eq!(journal.entries().collect::<Vec<_>>(), written);
+    journal.truncate(mark);
+    assert_eq!(journal.entries().collect::<Vec<_>>(), written[..half]);
+});
