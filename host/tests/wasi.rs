@@ -153,9 +153,9 @@ async fn big_messages_reach_tcp_players_and_one_too_big_for_any_client_is_droppe
         p.msg(&"big:100000").await;
         assert_eq!(p.next_msg::<String>(|_| false).await.len(), 100_000);
     }
-    // 2 MB: more than limits.max_send_bytes; it reaches no one and nobody is disconnected.
+    // 300 KB: more than limits.max_send_bytes (256 KiB); it reaches no one and nobody is disconnected.
     for p in [&mut tcp, &mut ws] {
-        p.msg(&"big:2000000").await;
+        p.msg(&"big:300000").await;
         p.msg(&"println").await;
         assert_eq!(p.next_msg::<String>(|_| false).await, "println: printed", "still connected, the big one dropped");
     }

@@ -337,7 +337,7 @@ pub enum StdStream {
 /// Where a guest's stdout or stderr goes: complete lines to the log, a bounded tail kept for crash
 /// reports (a panic message written by the default hook).
 #[derive(Clone)]
-pub struct GuestOutput(Arc<Mutex<OutputState>>);
+pub struct GuestOutput(Arc<Mutex<OutputState>>, Arc<std::sync::atomic::AtomicBool>);
 
 struct OutputState {
     stream: StdStream,
@@ -367,17 +367,21 @@ impl GuestOutput {
         budget: Arc<LogBudget>,
         max_line: usize,
     ) -> Self {
-        GuestOutput(Arc::new(Mutex::new(OutputState {
-            stream,
-            plugin,
-            room,
-            clock,
-            budget,
-            max_line: max_line.max(1),
-            line: Vec::new(),
-            cut: false,
-            tail: Vec::new(),
-        })))
+        let partial = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        GuestOutput(
+            Arc::new(Mutex::new(OutputState {
+                stream,
+                plugin,
+                room,
+                clock,
+                budget,
+                max_line: max_line.max(1),
+                line: Vec::new(),
+                cut: false,
+                tail: Vec::new(),
+            })),
+            partial,
+        )
     }
 
     /// The last bytes written (bounded).
@@ -385,13 +389,18 @@ impl GuestOutput {
         String::from_utf8_lossy(&self.0.lock().unwrap().tail).into_owned()
     }
 
-    /// Logs a partial line (the call ended without its newline).
+    /// Logs a partial line (the call ended without its newline). Called after every call: without a
+    /// partial line it costs one atomic load, no lock.
     pub fn flush_line(&self) {
-        self.0.lock().unwrap().emit();
+        if self.1.swap(false, std::sync::atomic::Ordering::Relaxed) {
+            self.0.lock().unwrap().emit();
+        }
     }
 
     fn write(&self, bytes: &[u8]) {
-        self.0.lock().unwrap().write(bytes);
+        let mut state = self.0.lock().unwrap();
+        state.write(bytes);
+        self.1.store(!state.line.is_empty(), std::sync::atomic::Ordering::Relaxed);
     }
 }
 
