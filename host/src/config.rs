@@ -175,8 +175,10 @@ pub struct RoomConfig {
     pub game_threads: bool,
     /// How many game threads (0: one per core).
     pub threads: usize,
-    /// The game threads' nice value (0 to 19): above the network threads' 0, so that overloaded rooms
-    /// slow down themselves, not the accept loop or `/health`.
+    /// The game threads' nice value (0 to 19). 0 by default: their own runtime is what keeps the network
+    /// threads responsive (`cargo bench --bench overload`), and a positive value also makes rooms lose
+    /// to every other process on the machine (under two CPU hogs, nice 5 slowed calls enough to trip the
+    /// latency check of a canary).
     pub nice: i32,
     /// A room closed for crashing past its restart limit refuses joins for this long (doubling each
     /// time it is closed again, up to 16 times this), then opens from its last checkpoint: the time an
@@ -343,7 +345,7 @@ impl Default for RoomConfig {
             crash_cooldown_ms: 30_000,
             game_threads: true,
             threads: 0,
-            nice: 5,
+            nice: 0,
             journal: true,
         }
     }

@@ -1,8 +1,9 @@
 //! The game threads: rooms run on a Tokio runtime of their own, apart from the one that accepts
 //! connections, runs sessions and serves the admin endpoint. When rooms overload the machine (every room
-//! spending most of its tick budget), the kernel still schedules the network and admin threads, and at
-//! a higher priority (the game threads run at a positive nice value), so the rooms that run late are the
-//! ones that slow down, not the accept loop, `/health` or the WebSocket handshakes.
+//! spending most of its tick budget), a network task never waits behind a room on the same worker: the
+//! kernel schedules the network and admin threads on their own, so the rooms that run late are the
+//! ones that slow down, not the accept loop, `/health` or the WebSocket handshakes. Their own runtime
+//! is what does it; `rooms.nice` can also lower their priority (0 by default).
 
 use anyhow::{Context as _, Result};
 
