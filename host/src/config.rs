@@ -177,8 +177,8 @@ pub struct RoomConfig {
     pub threads: usize,
     /// The game threads' nice value (0 to 19). 0 by default: their own runtime is what keeps the network
     /// threads responsive (`cargo bench --bench overload`), and a positive value also makes rooms lose
-    /// to every other process on the machine (under two CPU hogs, nice 5 slowed calls enough to trip the
-    /// latency check of a canary).
+    /// to every other process on the machine (under two CPU hogs the 50-swap test failed once with nice
+    /// 5, most likely a canary's latency check tripped by slowed calls).
     pub nice: i32,
     /// A room closed for crashing past its restart limit refuses joins for this long (doubling each
     /// time it is closed again, up to 16 times this), then opens from its last checkpoint: the time an
