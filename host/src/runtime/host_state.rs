@@ -217,7 +217,6 @@ pub struct HostState {
     pub(super) metrics: std::collections::BTreeMap<String, MetricSum>,
     memory_cap: usize,
     pub(super) limits: crate::runtime::Limits,
-    pub(super) oversized_sends: u64,
     pub(crate) deadline: crate::runtime::deadline::DeadlineProbe,
     stdout: GuestOutput,
     stderr: GuestOutput,
@@ -258,7 +257,6 @@ impl HostState {
             metrics: Default::default(),
             memory_cap: limits.memory_bytes,
             limits: limits.clone(),
-            oversized_sends: 0,
             deadline: Default::default(),
             stdout,
             stderr,
@@ -283,11 +281,6 @@ impl HostState {
     pub fn clear_outbox(&mut self) {
         self.outbox_bytes = 0;
         self.outbox.clear();
-    }
-
-    /// Messages the plugin sent that were larger than `limits.max_send_bytes` (dropped).
-    pub fn oversized_sends(&self) -> u64 {
-        self.oversized_sends
     }
 
     /// The queued sends.
@@ -318,11 +311,6 @@ impl HostState {
     /// The last bytes the guest wrote to stderr (bounded), e.g. a panic message.
     pub fn stderr(&self) -> String {
         self.stderr.tail()
-    }
-
-    /// The last bytes the guest wrote to stdout (bounded).
-    pub fn stdout(&self) -> String {
-        self.stdout.tail()
     }
 
     /// Logs what the guest wrote without a final newline (at the end of every call).

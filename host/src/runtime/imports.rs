@@ -47,9 +47,9 @@ impl HostState {
     }
 
     fn warn(&self, message: std::fmt::Arguments<'_>) {
-        if let Some(dropped) = self.env.log_budget.admit() {
-            let (plugin, room, tick) = (&*self.plugin, &self.env.room, self.env.clock.tick());
-            tracing::warn!(target: "warden::plugin", plugin, room, tick, dropped, "{message}");
+        let (plugin, room, tick) = (&*self.plugin, &self.env.room, self.env.clock.tick());
+        if self.env.log_budget.admit_line(plugin, room, tick) {
+            tracing::warn!(target: "warden::plugin", plugin, room, tick, "{message}");
         }
     }
 }
@@ -61,7 +61,6 @@ impl messaging::Host for HostState {
         let (bytes, cap) = (payload.len(), self.limits.max_send_bytes);
         if bytes > cap {
             // No client could receive it: drop it here rather than disconnect every recipient.
-            self.oversized_sends += 1;
             self.warn(format_args!(
                 "the plugin sent a message of {bytes} bytes, more than limits.max_send_bytes ({cap}); no client could receive it, so it was not sent"
             ));
@@ -162,10 +161,9 @@ impl telemetry::Host for HostState {
         if level == LogLevel::Error && message.starts_with("panicked at") {
             self.last_panic = Some(message.clone());
         }
-        let Some(dropped) = self.env.log_budget.admit() else { return Ok(()) };
         let (plugin, room, tick) = (&*self.plugin, &self.env.room, self.env.clock.tick());
-        if dropped > 0 {
-            tracing::warn!(target: "warden::plugin", plugin, room, tick, dropped, "the plugin wrote more log lines than its room may; {dropped} were dropped");
+        if !self.env.log_budget.admit_line(plugin, room, tick) {
+            return Ok(());
         }
         match level {
             LogLevel::Trace => tracing::trace!(target: "warden::plugin", plugin, room, tick, "{message}"),

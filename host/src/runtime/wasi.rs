@@ -311,6 +311,17 @@ impl LogBudget {
         }
     }
 
+    /// Whether one more line of `plugin` in `room` may be logged now; when lines were dropped before it,
+    /// logs how many first. Every plugin log line (the `log` import, stdout, stderr, the host's warnings
+    /// about the plugin) goes through here.
+    pub fn admit_line(&self, plugin: &str, room: &str, tick: u64) -> bool {
+        let Some(dropped) = self.admit() else { return false };
+        if dropped > 0 {
+            tracing::warn!(target: "warden::plugin", plugin, room, tick, dropped, "the plugin wrote more log lines than its room may; {dropped} were dropped");
+        }
+        true
+    }
+
     /// Whether one more line may be written now: `Some(n)` if it may, `n` being the lines dropped since
     /// the last one that passed; `None` if it is dropped.
     pub fn admit(&self) -> Option<u64> {
@@ -334,8 +345,8 @@ pub enum StdStream {
     Stderr,
 }
 
-/// Where a guest's stdout or stderr goes: complete lines to the log, a bounded tail kept for crash
-/// reports (a panic message written by the default hook).
+/// Where a guest's stdout or stderr goes: complete lines to the log; for stderr, a bounded tail kept for
+/// crash reports (a panic message written by the default hook).
 #[derive(Clone)]
 pub struct GuestOutput(Arc<Mutex<OutputState>>, Arc<std::sync::atomic::AtomicBool>);
 
@@ -406,7 +417,7 @@ impl GuestOutput {
 
 impl OutputState {
     fn write(&mut self, mut bytes: &[u8]) {
-        let keep = bytes.len().min(TAIL_BYTES);
+        let keep = if self.stream == StdStream::Stderr { bytes.len().min(TAIL_BYTES) } else { 0 };
         self.tail.extend_from_slice(&bytes[bytes.len() - keep..]);
         if self.tail.len() > TAIL_BYTES {
             self.tail.drain(..self.tail.len() - TAIL_BYTES);
@@ -444,10 +455,9 @@ impl OutputState {
         }
         let line = String::from_utf8_lossy(&self.line).into_owned();
         self.line.clear();
-        let Some(dropped) = self.budget.admit() else { return };
         let (plugin, room, tick) = (&*self.plugin, &*self.room, self.clock.tick());
-        if dropped > 0 {
-            tracing::warn!(target: "warden::plugin", plugin, room, tick, dropped, "the plugin wrote more log lines than its room may; {dropped} were dropped");
+        if !self.budget.admit_line(plugin, room, tick) {
+            return;
         }
         let cut = if self.cut { " [line cut at limits.log_line_bytes]" } else { "" };
         match self.stream {
@@ -499,7 +509,7 @@ mod tests {
     use super::*;
 
     fn output(max_line: usize) -> GuestOutput {
-        GuestOutput::new(StdStream::Stdout, "p".into(), "r".into(), Arc::default(), Arc::new(LogBudget::new(1000, 1000)), max_line)
+        GuestOutput::new(StdStream::Stderr, "p".into(), "r".into(), Arc::default(), Arc::new(LogBudget::new(1000, 1000)), max_line)
     }
 
     #[test]
