@@ -127,3 +127,46 @@ async fn saves_of_players_the_host_has_not_read_are_refused_not_answered_none_or
     assert_eq!(kept.data, b"progress", "the durable save was not overwritten");
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_room_lists_what_it_makes_the_host_hold() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = start(&[]).await;
+    let mut p = player(&ws(&server, Format::MsgPack), "hog", "u1").await;
+    let _q = player(&ws(&server, Format::MsgPack), "hog", "u2").await;
+    let tag = Limits::default().max_name_bytes;
+    for cmd in ["timers:500".to_string(), format!("tag:{tag}")] {
+        p.msg(&cmd).await;
+        assert_eq!(p.next_msg::<String>(|_| false).await, format!("{cmd}: ok"));
+    }
+    // The room writes its usage at the end of the tick that answered: wait for that tick's reading.
+    let reading = async {
+        loop {
+            let listed = server.rooms().into_iter().find(|r| r.room == "u1");
+            if let Some(listed) = listed.filter(|r| r.usage.timers == 501) {
+                break listed.usage;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    };
+    let usage = tokio::time::timeout(std::time::Duration::from_secs(20), reading)
+        .await
+        .unwrap_or_else(|_| panic!("u1 never listed its 501 timers: {:?}", server.rooms()));
+    assert_eq!(usage.players, 1);
+    assert!(usage.timer_bytes >= (500 * 2 + tag) as u64, "the timers' tags are counted: {usage:?}");
+    assert!(usage.linear_memory_bytes >= 64 << 10, "at least one wasm page: {usage:?}");
+    assert!(usage.host_bytes >= usage.timer_bytes + usage.journal_bytes, "{usage:?}");
+    let other = server.rooms().into_iter().find(|r| r.room == "u2").unwrap().usage;
+    assert!(other.timers == 0 && other.timer_bytes < usage.timer_bytes / 10, "each room counts its own: {other:?}");
+
+    // The listing over HTTP carries the same figures.
+    let mut http = tokio::net::TcpStream::connect(server.ws_addr()).await.unwrap();
+    http.write_all(b"GET /rooms HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
+    let mut response = String::new();
+    http.read_to_string(&mut response).await.unwrap();
+    let body: serde_json::Value = serde_json::from_str(response.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    let u1 = body.as_array().unwrap().iter().find(|r| r["room"] == "u1").unwrap();
+    assert_eq!(u1["usage"]["timers"], 501, "{u1}");
+    assert!(u1["usage"]["host_bytes"].as_u64().unwrap() >= usage.timer_bytes, "{u1}");
+    server.shutdown().await;
+}

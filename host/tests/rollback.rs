@@ -259,7 +259,15 @@ async fn traps_and_infinite_loops_are_skipped_then_the_version_is_rolled_back() 
     let before = server.room_manager().dump("arena", "t1").await.unwrap();
     a.msg(&Cmd::Crash).await;
     let message = error_of(&mut a).await;
-    assert!(message.contains("chaos: crash on command") && message.contains("dropped"), "{message}");
+    assert!(message.contains("on-message trapped: panic") && message.contains("dropped"), "{message}");
+    // The player is told what failed and an incident id; the panic text, paths and backtrace are for
+    // operators (the crash report, below, and the log).
+    for detail in ["chaos: crash on command", "panicked", ".rs", "backtrace", "wasm"] {
+        assert!(!message.contains(detail), "the player's error holds {detail:?}: {message}");
+    }
+    assert!(message.len() < 200, "a short error: {message}");
+    let incident = message.split("incident ").nth(1).and_then(|s| s.split(|c: char| !c.is_ascii_hexdigit()).next()).unwrap();
+    assert_eq!(incident.len(), 12, "{message}");
     let after = server.room_manager().dump("arena", "t1").await.unwrap();
     assert_eq!(after.version, "1.0.1", "the room still runs 1.0.1");
     assert_eq!(after.counts.traps, 1);
@@ -299,6 +307,8 @@ async fn traps_and_infinite_loops_are_skipped_then_the_version_is_rolled_back() 
     let crash = ours.iter().find(|r| r.kind == "panic").expect("a panic report");
     println!("{}", serde_json::to_string_pretty(crash).unwrap());
     assert_eq!(crash.input, Some(serde_json::json!({"type": "crash"})));
+    assert_eq!(crash.id, incident, "the report is found by the id the player was shown");
+    assert!(crash.message.contains("chaos: crash on command"), "the operator gets the panic message: {}", crash.message);
     assert_eq!((crash.version.as_str(), crash.export.as_str(), crash.outcome.as_str()), ("1.0.1", "on-message", "rebuilt"));
     assert_eq!(crash.player.as_deref(), Some(a.id.as_str()));
     assert!(crash.backtrace.iter().any(|f| f.contains("arena")), "function names from the name section: {:?}", crash.backtrace);

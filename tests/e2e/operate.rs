@@ -101,3 +101,27 @@ fn status_pause_promote_and_rollback_act_on_a_running_server_and_are_audited() {
     }
     drop(serve);
 }
+
+#[test]
+fn crashes_finds_the_report_of_the_incident_a_player_was_shown() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let crashes = d.join("crashes");
+    std::fs::create_dir_all(&crashes).unwrap();
+    for (i, id) in ["0123456789ab", "ba9876543210"].iter().enumerate() {
+        let report = serde_json::json!({
+            "id": id, "at_ms": 1_700_000_000_000i64 + i as i64, "plugin": "arena", "version": "1.0.1", "room": format!("r{i}"),
+            "tick": 7, "export": "on-message", "kind": "panic", "message": format!("panicked: report {i}"), "backtrace": ["arena::f"],
+            "player": "p1", "input": null, "checkpoint": {"id": 1, "tick": 5, "version": "1.0.1"},
+            "restarts_in_window": 1, "outcome": "rebuilt"
+        });
+        std::fs::write(crashes.join(format!("{}-00000{i}-arena-1.0.1-r{i}.json", 1_700_000_000_000i64 + i as i64)), report.to_string())
+            .unwrap();
+    }
+    let data = format!("data_dir={:?}", d.display().to_string());
+    let out = stdout(&warden(&["crashes", "--set", &data, "--incident", "0123456789ab"], d), "warden crashes --incident");
+    assert!(out.contains("incident 0123456789ab") && out.contains("room r0"), "{out}");
+    assert!(!out.contains("room r1"), "only the incident asked for: {out}");
+    let err = stderr_of_failure(&warden(&["crashes", "--set", &data, "--incident", "ffffffffffff"], d), "an unknown incident");
+    assert!(err.contains("no crash report of incident ffffffffffff"), "{err}");
+}

@@ -9,6 +9,9 @@ use tokio::sync::mpsc;
 /// What the room knew when its instance trapped.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct CrashReport {
+    /// The incident id: what the player whose input trapped was told, to quote to an operator.
+    #[serde(default)]
+    pub id: String,
     /// Wall-clock time, milliseconds since the Unix epoch.
     pub at_ms: i64,
     /// Plugin.
@@ -37,6 +40,16 @@ pub struct CrashReport {
     pub restarts_in_window: u32,
     /// What the supervisor did: `rebuilt`, `escalated` or `closed`.
     pub outcome: String,
+}
+
+/// A new incident id: 12 hex digits, unique within the process and unlikely to repeat across restarts.
+pub fn incident_id() -> String {
+    use std::hash::{BuildHasher as _, RandomState};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    static KEY: std::sync::OnceLock<RandomState> = std::sync::OnceLock::new();
+    let n = KEY.get_or_init(RandomState::new).hash_one((SEQ.fetch_add(1, Ordering::Relaxed), crate::storage::now_ms()));
+    format!("{:012x}", n & 0xffff_ffff_ffff)
 }
 
 /// Names a room checkpoint.
@@ -162,6 +175,7 @@ mod tests {
     fn the_directory_stays_under_its_cap_oldest_out() {
         let dir = tempfile::tempdir().unwrap();
         let report = |room: &str| CrashReport {
+            id: incident_id(),
             at_ms: 1,
             plugin: "p".into(),
             version: "1.0.0".into(),

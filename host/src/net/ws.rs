@@ -1,5 +1,5 @@
 //! The WebSocket listener: `GET /ws` upgrades; binary frames carry MessagePack envelopes, text frames the
-//! same envelopes as JSON. `GET /rooms` lists the open rooms (game, id, version, seed) as JSON.
+//! same envelopes as JSON. `GET /rooms` lists the open rooms (game, id, version, seed, what each holds) as JSON.
 
 use crate::net::envelope::Format;
 use crate::net::limits::ConnectionCaps;

@@ -130,6 +130,10 @@ pub(super) struct Room {
     /// Players to hand `on-leave` at the next tick (kicked, or dropped as slow consumers).
     leaving: Vec<Arc<str>>,
     empty_since: Option<Instant>,
+    /// The incident id of the last failure the supervisor reported (for the player whose input it was).
+    pub(super) incident: Option<String>,
+    /// What the room makes the host hold, for listings (written once a tick).
+    pub(super) usage: Arc<super::usage::RoomUsage>,
 }
 
 /// The players in a room. If the room's task dies without closing (a panic in the host), dropping this
@@ -233,6 +237,8 @@ impl Room {
             timer_seq: 0,
             leaving: Vec::new(),
             empty_since: None,
+            incident: None,
+            usage: Default::default(),
         }
     }
 
@@ -273,8 +279,10 @@ impl Room {
         let mut instance = match self.start(stored) {
             Ok(instance) => instance,
             Err(reason) => {
-                tracing::error!("failed to start the room: {reason}");
-                let why = JoinError::GameFailed(self.key.1.clone(), reason);
+                // The detail is for operators; the players who wanted in get the incident id to quote.
+                let incident = crate::health::crash::incident_id();
+                tracing::error!(incident, "failed to start the room: {reason}");
+                let why = JoinError::GameFailed(self.key.1.clone(), format!("incident {incident}"));
                 return self.refuse_all(why);
             }
         };
@@ -329,6 +337,7 @@ impl Room {
                     if let Err(crash) = self.maybe_checkpoint(&mut instance) {
                         break End::Crashed(crash);
                     }
+                    self.record_usage(&instance);
                     self.rooms.record_tick(started.elapsed().as_micros() as u64);
                     if self.members.is_empty() {
                         let since = *self.empty_since.get_or_insert_with(Instant::now);
@@ -424,6 +433,21 @@ impl Room {
         self.call(instance, None, Input::Tick(dt_ms))
     }
 
+    /// Writes what the room holds now to its listing.
+    fn record_usage(&self, instance: &PluginInstance) {
+        let timer = |t: &Timer| (std::mem::size_of::<Timer>() + t.tag.capacity()) as u64;
+        self.usage.set(super::usage::Usage {
+            linear_memory_bytes: instance.linear_memory_bytes() as u64,
+            state_bytes: self.base.state.capacity() as u64,
+            journal_bytes: self.journal.memory() as u64,
+            timers: (self.timers.len() + self.due.len()) as u64,
+            timer_bytes: self.timers.iter().chain(&self.due).map(timer).sum(),
+            outbound_bytes: self.members.values().map(|c| c.out.queued_bytes() as u64).sum(),
+            players: self.members.len() as u64,
+            host_bytes: 0,
+        });
+    }
+
     fn dump(&mut self, instance: &mut PluginInstance) -> RoomDump {
         let mut counts = self.counts.clone();
         counts.add(&self.tally);
@@ -481,12 +505,15 @@ impl Room {
                     CallError::Deadline { .. } => self.tally.deadlines += 1,
                     _ => self.tally.traps += 1,
                 }
-                tracing::error!(tick = self.tick, "{fatal}");
+                let supervised = self.supervise(instance, &fatal, player, Some(input));
                 if let Some(player) = player {
-                    let message = format!("the game failed on your input ({}); it was dropped and the room goes on", fatal.summary());
+                    let incident = self.incident.take().unwrap_or_default();
+                    let failed = fatal.player_summary();
+                    let message =
+                        format!("the game failed on your input ({failed}, incident {incident}); it was dropped and the room goes on");
                     self.direct(player, &ServerEnvelope::Error { code: ErrorCode::GameError, message, fatal: false });
                 }
-                self.supervise(instance, &fatal, player, Some(input))
+                supervised
             }
         }
     }

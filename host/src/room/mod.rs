@@ -4,6 +4,7 @@
 mod actor;
 pub mod journal;
 pub mod threads;
+pub mod usage;
 
 use crate::config::RoomConfig;
 use crate::health::VersionHealth;
@@ -169,6 +170,11 @@ impl OutQueue {
         let (tx, rx) = mpsc::channel(max_batches);
         let queued = Arc::new(AtomicUsize::new(0));
         (OutQueue { tx, queued: queued.clone(), max_bytes }, OutReceiver { rx, queued })
+    }
+
+    /// Bytes queued and not yet taken by the writer.
+    pub fn queued_bytes(&self) -> usize {
+        self.queued.load(Ordering::Relaxed)
     }
 
     /// Queues a batch of frames, or refuses it if either bound would be passed.
@@ -375,6 +381,11 @@ pub struct RoomSummary {
     pub version: String,
     /// Random seed.
     pub seed: u64,
+    /// What the room makes the host hold, as of its last tick.
+    pub usage: usage::Usage,
+    /// Where the room writes that.
+    #[serde(skip)]
+    live: Arc<usage::RoomUsage>,
 }
 
 type RoomKey = (String, String);
@@ -604,6 +615,9 @@ impl Rooms {
     /// The rooms open now.
     pub fn list(&self) -> Vec<RoomSummary> {
         let mut list: Vec<RoomSummary> = self.0.rooms.lock().unwrap().values().map(|(_, s)| s.clone()).collect();
+        for summary in &mut list {
+            summary.usage = summary.live.get();
+        }
         list.sort_by(|a, b| (&a.game, &a.room).cmp(&(&b.game, &b.room)));
         list
     }
@@ -619,8 +633,10 @@ impl Rooms {
         }
         // The plugin's load-save must answer from memory: read the player's save before the join.
         if let Err(e) = self.0.saves.preload(game, &conn.id).await {
-            tracing::error!(game, player = %conn.id, "failed to read the player's save: {e:#}");
-            return Err(JoinError::SavesUnavailable(format!("{e:#}")));
+            // The store's error may name host paths: the player gets an incident id instead.
+            let incident = crate::health::crash::incident_id();
+            tracing::error!(game, player = %conn.id, incident, "failed to read the player's save: {e:#}");
+            return Err(JoinError::SavesUnavailable(format!("incident {incident}")));
         }
         if let Some(wait) = self.cooling_down(&(game.to_string(), room.to_string())) {
             return Err(JoinError::CoolingDown(room.to_string(), wait.as_secs_f64().ceil() as u64));
@@ -655,7 +671,14 @@ impl Rooms {
         let seed = self.0.seeds.hash_one(&key);
         let hash_key = self.0.seeds.hash_one((&key, "hash-key"));
         let room = actor::Room::new(self.clone(), key.clone(), entry.clone(), (seed, hash_key), rx);
-        let summary = RoomSummary { game: game.to_string(), room: room.key.1.clone(), version: room.version().to_string(), seed };
+        let summary = RoomSummary {
+            game: game.to_string(),
+            room: room.key.1.clone(),
+            version: room.version().to_string(),
+            seed,
+            usage: Default::default(),
+            live: room.usage.clone(),
+        };
         rooms.insert(key.clone(), (handle.clone(), summary));
         let task = self.clone().supervised(key, entry.clone(), room.run());
         match self.0.game_threads.get() {
@@ -680,6 +703,7 @@ impl Rooms {
         game.health(&version).add(&failed);
         if let Some(tx) = self.0.crashes.get() {
             let _ = tx.send(CrashReport {
+                id: crate::health::crash::incident_id(),
                 at_ms: crate::storage::now_ms(),
                 plugin: key.0.clone(),
                 version: version.clone(),

@@ -26,7 +26,14 @@ async fn a_room_task_that_dies_is_counted_reported_unlisted_and_its_players_told
 
     let key = ("echo".to_string(), "r1".to_string());
     let (tx, rx) = mpsc::channel(1);
-    let summary = RoomSummary { game: key.0.clone(), room: key.1.clone(), version: version.clone(), seed: 0 };
+    let summary = RoomSummary {
+        game: key.0.clone(),
+        room: key.1.clone(),
+        version: version.clone(),
+        seed: 0,
+        usage: Default::default(),
+        live: Default::default(),
+    };
     rooms.0.rooms.lock().unwrap().insert(key.clone(), (RoomHandle { tx }, summary));
     let (ann, mut ann_rx) = conn("ann");
     let in_room = ann.in_room.clone();

@@ -216,6 +216,8 @@ pub struct HostState {
     /// What the plugin reported through `metric`, per name (bounded in names).
     pub(super) metrics: std::collections::BTreeMap<String, MetricSum>,
     memory_cap: usize,
+    /// The instance's linear memories, all together (as grown; wasm memories never shrink).
+    pub(super) linear_bytes: usize,
     pub(super) limits: crate::runtime::Limits,
     pub(crate) deadline: crate::runtime::deadline::DeadlineProbe,
     stdout: GuestOutput,
@@ -256,6 +258,7 @@ impl HostState {
             critical_saves: Vec::new(),
             metrics: Default::default(),
             memory_cap: limits.memory_bytes,
+            linear_bytes: 0,
             limits: limits.clone(),
             deadline: Default::default(),
             stdout,
@@ -362,10 +365,11 @@ pub struct MemoryCapExceeded {
 }
 
 impl wasmtime::ResourceLimiter for HostState {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
         if desired > self.memory_cap {
             return Err(MemoryCapExceeded { desired, cap: self.memory_cap }.into());
         }
+        self.linear_bytes += desired.saturating_sub(current);
         Ok(true)
     }
 

@@ -77,6 +77,20 @@ impl CallError {
         }
     }
 
+    /// What a player may be told: the export and the kind of failure only. The trap's message (the
+    /// guest's panic text, source paths, backtraces) is for operators: the log and the crash report.
+    pub fn player_summary(&self) -> String {
+        match self {
+            CallError::Trap { export, kind, .. } => {
+                let kind = serde_json::to_value(kind).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+                format!("{export} trapped: {kind}")
+            }
+            CallError::Deadline { export, .. } => format!("{export} ran past its deadline"),
+            CallError::Poisoned(_) => "the game's instance had failed earlier".to_string(),
+            CallError::Gameplay { message, .. } => message.clone(),
+        }
+    }
+
     /// Whether the instance is unusable after this error.
     pub fn is_fatal(&self) -> bool {
         !matches!(self, CallError::Gameplay { .. })
@@ -101,6 +115,11 @@ impl PluginInstance {
     /// The host state (queued sends, timers, kicks, stderr).
     pub fn host(&self) -> &HostState {
         self.store.data()
+    }
+
+    /// Bytes of linear memory the instance holds (all its memories).
+    pub fn linear_memory_bytes(&self) -> usize {
+        self.host().linear_bytes
     }
 
     /// The host state, mutably (to take what the calls queued).

@@ -46,7 +46,7 @@ impl Default for QueueConfig {
         QueueConfig {
             flush_interval: Duration::from_secs(1),
             max_batch: 2_000,
-            max_batch_bytes: 8 << 20,
+            max_batch_bytes: 2 << 20,
             high_water: 10_000,
             high_water_bytes: 64 << 20,
         }

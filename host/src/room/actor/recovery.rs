@@ -286,7 +286,9 @@ impl Room {
             (true, false, true) => "escalated",
             _ => "closed",
         };
-        self.report(failure, player, input, restarts, outcome);
+        let incident = self.report(failure, player, input, restarts, outcome);
+        tracing::error!(incident, outcome, restarts, tick = self.tick, "{failure}");
+        self.incident = Some(incident.clone());
         if outcome == "escalated" {
             self.tally.escalations += 1;
             self.health.add(&std::mem::take(&mut self.tally));
@@ -305,11 +307,16 @@ impl Room {
                 if let Err(e) = self.checkpoint(instance) {
                     tracing::error!("no checkpoint saved at close: {e}");
                 }
-                Err(format!("it failed {restarts} times in {} s, more than the restart limit of {limit} ({failure})", window.as_secs()))
+                let (secs, failed) = (window.as_secs(), failure.player_summary());
+                Err(format!(
+                    "it failed {restarts} times in {secs} s, more than the restart limit of {limit} ({failed}; incident {incident})"
+                ))
             }
-            ("closed", Err(e)) => Err(format!("it failed ({failure}) and could not be rebuilt: {e}")),
             (_, Ok(())) => Ok(()),
-            (_, Err(e)) => Err(format!("it failed ({failure}) and could not be rebuilt: {e}")),
+            (_, Err(e)) => {
+                tracing::error!(incident, "the room could not be rebuilt: {e}");
+                Err(format!("it failed ({}) and could not be rebuilt (incident {incident})", failure.player_summary()))
+            }
         }
     }
 
@@ -331,8 +338,17 @@ impl Room {
         Ok(())
     }
 
-    pub(super) fn report(&self, failure: &CallError, player: Option<&Arc<str>>, input: Option<Input<'_>>, restarts: usize, outcome: &str) {
-        let Some(tx) = self.rooms.0.crashes.get() else { return };
+    /// Writes a crash report (when reports are on) and returns its incident id.
+    pub(super) fn report(
+        &self,
+        failure: &CallError,
+        player: Option<&Arc<str>>,
+        input: Option<Input<'_>>,
+        restarts: usize,
+        outcome: &str,
+    ) -> String {
+        let id = crate::health::crash::incident_id();
+        let Some(tx) = self.rooms.0.crashes.get() else { return id };
         let (export, kind, message) = match failure {
             // The trap kind's serde name (`panic`, `stack_overflow`, ...), as everywhere it is shown.
             CallError::Trap { export, kind, message } => {
@@ -344,6 +360,7 @@ impl Room {
             CallError::Gameplay { export, message } => (*export, "error".to_string(), message.clone()),
         };
         let _ = tx.send(CrashReport {
+            id: id.clone(),
             at_ms: crate::storage::now_ms(),
             plugin: self.key.0.clone(),
             version: self.version().to_string(),
@@ -359,5 +376,6 @@ impl Room {
             restarts_in_window: restarts as u32,
             outcome: outcome.to_string(),
         });
+        id
     }
 }
