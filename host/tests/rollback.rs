@@ -483,7 +483,7 @@ async fn a_room_past_its_restart_limit_on_a_version_on_trial_rolls_the_version_b
     for _ in 0..4 {
         p.msg(&Cmd::Crash).await;
         let message = error_of(&mut p).await;
-        assert!(message.contains("chaos: crash on command"), "{message}");
+        assert!(message.contains("on-message trapped: panic") && message.contains("incident"), "{message}");
     }
     let event = next_event(&mut events, WAIT, |e| matches!(e, DeployEvent::RolledBack { .. })).await;
     let DeployEvent::RolledBack { reason, .. } = event else { unreachable!() };
