@@ -137,7 +137,7 @@ async fn rollback(
     authorize(&state, &headers)?;
     let req = body.map(|b| b.0).unwrap_or_default();
     let d = &state.deployer;
-    let previous = d.previous_stable(&name);
+    let previous = d.previous_stable(&name).await.map_err(failed)?;
     if let Some(to) = &req.to
         && previous.as_deref() != Some(to.as_str())
         && !req.force

@@ -9,14 +9,18 @@
 //! reports it, and the version is marked bad and rolled back everywhere it went.
 
 pub mod pipeline;
+mod rollout;
 pub mod sign;
 pub mod watch;
+
+use rollout::Rollout;
+pub use rollout::{Phase, previous_stable};
 
 use crate::config::{Config, DeployConfig, PluginConfig, RolloutConfig, Strategy};
 use crate::health::{Counts, Policy};
 use crate::room::{Canary, Rooms, Serving, SwapFailure};
 use crate::runtime::{CacheOutcome, Features, Plugin, Runtime};
-use crate::storage::{Store, VersionRecord, VersionState};
+use crate::storage::{Store, Transition, VersionRecord, VersionState};
 use anyhow::{Result, bail};
 use pipeline::Rejection;
 use sign::TrustedKey;
@@ -112,31 +116,6 @@ pub struct Deployer {
     rollout: RolloutConfig,
     health: Policy,
     events: broadcast::Sender<DeployEvent>,
-}
-
-/// Where a version is in its rollout.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Phase {
-    /// In the canary rooms.
-    Canary,
-    /// In every room, on probation.
-    Probation,
-    /// Past probation.
-    Stable,
-}
-
-#[derive(Clone)]
-struct Rollout {
-    version: Arc<Plugin>,
-    /// The stable version a breach rolls back to.
-    previous: Option<Arc<Plugin>>,
-    phase: Phase,
-    since: Instant,
-    paused: bool,
-    previous_p99: Option<u64>,
-    /// The phase's time is up but its window has too few calls to judge: held (logged once).
-    held: bool,
 }
 
 /// What `warden status` shows.
@@ -249,12 +228,19 @@ impl Deployer {
             let mut files = by_plugin.remove(&name).unwrap_or_default();
             files.sort_by(|a, b| b.0.cmp(&a.0)); // newest first
             let registered = self.store.versions(&name).await?;
-            let active =
-                registered.iter().filter(|r| r.state == VersionState::Active).filter_map(|r| semver::Version::parse(&r.version).ok()).max();
+            // The version serving every room (active, or on probation), and a canary on trial, if any.
+            let newest = |states: &[VersionState]| {
+                registered.iter().filter(|r| states.contains(&r.state)).filter_map(|r| semver::Version::parse(&r.version).ok()).max()
+            };
+            let active = newest(&[VersionState::Active, VersionState::Probation]);
+            let stored = self.store.rollout(&name).await?;
             if let Some(version) = &active {
                 match files.iter().find(|(v, _)| v == version) {
                     Some((_, path)) => match self.run(&Candidate { path: path.clone(), seen_at: Instant::now() }, true).await {
-                        Ok(_) => continue,
+                        Ok(_) => {
+                            self.resume_after_restart(&name, version, stored.as_ref(), newest(&[VersionState::Canary])).await;
+                            continue;
+                        }
                         Err(e) => tracing::error!(plugin = %name, %version, "the active version failed its checks at start: {e}"),
                     },
                     None => tracing::error!(
@@ -278,6 +264,33 @@ impl Deployer {
             }
         }
         Ok(())
+    }
+
+    /// After a restart brought `name` back on `serving`: resumes the rollout that was in progress, a
+    /// probation of `serving` or a canary of `canary`, with the time its phase had left.
+    async fn resume_after_restart(
+        &self,
+        name: &str,
+        serving: &semver::Version,
+        stored: Option<&crate::storage::RolloutRecord>,
+        canary: Option<semver::Version>,
+    ) {
+        let Some(stored) = stored else { return };
+        let serving = serving.to_string();
+        match (stored.phase.as_str(), canary) {
+            ("probation", _) if stored.version == serving => {
+                if let Some(plugin) = self.loaded(name, &serving) {
+                    self.resume_rollout(&plugin, stored);
+                }
+            }
+            ("canary", Some(canary)) if stored.version == canary.to_string() => match self.load_version(name, &stored.version).await {
+                Ok(plugin) => self.resume_rollout(&plugin, stored),
+                Err(e) => tracing::error!(plugin = name, version = %stored.version, "the canary in progress cannot be resumed: {e:#}"),
+            },
+            _ => {
+                tracing::warn!(plugin = name, version = %stored.version, phase = %stored.phase, "the stored rollout does not match the registry; not resumed")
+            }
+        }
     }
 
     /// Runs `candidate` through the pipeline and, if it passes, makes it active. Every outcome is an
@@ -363,56 +376,58 @@ impl Deployer {
         let (cache, sha256) = (plugin.cache_outcome(), plugin.sha256().to_string());
         let plugin = Arc::new(plugin);
 
-        // Record, then roll out.
+        // Record, then roll out: the registry first (one transaction), then the rooms.
         let rollout = self.rollout_config(&m.name);
         let features = Features::on(&settings.features.iter().map(String::as_str).collect::<Vec<_>>());
         let canary_rooms = match (&current, rollout.strategy) {
             (Some(_), Strategy::Canary) if !restart => self.pick_canary(&m.name, rollout.canary_share),
             _ => Vec::new(),
         };
-        let state = if canary_rooms.is_empty() { VersionState::Active } else { VersionState::Canary };
-        if let Some(prev) = &current
-            && prev.manifest().version != m.version
-            && state == VersionState::Active
-        {
-            self.record(prev, VersionState::Stable).await.map_err(store_err)?;
-        }
-        let record = VersionRecord { plugin: m.name.clone(), version: m.version.clone(), state, sha256: sha256.clone() };
-        self.store.set_version(&record).await.map_err(store_err)?;
-        self.store.raise_floor(&m.name, &version).await.map_err(store_err)?;
+        let game = self.rooms.game(&m.name);
+        let first = restart || game.is_none();
+        let previous_rollout = self.rollouts.lock().unwrap().get(&m.name).cloned();
+        let transition = if first {
+            // A restart, or the first version: it serves every room, in the state the registry has.
+            let state = match registered.iter().find(|r| r.version == m.version).map(|r| r.state) {
+                Some(VersionState::Probation) => VersionState::Probation,
+                _ => VersionState::Active,
+            };
+            let mut t = Transition { floor: Some((m.name.clone(), version.clone())), ..Transition::default() };
+            t.versions.push(rollout::state_of(&plugin, state));
+            if !restart {
+                t.rollout = Some(None);
+            }
+            t
+        } else {
+            self.deploy_transition(&registered, current.as_ref(), &plugin, previous_rollout.as_ref(), &canary_rooms)
+        };
+        self.store.transition(&m.name, &transition).await.map_err(store_err)?;
         let signer = checked.signed.as_ref().map_or_else(|| "UNSIGNED (dev mode)".to_string(), |s| format!("signed by key {}", s.key_id));
         let from = current.as_ref().map_or_else(|| "first version".to_string(), |p| format!("replacing {}", p.manifest().version));
         let how = match (&current, canary_rooms.len()) {
             (None, _) => String::new(),
             _ if restart => String::new(),
+            (Some(_), 0) if rollout.strategy == Strategy::Canary => {
+                format!("; no room has players, so no canary: all rooms, then {} ms of probation", rollout.probation_ms)
+            }
             (Some(_), 0) => format!("; all rooms, then {} ms of probation", rollout.probation_ms),
             (Some(_), n) => format!(
-                "; canary in {n} room(s) for {} ms, then all rooms, then {} ms of probation",
+                "; canary in {n} room(s) with players for {} ms, then all rooms, then {} ms of probation",
                 rollout.canary_ms, rollout.probation_ms
             ),
         };
         let action = if restart { "restart" } else { "deploy" };
         self.audit("deploy", action, Some(&m.name), Some(&m.version), &format!("{file_name} sha256={sha256} {signer}, {from}{how}")).await;
-        let game = self.rooms.game(&m.name);
-        let phase = match (&game, &current) {
-            (Some(game), Some(prev)) if !restart => {
+        let phase = match &game {
+            Some(game) if !first => {
                 game.health(&m.version).clear_window();
-                let previous_p99 = game.health(&prev.manifest().version).window().p99_us();
-                // What a breach goes back to: the last stable version. A version still on trial that
-                // this one supersedes is not it.
-                let previous = match self.rollouts.lock().unwrap().get(&m.name) {
-                    Some(r) if r.phase != Phase::Stable => r.previous.clone().unwrap_or_else(|| prev.clone()),
-                    Some(r) => r.version.clone(),
-                    None => prev.clone(),
+                let stored = transition.rollout.clone().flatten();
+                let phase = match stored.as_ref().map(|r| r.phase.as_str()) {
+                    Some("canary") => Phase::Canary,
+                    Some(_) => Phase::Probation,
+                    None => Phase::Stable,
                 };
-                if canary_rooms.is_empty() {
-                    game.update(|s| Serving {
-                        active: plugin.clone(),
-                        canary: None,
-                        settled: rollout.probation_ms == 0,
-                        bad: s.bad.clone(),
-                    });
-                } else {
+                if phase == Phase::Canary {
                     let rooms = canary_rooms.iter().cloned().collect();
                     game.update(|s| Serving {
                         active: s.active.clone(),
@@ -420,42 +435,16 @@ impl Deployer {
                         settled: s.settled,
                         bad: s.bad.clone(),
                     });
-                }
-                let phase = if !canary_rooms.is_empty() {
-                    Phase::Canary
-                } else if rollout.probation_ms == 0 {
-                    Phase::Stable
                 } else {
-                    Phase::Probation
-                };
-                self.rollouts.lock().unwrap().insert(
-                    m.name.clone(),
-                    Rollout {
-                        version: plugin.clone(),
-                        previous: Some(previous),
-                        phase,
-                        since: Instant::now(),
-                        paused: false,
-                        previous_p99,
-                        held: false,
-                    },
-                );
+                    game.update(|s| Serving { active: plugin.clone(), canary: None, settled: phase == Phase::Stable, bad: s.bad.clone() });
+                }
+                let previous_p99 = stored.and_then(|r| r.previous_p99_us);
+                self.rollouts.lock().unwrap().insert(m.name.clone(), Rollout::new(plugin.clone(), phase, previous_p99));
                 phase
             }
             _ => {
                 self.rooms.activate(plugin.clone(), init_config, features, Duration::from_millis(self.policy(&m.name).window_ms));
-                self.rollouts.lock().unwrap().insert(
-                    m.name.clone(),
-                    Rollout {
-                        version: plugin.clone(),
-                        previous: None,
-                        phase: Phase::Stable,
-                        since: Instant::now(),
-                        paused: false,
-                        previous_p99: None,
-                        held: false,
-                    },
-                );
+                self.rollouts.lock().unwrap().insert(m.name.clone(), Rollout::new(plugin.clone(), Phase::Stable, None));
                 Phase::Stable
             }
         };
@@ -463,90 +452,6 @@ impl Deployer {
         self.served.lock().unwrap().entry(m.name.clone()).or_default().push(plugin.clone());
         let timings = DeployTimings { event_to_verified, compile, cache, smoke, event_to_active: candidate.seen_at.elapsed() };
         Ok((plugin, timings))
-    }
-
-    /// A room could not take a new version: mark it bad and put the previous version back everywhere.
-    pub async fn swap_failed(&self, failure: SwapFailure) {
-        let reason = format!("room {} could not take it: {}", failure.room, failure.reason);
-        if let Err(e) = self.roll_back(&failure.game, Some(&failure.to), None, &reason, "health").await {
-            tracing::debug!(game = %failure.game, "no rollback for the failed swap: {e:#}");
-        }
-    }
-
-    /// Marks the newest serving version (`expected`, if given: otherwise nothing happens) bad and puts
-    /// `to` (default: the last stable version) back in every room: rooms on the bad version rebuild
-    /// their state in it from their pre-swap checkpoint and journal. Returns (bad, back on).
-    pub async fn roll_back(
-        &self,
-        game_name: &str,
-        expected: Option<&str>,
-        to: Option<&str>,
-        reason: &str,
-        actor: &str,
-    ) -> Result<(String, String)> {
-        let Some(game) = self.rooms.game(game_name) else { bail!("no plugin named {game_name:?} is loaded") };
-        let serving = game.serving();
-        let trial = serving.canary.as_ref().map(|c| c.plugin.clone()).unwrap_or_else(|| serving.active.clone());
-        let bad = trial.manifest().version.clone();
-        if let Some(expected) = expected
-            && expected != bad
-        {
-            bail!("{game_name} {expected} is not serving (serving {bad}); nothing to roll back");
-        }
-        let bad = bad.as_str();
-        let target = {
-            let served = self.served.lock().unwrap();
-            let history = served.get(game_name).cloned().unwrap_or_default();
-            let previous = self.rollouts.lock().unwrap().get(game_name).and_then(|r| r.previous.clone());
-            match to {
-                Some(v) => history.iter().rev().find(|p| p.manifest().version == v).cloned(),
-                None => previous.or_else(|| {
-                    history.iter().rev().find(|p| p.manifest().version != bad && !serving.is_bad(&p.manifest().version)).cloned()
-                }),
-            }
-        };
-        let Some(target) = target else {
-            bail!(
-                "no version to roll {game_name} {bad} back to{}: it was not served since the server started",
-                to.map(|v| format!(" ({v})")).unwrap_or_default()
-            )
-        };
-        let to = target.manifest().version.clone();
-        game.update(|s| {
-            let mut bad_list = s.bad.clone();
-            bad_list.push(bad.to_string());
-            Serving { active: target.clone(), canary: None, settled: true, bad: bad_list }
-        });
-        self.served.lock().unwrap().entry(game_name.to_string()).or_default().retain(|p| p.manifest().version != bad);
-        self.rollouts.lock().unwrap().insert(
-            game_name.to_string(),
-            Rollout {
-                version: target.clone(),
-                previous: None,
-                phase: Phase::Stable,
-                since: Instant::now(),
-                paused: false,
-                previous_p99: None,
-                held: false,
-            },
-        );
-        tracing::error!(plugin = game_name, bad, back_to = %to, actor, "rolled back: {reason}");
-        self.record(&trial, VersionState::Bad).await?;
-        self.record(&target, VersionState::Active).await?;
-        self.audit(actor, "rollback", Some(game_name), Some(bad), &format!("{reason}; back on {to}")).await;
-        let _ = self.events.send(DeployEvent::RolledBack {
-            plugin: game_name.to_string(),
-            bad: bad.to_string(),
-            to: to.clone(),
-            reason: reason.to_string(),
-        });
-        Ok((bad.to_string(), to))
-    }
-
-    async fn record(&self, plugin: &Plugin, state: VersionState) -> Result<()> {
-        let m = plugin.manifest();
-        let record = VersionRecord { plugin: m.name.clone(), version: m.version.clone(), state, sha256: plugin.sha256().to_string() };
-        self.store.set_version(&record).await
     }
 
     async fn audit(&self, actor: &str, action: &str, plugin: Option<&str>, version: Option<&str>, detail: &str) {
@@ -560,19 +465,6 @@ impl Deployer {
         self.served.lock().unwrap().get(plugin)?.iter().rev().find(|p| p.manifest().version == version).cloned()
     }
 
-    /// The stable version a rollback of `plugin` goes back to by default.
-    pub fn previous_stable(&self, plugin: &str) -> Option<String> {
-        let rollouts = self.rollouts.lock().unwrap();
-        let r = rollouts.get(plugin)?;
-        if let Some(p) = &r.previous {
-            return Some(p.manifest().version.clone());
-        }
-        let served = self.served.lock().unwrap();
-        let history = served.get(plugin)?;
-        history.iter().rev().map(|p| p.manifest().version.clone()).find(|v| *v != r.version.manifest().version)
-    }
-
-    /// The rollout settings of `plugin`.
     fn rollout_config(&self, plugin: &str) -> RolloutConfig {
         self.plugins.get(plugin).and_then(|p| p.rollout.clone()).unwrap_or_else(|| self.rollout.clone())
     }
@@ -580,131 +472,6 @@ impl Deployer {
     /// The health policy of `plugin`.
     pub fn policy(&self, plugin: &str) -> Policy {
         self.plugins.get(plugin).and_then(|p| p.health.clone()).unwrap_or_else(|| self.health.clone())
-    }
-
-    /// The canary rooms: `share` of the game's open rooms (at least one), chosen by a hash of their id.
-    fn pick_canary(&self, game: &str, share: f64) -> Vec<String> {
-        let mut rooms: Vec<String> = self.rooms.list().into_iter().filter(|r| r.game == game).map(|r| r.room).collect();
-        if rooms.is_empty() {
-            return rooms;
-        }
-        let n = ((rooms.len() as f64 * share).ceil() as usize).clamp(1, rooms.len());
-        let hash = |r: &String| {
-            use std::hash::{Hash, Hasher};
-            let mut h = std::collections::hash_map::DefaultHasher::new();
-            r.hash(&mut h);
-            h.finish()
-        };
-        rooms.sort_by_key(hash);
-        rooms.truncate(n);
-        rooms
-    }
-
-    /// Checks every version on trial against its policy, rolls back a breach, and moves rollouts on
-    /// (canary -> every room -> probation -> stable). Runs every tenth of a second.
-    pub async fn evaluate(&self) {
-        let trials: Vec<(String, Rollout)> =
-            self.rollouts.lock().unwrap().iter().filter(|(_, r)| r.phase != Phase::Stable).map(|(n, r)| (n.clone(), r.clone())).collect();
-        for (name, rollout) in trials {
-            let Some(game) = self.rooms.game(&name) else { continue };
-            let version = rollout.version.manifest().version.clone();
-            let window = game.health(&version).window();
-            if let Some(breach) = self.policy(&name).check(&window, rollout.previous_p99) {
-                let phase = format!("{:?}", rollout.phase).to_lowercase();
-                let reason = format!("health breach during {phase}: {breach}");
-                if let Err(e) = self.roll_back(&name, Some(&version), None, &reason, "health").await {
-                    tracing::error!(plugin = %name, %version, "{reason}, but it cannot be rolled back: {e:#}");
-                    self.rollouts.lock().unwrap().entry(name.clone()).and_modify(|r| r.phase = Phase::Stable);
-                }
-                continue;
-            }
-            let config = self.rollout_config(&name);
-            let elapsed = rollout.since.elapsed().as_millis() as u64;
-            if rollout.paused {
-                continue;
-            }
-            let window_ms = match rollout.phase {
-                Phase::Canary => config.canary_ms,
-                Phase::Probation => config.probation_ms,
-                Phase::Stable => continue,
-            };
-            // No phase ends on too little evidence: the version must have served the policy's minimum of
-            // calls within its health window (rooms tick, so any room running it gives them).
-            let min_calls = self.policy(&name).min_calls;
-            if elapsed >= window_ms && window.calls < min_calls {
-                if !rollout.held {
-                    let phase = format!("{:?}", rollout.phase).to_lowercase();
-                    tracing::warn!(plugin = %name, %version, calls = window.calls, min_calls,
-                        "{phase} held past its {window_ms} ms: {} calls in the health window, fewer than the {min_calls} needed to judge the version; it moves on once rooms have run it (or `warden promote`)", window.calls);
-                    self.rollouts.lock().unwrap().entry(name.clone()).and_modify(|r| r.held = true);
-                }
-                continue;
-            }
-            if elapsed >= window_ms {
-                let phase = format!("{:?}", rollout.phase).to_lowercase();
-                let why = format!(
-                    "{phase} passed {elapsed} ms with {} calls, {} errors, {} traps",
-                    window.calls,
-                    window.errors,
-                    window.traps + window.deadlines
-                );
-                if let Err(e) = self.advance(&name, "deploy", &why).await {
-                    tracing::error!(plugin = %name, "the rollout cannot move on: {e:#}");
-                }
-            }
-        }
-    }
-
-    /// Moves `plugin`'s rollout one phase on: canary -> every room (probation), probation -> stable.
-    pub async fn advance(&self, name: &str, actor: &str, why: &str) -> Result<String> {
-        let Some(game) = self.rooms.game(name) else { bail!("no plugin named {name:?} is loaded") };
-        let Some(rollout) = self.rollouts.lock().unwrap().get(name).cloned() else { bail!("{name} has no rollout") };
-        let version = rollout.version.manifest().version.clone();
-        let probation = self.rollout_config(name).probation_ms;
-        let (action, next) = match rollout.phase {
-            Phase::Canary => {
-                let plugin = rollout.version.clone();
-                game.update(|s| Serving { active: plugin.clone(), canary: None, settled: probation == 0, bad: s.bad.clone() });
-                if let Some(prev) = &rollout.previous {
-                    self.record(prev, VersionState::Stable).await?;
-                }
-                self.record(&rollout.version, VersionState::Active).await?;
-                ("promote", if probation == 0 { Phase::Stable } else { Phase::Probation })
-            }
-            Phase::Probation => {
-                game.update(|s| Serving { settled: true, ..s.clone() });
-                ("promote", Phase::Stable)
-            }
-            Phase::Stable => bail!("{name} {version} is already stable"),
-        };
-        self.rollouts.lock().unwrap().insert(name.to_string(), Rollout { phase: next, since: Instant::now(), held: false, ..rollout });
-        let detail = match next {
-            Phase::Probation => format!("{why}; every room runs it now, on probation for {probation} ms"),
-            _ => format!("{why}; stable: rooms checkpoint on their normal cadence"),
-        };
-        tracing::info!(plugin = name, %version, actor, "{action}: {detail}");
-        self.audit(actor, action, Some(name), Some(&version), &detail).await;
-        let _ = self.events.send(DeployEvent::Advanced { plugin: name.to_string(), version: version.clone(), phase: next });
-        Ok(format!("{name} {version}: {detail}"))
-    }
-
-    /// Holds (or with `on = false`, resumes) `plugin`'s rollout in its phase; health checks go on.
-    pub async fn pause(&self, name: &str, on: bool, actor: &str) -> Result<String> {
-        let msg = {
-            let mut rollouts = self.rollouts.lock().unwrap();
-            let Some(r) = rollouts.get_mut(name) else { bail!("no plugin named {name:?} is loaded") };
-            r.paused = on;
-            if !on {
-                r.since = Instant::now();
-            }
-            format!(
-                "{name} {} {}",
-                r.version.manifest().version,
-                if on { "paused: its rollout holds its phase (automatic rollback stays on)" } else { "resumed" }
-            )
-        };
-        self.audit(actor, if on { "pause" } else { "resume" }, Some(name), None, &msg).await;
-        Ok(msg)
     }
 
     /// Every plugin's versions, rollout phase, health and rooms, and the last rollbacks.
@@ -751,7 +518,10 @@ impl Deployer {
             health.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
-                    _ = stop.cancelled() => break,
+                    _ = stop.cancelled() => {
+                        self.save_rollouts().await;
+                        break;
+                    }
                     _ = health.tick() => self.evaluate().await,
                     Some(failure) = async { match failures.as_mut() { Some(f) => f.recv().await, None => std::future::pending().await } } => {
                         self.swap_failed(failure).await;

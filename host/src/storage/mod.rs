@@ -43,12 +43,16 @@ pub struct StoredSave {
 pub enum VersionState {
     /// Verified and compiled, not yet serving.
     Staged,
-    /// Serving a share of rooms.
+    /// On trial in a share of rooms.
     Canary,
-    /// Serving every room, on probation.
+    /// Serving every room, on trial.
+    Probation,
+    /// Serving every room, past its trial.
     Active,
-    /// Past probation.
+    /// Past its trial, no longer serving: what a rollback can go back to.
     Stable,
+    /// Replaced by a newer version before it finished its trial; not a rollback target by default.
+    Superseded,
     /// Rolled back; never loaded again.
     Bad,
 }
@@ -59,8 +63,10 @@ impl VersionState {
         match self {
             VersionState::Staged => "staged",
             VersionState::Canary => "canary",
+            VersionState::Probation => "probation",
             VersionState::Active => "active",
             VersionState::Stable => "stable",
+            VersionState::Superseded => "superseded",
             VersionState::Bad => "bad",
         }
     }
@@ -69,8 +75,10 @@ impl VersionState {
         Ok(match s {
             "staged" => VersionState::Staged,
             "canary" => VersionState::Canary,
+            "probation" => VersionState::Probation,
             "active" => VersionState::Active,
             "stable" => VersionState::Stable,
+            "superseded" => VersionState::Superseded,
             "bad" => VersionState::Bad,
             other => bail!("unknown version state {other:?} in the registry"),
         })
@@ -88,6 +96,49 @@ pub struct VersionRecord {
     pub state: VersionState,
     /// sha256 of the component.
     pub sha256: String,
+}
+
+impl VersionState {
+    /// Whether the version finished its trial and is not bad: a rollback target.
+    pub fn is_proven(self) -> bool {
+        matches!(self, VersionState::Active | VersionState::Stable)
+    }
+
+    /// Whether rooms run it.
+    pub fn is_serving(self) -> bool {
+        matches!(self, VersionState::Canary | VersionState::Probation | VersionState::Active)
+    }
+}
+
+/// A plugin's rollout in progress, as stored: a restart resumes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RolloutRecord {
+    /// Plugin name.
+    pub plugin: String,
+    /// The version on trial.
+    pub version: String,
+    /// `canary` or `probation`.
+    pub phase: String,
+    /// How long the phase has run, across restarts.
+    pub elapsed_ms: u64,
+    /// Whether the operator paused it.
+    pub paused: bool,
+    /// The canary's rooms.
+    pub canary_rooms: Vec<String>,
+    /// The p99 of the version it replaces, when it began.
+    pub previous_p99_us: Option<u64>,
+}
+
+/// What a rollout step changes in the registry, written in one transaction: either all of it is
+/// stored or none of it.
+#[derive(Clone, Debug, Default)]
+pub struct Transition {
+    /// Version states to set.
+    pub versions: Vec<VersionRecord>,
+    /// The rollout row: `Some(Some(r))` stores `r`, `Some(None)` deletes it, `None` leaves it.
+    pub rollout: Option<Option<RolloutRecord>>,
+    /// Raise the plugin's floor to this version (never lowers it).
+    pub floor: Option<(String, semver::Version)>,
 }
 
 /// One audit entry.
@@ -194,6 +245,27 @@ impl Store {
     pub async fn raise_floor(&self, plugin: &str, version: &semver::Version) -> Result<()> {
         match self {
             Store::Sqlite(s) => s.raise_floor(plugin, version).await,
+        }
+    }
+
+    /// Applies a rollout step to the registry in one transaction.
+    pub async fn transition(&self, plugin: &str, t: &Transition) -> Result<()> {
+        match self {
+            Store::Sqlite(s) => s.transition(plugin, t).await,
+        }
+    }
+
+    /// The stored rollout of `plugin`, if one is in progress.
+    pub async fn rollout(&self, plugin: &str) -> Result<Option<RolloutRecord>> {
+        match self {
+            Store::Sqlite(s) => s.rollout(plugin).await,
+        }
+    }
+
+    /// Records how long `plugin`'s rollout of `version` has run (if that rollout is still the stored one).
+    pub async fn rollout_elapsed(&self, plugin: &str, version: &str, elapsed_ms: u64) -> Result<()> {
+        match self {
+            Store::Sqlite(s) => s.rollout_elapsed(plugin, version, elapsed_ms).await,
         }
     }
 

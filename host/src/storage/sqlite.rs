@@ -1,7 +1,7 @@
 //! The SQLite backend: WAL journal, `synchronous=FULL` (a committed transaction survives power loss),
 //! schema created and migrated by the program (`host/migrations/sqlite`).
 
-use super::{AuditEntry, Checkpoint, SaveWrite, StoredSave, VersionRecord, VersionState, now_ms, pack, unpack};
+use super::{AuditEntry, Checkpoint, RolloutRecord, SaveWrite, StoredSave, Transition, VersionRecord, VersionState, now_ms, pack, unpack};
 use anyhow::{Context as _, Result};
 use sqlx::Row;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
@@ -153,11 +153,99 @@ impl SqliteStore {
         Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
     }
 
+    /// Applies a rollout step in one `BEGIN IMMEDIATE` transaction.
+    pub async fn transition(&self, plugin: &str, t: &Transition) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        let at = now_ms();
+        for r in &t.versions {
+            sqlx::query(
+                "INSERT INTO plugin_versions (plugin, version, state, sha256, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (plugin, version) DO UPDATE SET state = excluded.state, sha256 = excluded.sha256, updated_at = excluded.updated_at",
+            )
+            .bind(&r.plugin)
+            .bind(&r.version)
+            .bind(r.state.as_str())
+            .bind(&r.sha256)
+            .bind(at)
+            .execute(&mut *tx)
+            .await?;
+        }
+        match &t.rollout {
+            None => {}
+            Some(None) => {
+                sqlx::query("DELETE FROM plugin_rollouts WHERE plugin = ?1").bind(plugin).execute(&mut *tx).await?;
+            }
+            Some(Some(r)) => {
+                sqlx::query(
+                    "INSERT INTO plugin_rollouts (plugin, version, phase, elapsed_ms, paused, canary_rooms, previous_p99_us)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                     ON CONFLICT (plugin) DO UPDATE SET version = excluded.version, phase = excluded.phase,
+                       elapsed_ms = excluded.elapsed_ms, paused = excluded.paused, canary_rooms = excluded.canary_rooms,
+                       previous_p99_us = excluded.previous_p99_us",
+                )
+                .bind(plugin)
+                .bind(&r.version)
+                .bind(&r.phase)
+                .bind(r.elapsed_ms as i64)
+                .bind(r.paused)
+                .bind(serde_json::to_string(&r.canary_rooms)?)
+                .bind(r.previous_p99_us.map(|p| p as i64))
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        if let Some((plugin, version)) = &t.floor {
+            Self::raise_floor_in(&mut tx, plugin, version).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The stored rollout of `plugin`.
+    pub async fn rollout(&self, plugin: &str) -> Result<Option<RolloutRecord>> {
+        let row =
+            sqlx::query("SELECT version, phase, elapsed_ms, paused, canary_rooms, previous_p99_us FROM plugin_rollouts WHERE plugin = ?1")
+                .bind(plugin)
+                .fetch_optional(&self.pool)
+                .await?;
+        row.map(|row| {
+            let rooms: String = row.get("canary_rooms");
+            Ok(RolloutRecord {
+                plugin: plugin.to_string(),
+                version: row.get("version"),
+                phase: row.get("phase"),
+                elapsed_ms: row.get::<i64, _>("elapsed_ms").max(0) as u64,
+                paused: row.get("paused"),
+                canary_rooms: serde_json::from_str(&rooms)
+                    .with_context(|| format!("the stored canary rooms of {plugin} are not a list"))?,
+                previous_p99_us: row.get::<Option<i64>, _>("previous_p99_us").map(|p| p.max(0) as u64),
+            })
+        })
+        .transpose()
+    }
+
+    /// Records the time `plugin`'s rollout of `version` has run.
+    pub async fn rollout_elapsed(&self, plugin: &str, version: &str, elapsed_ms: u64) -> Result<()> {
+        sqlx::query("UPDATE plugin_rollouts SET elapsed_ms = ?3 WHERE plugin = ?1 AND version = ?2")
+            .bind(plugin)
+            .bind(version)
+            .bind(elapsed_ms as i64)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// Raises the floor (never lowers it), in one transaction.
     pub async fn raise_floor(&self, plugin: &str, version: &semver::Version) -> Result<()> {
         let mut tx = self.begin_write().await?;
+        Self::raise_floor_in(&mut tx, plugin, version).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn raise_floor_in(tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>, plugin: &str, version: &semver::Version) -> Result<()> {
         let current: Option<String> =
-            sqlx::query_scalar("SELECT floor FROM version_floors WHERE plugin = ?1").bind(plugin).fetch_optional(&mut *tx).await?;
+            sqlx::query_scalar("SELECT floor FROM version_floors WHERE plugin = ?1").bind(plugin).fetch_optional(&mut **tx).await?;
         let higher = match current.as_deref().map(semver::Version::parse) {
             Some(Ok(current)) => *version > current,
             _ => true,
@@ -168,10 +256,9 @@ impl SqliteStore {
             )
             .bind(plugin)
             .bind(version.to_string())
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?;
         }
-        tx.commit().await?;
         Ok(())
     }
 

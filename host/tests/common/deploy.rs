@@ -95,6 +95,9 @@ impl Env {
             "deploy.rescan_ms=300".into(),
             "deploy.signature_wait_ms=600".into(),
             "rooms.empty_grace_ms=60000".into(),
+            // Players here wait, silent, while a version compiles; on a loaded machine a debug build can
+            // take longer than the default 30 s idle timeout, which would close them.
+            "net.idle_timeout_ms=600000".into(),
             // Every room at once unless a test asks for a canary.
             "rollout.strategy=\"immediate\"".into(),
         ];

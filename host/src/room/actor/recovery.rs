@@ -24,7 +24,17 @@ impl Room {
             Some(instance) => instance,
             None => {
                 let mut instance = self.plugin.instantiate(self.env()).map_err(|e| format!("{e:#}"))?;
-                instance.init(&self.info(), &self.game.config).map_err(|e| e.to_string())?;
+                if let Err(e) = instance.init(&self.info(), &self.game.config) {
+                    // A trap in `init` counts against the version like any other (a canary whose rooms
+                    // cannot start is not a canary that saw no traps).
+                    if e.is_fatal() {
+                        let mut failed = Counts::default();
+                        failed.calls = 1;
+                        failed.traps = 1;
+                        self.health.add(&failed);
+                    }
+                    return Err(e.to_string());
+                }
                 self.collect(&mut instance);
                 instance
             }
