@@ -19,12 +19,21 @@ enum Command {
     /// Show what a plugin file is: its manifest, world, exports and imports, size, sha256 and compile
     /// time; or explain why it is not a valid Warden plugin (exit status 1).
     Inspect(commands::inspect::InspectArgs),
+    /// Re-version a built plugin without rebuilding it: append a manifest naming the new version (the
+    /// code is untouched), write NAME-VERSION.wasm, then sign it with `warden sign`.
+    #[command(disable_version_flag = true)]
+    Stamp(commands::stamp::StampArgs),
     /// Run the game server: load the plugins, open the WebSocket and TCP listeners, run rooms until
     /// SIGINT or SIGTERM, then shut down gracefully.
     Serve(commands::serve::ServeArgs),
     /// Load generator: connect N players to a running server, play arena or chat at a fixed rate, and
     /// report sent, answered, errors, lost and round-trip percentiles; exits 1 if anything was lost or a
     /// connection failed.
+    ///
+    /// Player tokens: each bot (`bot-0`, `bot-1`, ...) gets a one-hour token minted with the server's
+    /// `auth.secret`, read from the same configuration the server reads (`warden.toml`,
+    /// `WARDEN_AUTH__SECRET`, or `--set auth.secret=...`). Without a secret the bots join as anonymous
+    /// guests, which only a `--dev` server admits.
     Bots(commands::bots::BotsArgs),
     /// Player saves: show one (size, revision, time, content as JSON), export and import.
     Saves(commands::saves::SavesArgs),
@@ -66,6 +75,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Inspect(args) => commands::inspect::run(args),
+        Command::Stamp(args) => commands::stamp::run(args),
         Command::Serve(args) => commands::serve::run(args),
         Command::Token(args) => commands::token::run(args),
         Command::Keygen(args) => commands::sign::keygen(args),

@@ -128,3 +128,30 @@ fn a_missing_file_is_named() {
     assert!(!out.status.success());
     assert!(stderr.contains("failed to read /nonexistent/plugin.wasm"), "{stderr}");
 }
+
+#[test]
+fn stamp_re_versions_a_build_that_inspect_then_reads_and_refuses_what_it_cannot_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("arena.wasm");
+    std::fs::write(&src, wasm_bytes("arena")).unwrap();
+    let stamp = |args: &[&str]| Command::new(warden_bin()).arg("stamp").args(args).output().expect("warden runs");
+    let file = src.to_str().unwrap();
+
+    let out = stamp(&[file, "--version", "9.4.2"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stamped = dir.path().join("arena-9.4.2.wasm");
+    let out = inspect(&stamped, &["--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((report["name"].as_str(), report["version"].as_str()), (Some("arena"), Some("9.4.2")), "{report}");
+    assert_eq!(std::fs::read(&src).unwrap(), wasm_bytes("arena"), "the input is untouched");
+
+    let err = |out: Output| {
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    assert!(err(stamp(&[file, "--version", "9.4.2"])).contains("--force"), "an existing output is not overwritten");
+    assert!(stamp(&[file, "--version", "9.4.2", "--force"]).status.success());
+    assert!(err(stamp(&[file, "--version", "nine"])).contains("semver"));
+    assert!(err(stamp(&[file, "--version", "1.0.0", "--name", "chat"])).contains("not \"chat\""));
+}

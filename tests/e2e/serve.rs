@@ -107,3 +107,40 @@ fn token_mints_what_the_server_accepts_and_needs_a_secret() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("WARDEN_AUTH__SECRET"));
 }
+
+#[test]
+fn a_server_whose_stdout_was_closed_still_shuts_down_cleanly() {
+    // What `scripts/demo` does on Ctrl-C: the `tee` reading the server's stdout is gone before the
+    // server prints its last line. That line must not panic the server (exit 101).
+    let dir = tempfile::tempdir().unwrap();
+    let mut serve = warden_tests::Serve::start(dir.path(), &["arena"], &[]);
+    drop(serve.child.stdout.take());
+    let status = serve.terminate();
+    assert!(status.success(), "exit status {status:?}");
+}
+
+#[test]
+fn bots_help_says_where_player_tokens_come_from() {
+    let out = Command::new(warden_bin()).args(["bots", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{help}");
+    assert!(help.contains("auth.secret") && help.contains("WARDEN_AUTH__SECRET") && help.contains("--dev"), "{help}");
+}
+
+#[test]
+fn the_python_client_in_docs_plays_hello() {
+    // docs/play.py: the way to play without websocat (Debian 12 has none), standard library only.
+    let dir = tempfile::tempdir().unwrap();
+    let serve = Serve::start(dir.path(), &["hello"], &[]);
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/play.py");
+    let out = Command::new("python3")
+        .arg(&script)
+        .args(["--url", &serve.ws, "--game", "hello", "--room", "py-1", "--send", "Ann", "--send", "Bob", "--count", "2", "--wait", "60"])
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .output()
+        .expect("python3 runs (the machine has Python 3.11)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains(r#""type": "joined""#), "{stdout}");
+    assert!(stdout.contains("hello, Ann (greeting #1)") && stdout.contains("hello, Bob (greeting #2)"), "{stdout}");
+}

@@ -10,4 +10,5 @@ pub mod push;
 pub mod saves;
 pub mod serve;
 pub mod sign;
+pub mod stamp;
 pub mod token;

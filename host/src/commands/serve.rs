@@ -38,20 +38,29 @@ pub fn run(args: ServeArgs) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("warden").build()?;
     runtime.block_on(async {
         let server = Server::start(config).await?;
-        // One line on stdout for scripts and tests to read the bound addresses from.
-        println!(
+        // One line on stdout for scripts and tests to read the bound addresses from. Stdout may be a
+        // pipe whose reader is gone (a `tee` killed by the same Ctrl-C): a write that fails is not a
+        // reason to stop, let alone to panic, so its error is ignored.
+        say(&format!(
             "warden listening ws=ws://{}/ws tcp={} admin={} games={}",
             server.ws_addr(),
             server.tcp_addr(),
             server.admin_addr(),
             server.games().join(",")
-        );
+        ));
         wait_for_signal().await?;
         tracing::info!("shutting down: finishing ticks and telling players");
         server.shutdown().await;
-        println!("warden stopped");
+        say("warden stopped");
         Ok(())
     })
+}
+
+/// A line on stdout, flushed; a closed stdout is ignored.
+fn say(line: &str) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}").and_then(|()| out.flush());
 }
 
 async fn wait_for_signal() -> Result<()> {
