@@ -195,3 +195,28 @@ async fn a_canary_takes_only_rooms_with_players_and_holds_until_players_have_use
     assert_eq!((state_of(&all, "1.0.0"), state_of(&all, "1.1.0")), (VersionState::Stable, VersionState::Probation));
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deploy_the_store_could_not_record_leaves_no_half_state_and_is_tried_again() {
+    let (env, dir, server, mut events) = serving("arena", "arena", &[]).await;
+    // Another writer holds the database's write lock for longer than the busy timeout (5 s).
+    let other = sqlx::sqlite::SqlitePoolOptions::new().max_connections(1).connect(&format!("sqlite://{}", env.db.display())).await.unwrap();
+    let lock = other.begin_with("BEGIN IMMEDIATE").await.unwrap();
+    drop_version(&dir, "arena-b", "arena", "1.1.0");
+    // (The store waits out its busy timeout twice: for the deploy, then for the rejection's audit entry.)
+    let event = next_event(&mut events, WAIT * 2, |e| matches!(e, DeployEvent::Rejected { .. })).await;
+    let DeployEvent::Rejected { kind, message, .. } = event else { unreachable!() };
+    assert_eq!(kind, "store", "{message}");
+    assert!(message.contains("tries the file again by itself"), "advice that works: {message}");
+    // Nothing of it was recorded, and 1.0.0 serves on.
+    assert_eq!(active(&server, "arena"), "1.0.0");
+    let all = states(&server, "arena").await;
+    assert_eq!(all, [("1.0.0".to_string(), VersionState::Active)], "no half state");
+    assert_eq!(server.store().floor("arena").await.unwrap(), Some(semver::Version::new(1, 0, 0)));
+    // The store is back: the file goes live without anyone dropping it again.
+    lock.rollback().await.unwrap();
+    deployed(&mut events, "1.1.0").await;
+    let all = checked_states(&server, "arena").await;
+    assert_eq!((state_of(&all, "1.0.0"), state_of(&all, "1.1.0")), (VersionState::Stable, VersionState::Probation));
+    server.shutdown().await;
+}

@@ -510,7 +510,11 @@ impl Deployer {
     /// [`Deployer::boot`]).
     pub fn spawn(self: Arc<Self>, stop: CancellationToken) -> Result<tokio::task::JoinHandle<()>> {
         let (tx, mut candidates) = mpsc::channel(64);
+        let retry_tx = tx.clone();
         let watcher = if self.deploy.watch { Some(watch::Watcher::start(&self.dir, &self.deploy, tx, stop.clone())?) } else { None };
+        // Files the store failed to record (a locked or unreachable database): tried again by themselves,
+        // after 1 s, doubling up to 30 s, for as long as the file is there.
+        let mut attempts: HashMap<PathBuf, u32> = HashMap::new();
         let mut failures = self.rooms.take_swap_failures();
         Ok(tokio::spawn(async move {
             let _watcher = watcher;
@@ -527,7 +531,26 @@ impl Deployer {
                         self.swap_failed(failure).await;
                     }
                     Some(candidate) = candidates.recv() => {
-                        let _ = self.run(&candidate, false).await;
+                        match self.run(&candidate, false).await {
+                            Err(Rejection::Store(_)) if candidate.path.exists() => {
+                                let n = attempts.entry(candidate.path.clone()).or_insert(0);
+                                let wait = Duration::from_secs(1 << (*n).min(5)).min(Duration::from_secs(30));
+                                *n += 1;
+                                tracing::warn!(file = %candidate.path.display(), ?wait, attempt = *n, "the store failed to record the deploy; trying it again");
+                                let (tx, stop) = (retry_tx.clone(), stop.clone());
+                                tokio::spawn(async move {
+                                    tokio::select! {
+                                        _ = stop.cancelled() => {}
+                                        _ = tokio::time::sleep(wait) => {
+                                            let _ = tx.send(Candidate { path: candidate.path, seen_at: Instant::now() }).await;
+                                        }
+                                    }
+                                });
+                            }
+                            _ => {
+                                attempts.remove(&candidate.path);
+                            }
+                        }
                     }
                 }
             }

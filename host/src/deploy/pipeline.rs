@@ -104,7 +104,11 @@ impl Rejection {
             Rejection::NotAboveFloor { .. } => "bump the plugin's version (Cargo.toml) above the floor, rebuild and sign".into(),
             Rejection::MarkedBad { .. } => "fix the plugin and release it under a higher version".into(),
             Rejection::Smoke(_) => "run the plugin's init, snapshot and restore under `warden_sdk::testing::Harness` and fix the failure".into(),
-            Rejection::Store(_) => "check the store (storage.url) and drop the file again".into(),
+            Rejection::Store(_) => {
+                "nothing was recorded and the serving version is untouched; Warden tries the file again by itself (after 1 s, \
+                 doubling up to 30 s) while it is in the plugin directory: if the store stays unavailable, check storage.url"
+                    .into()
+            }
         }
     }
 }
