@@ -104,7 +104,9 @@ where
         room: None,
         format: Format::MsgPack,
     };
-    let close = session.serve(stream).await;
+    let mut stream = stream;
+    let close = session.serve(&mut stream).await;
+    let closed_by_server = close.is_some();
     session.leave_room().await;
     if let Some((code, reason)) = &close {
         tracing::debug!(peer = %peer, ?code, "closing: {reason}");
@@ -119,6 +121,14 @@ where
     if tokio::time::timeout(Duration::from_secs(2), writer).await.is_err() {
         abort.abort();
     }
+    // A lingering close: the writer has sent the reason and shut down its side; read and discard what
+    // the client still sends (a flood, its own close frame) until it closes or a second passes. Closing a
+    // socket with unread data makes the kernel reset the connection, and a reset can discard the error
+    // frame still on its way to the client, which then never learns why it was closed.
+    if closed_by_server {
+        let _ = tokio::time::timeout(Duration::from_secs(1), async { while stream.next().await.is_some() {} }).await;
+    }
+    drop(stream);
     drop(slot);
 }
 
