@@ -429,12 +429,7 @@ impl Deployer {
                 };
                 if phase == Phase::Canary {
                     let rooms = canary_rooms.iter().cloned().collect();
-                    game.update(|s| Serving {
-                        active: s.active.clone(),
-                        canary: Some(Canary { plugin: plugin.clone(), rooms }),
-                        settled: s.settled,
-                        bad: s.bad.clone(),
-                    });
+                    game.update(|s| Serving { canary: Some(Canary { plugin: plugin.clone(), rooms }), ..s.clone() });
                 } else {
                     game.update(|s| Serving { active: plugin.clone(), canary: None, settled: phase == Phase::Stable, bad: s.bad.clone() });
                 }

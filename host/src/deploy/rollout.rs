@@ -457,12 +457,7 @@ impl Deployer {
         let phase = if stored.phase == "canary" { Phase::Canary } else { Phase::Probation };
         if phase == Phase::Canary {
             let rooms = stored.canary_rooms.iter().cloned().collect();
-            game.update(|s| Serving {
-                active: s.active.clone(),
-                canary: Some(Canary { plugin: plugin.clone(), rooms }),
-                settled: s.settled,
-                bad: s.bad.clone(),
-            });
+            game.update(|s| Serving { canary: Some(Canary { plugin: plugin.clone(), rooms }), ..s.clone() });
         } else {
             game.update(|s| Serving { settled: false, ..s.clone() });
         }

@@ -213,13 +213,6 @@ impl Store {
         }
     }
 
-    /// Records a version's state (inserting it if new).
-    pub async fn set_version(&self, record: &VersionRecord) -> Result<()> {
-        match self {
-            Store::Sqlite(s) => s.set_version(record).await,
-        }
-    }
-
     /// Names of every plugin in the registry.
     pub async fn plugins(&self) -> Result<Vec<String>> {
         match self {

@@ -99,22 +99,6 @@ impl SqliteStore {
         rows.into_iter().map(|row| Ok((row.get("game"), row.get("player"), stored_save(&row)?))).collect()
     }
 
-    /// Records a version's state.
-    pub async fn set_version(&self, r: &VersionRecord) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO plugin_versions (plugin, version, state, sha256, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
-             ON CONFLICT (plugin, version) DO UPDATE SET state = excluded.state, sha256 = excluded.sha256, updated_at = excluded.updated_at",
-        )
-        .bind(&r.plugin)
-        .bind(&r.version)
-        .bind(r.state.as_str())
-        .bind(&r.sha256)
-        .bind(now_ms())
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
     /// Names of every plugin in the registry.
     pub async fn plugins(&self) -> Result<Vec<String>> {
         Ok(sqlx::query_scalar("SELECT DISTINCT plugin FROM plugin_versions ORDER BY plugin").fetch_all(&self.pool).await?)
@@ -447,9 +431,10 @@ mod tests {
     async fn registry_floors_audit_and_checkpoints() {
         let (_dir, s) = store().await;
         let v = |version: &str, state| VersionRecord { plugin: "arena".into(), version: version.into(), state, sha256: "00".into() };
-        s.set_version(&v("1.0.0", VersionState::Staged)).await.unwrap();
-        s.set_version(&v("1.0.0", VersionState::Stable)).await.unwrap();
-        s.set_version(&v("1.1.0", VersionState::Bad)).await.unwrap();
+        let set = |r: VersionRecord| Transition { versions: vec![r], ..Transition::default() };
+        s.transition("arena", &set(v("1.0.0", VersionState::Staged))).await.unwrap();
+        s.transition("arena", &set(v("1.0.0", VersionState::Stable))).await.unwrap();
+        s.transition("arena", &set(v("1.1.0", VersionState::Bad))).await.unwrap();
         let versions = s.versions("arena").await.unwrap();
         assert_eq!(
             versions.iter().map(|r| (r.version.as_str(), r.state)).collect::<Vec<_>>(),
