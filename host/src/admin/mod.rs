@@ -8,7 +8,7 @@
 //! - `POST /plugins/{name}/promote`: move the rollout one phase on.
 //! - `POST /plugins/{name}/pause` `{"resume": false}`: hold the rollout in its phase (or resume it).
 
-use crate::deploy::{Deployer, Status};
+use crate::deploy::{Deployer, OperatorError, Status};
 use anyhow::{Context as _, Result, bail};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -136,21 +136,10 @@ async fn rollback(
 ) -> Reply<Outcome> {
     authorize(&state, &headers)?;
     let req = body.map(|b| b.0).unwrap_or_default();
-    let d = &state.deployer;
-    let previous = d.previous_stable(&name).await.map_err(failed)?;
-    if let Some(to) = &req.to
-        && previous.as_deref() != Some(to.as_str())
-        && !req.force
-    {
-        return Err((
-            StatusCode::CONFLICT,
-            format!(
-                "{to} is not the previous stable version of {name} ({}): rolling back further is an explicit choice; add --force",
-                previous.as_deref().unwrap_or("none")
-            ),
-        ));
-    }
-    let (bad, to) = d.roll_back(&name, None, req.to.as_deref(), "operator rollback", "admin").await.map_err(failed)?;
+    let (bad, to) = state.deployer.operator_rollback(&name, req.to.as_deref(), req.force, "admin").await.map_err(|e| match e {
+        OperatorError::NeedsForce(why) => (StatusCode::CONFLICT, why),
+        OperatorError::Failed(e) => failed(e),
+    })?;
     Ok(Json(Outcome { message: format!("{name} {bad} marked bad; every room is going back to {to}") }))
 }
 

@@ -14,7 +14,7 @@ pub mod sign;
 pub mod watch;
 
 use rollout::Rollout;
-pub use rollout::{Phase, previous_stable};
+pub use rollout::{OperatorError, Phase, previous_stable};
 
 use crate::config::{Config, DeployConfig, PluginConfig, RolloutConfig, Strategy};
 use crate::health::{Counts, Policy};
@@ -349,8 +349,11 @@ impl Deployer {
                 why: "rolled back earlier".into(),
             }));
         }
-        // A restart brings back the registry's active version, which after a rollback is below the floor.
-        let was_active = restart && registered.iter().any(|r| r.version == m.version && r.state == VersionState::Active);
+        // A restart brings back the version the registry has serving every room, which can be below the
+        // floor: after a rollback (active), or with a canary of a newer version running over it (active or
+        // on probation).
+        let was_active = restart
+            && registered.iter().any(|r| r.version == m.version && matches!(r.state, VersionState::Active | VersionState::Probation));
         if let Some(floor) = self.store.floor(&m.name).await.map_err(store_err)?
             && !was_active
             && (version < floor || (version == floor && !restart))

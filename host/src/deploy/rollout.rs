@@ -88,6 +88,17 @@ pub fn previous_stable(records: &[VersionRecord], of: &str) -> Option<String> {
         .map(|(_, r)| r.version.clone())
 }
 
+/// Why an operator's rollback was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum OperatorError {
+    /// The target is not the previous stable version and `force` was not given.
+    #[error("{0}")]
+    NeedsForce(String),
+    /// Anything else (no such plugin or version, no previous stable version, a store failure).
+    #[error("{0:#}")]
+    Failed(anyhow::Error),
+}
+
 /// A record of `plugin` in `state`.
 pub(super) fn state_of(plugin: &Plugin, state: VersionState) -> VersionRecord {
     let m = plugin.manifest();
@@ -291,6 +302,29 @@ impl Deployer {
         Ok((bad, to))
     }
 
+    /// An operator's rollback of `plugin`: to its previous stable version, or to `to`, which must be that
+    /// version unless `force` (going further back, or to a version that did not finish its trial, is an
+    /// explicit choice). Returns (bad, back on).
+    pub async fn operator_rollback(
+        &self,
+        name: &str,
+        to: Option<&str>,
+        force: bool,
+        actor: &str,
+    ) -> Result<(String, String), OperatorError> {
+        let previous = self.previous_stable(name).await.map_err(OperatorError::Failed)?;
+        if let Some(to) = to
+            && previous.as_deref() != Some(to)
+            && !force
+        {
+            return Err(OperatorError::NeedsForce(format!(
+                "{to} is not the previous stable version of {name} ({}): rolling back further is an explicit choice; add --force",
+                previous.as_deref().unwrap_or("none")
+            )));
+        }
+        self.roll_back(name, None, to, "operator rollback", actor).await.map_err(OperatorError::Failed)
+    }
+
     /// The version a plain rollback of `plugin` goes back to: the previous stable version of the
     /// version on trial (or serving).
     pub async fn previous_stable(&self, plugin: &str) -> Result<Option<String>> {
@@ -381,7 +415,9 @@ impl Deployer {
                 .extend(retired(&records, &active.manifest().version).and_then(|s| record_as(&records, &active.manifest().version, s)));
         }
         t.versions.push(state_of(&rollout.version, if next == Phase::Stable { VersionState::Active } else { VersionState::Probation }));
-        let moved = Rollout { phase: next, since: Instant::now(), elapsed_before: 0, held: false, ..rollout.clone() };
+        // A pause holds a trial; past it there is nothing to hold.
+        let paused = rollout.paused && next != Phase::Stable;
+        let moved = Rollout { phase: next, since: Instant::now(), elapsed_before: 0, held: false, paused, ..rollout.clone() };
         t.rollout = Some(moved.record(Vec::new()));
         self.store.transition(name, &t).await?;
 
@@ -404,30 +440,41 @@ impl Deployer {
     }
 
     /// Holds (or with `on = false`, resumes) `plugin`'s rollout in its phase; health checks go on. The
-    /// phase's clock stops while it is paused and goes on from there.
+    /// phase's clock stops while it is paused and goes on from there. A version past its trial has no
+    /// rollout to hold: that is refused. The registry is written first, so a store failure changes
+    /// nothing.
     pub async fn pause(&self, name: &str, on: bool, actor: &str) -> Result<String> {
-        let (msg, record) = {
-            let mut rollouts = self.rollouts.lock().unwrap();
-            let Some(r) = rollouts.get_mut(name) else { bail!("no plugin named {name:?} is loaded") };
-            if r.paused != on {
-                if on {
-                    r.elapsed_before += r.since.elapsed().as_millis() as u64;
-                } else {
-                    r.since = Instant::now();
-                }
-                r.paused = on;
-            }
-            let rooms = self.rooms.game(name).and_then(|g| g.serving().canary.as_ref().map(|c| c.rooms.iter().cloned().collect()));
-            let msg = format!(
-                "{name} {} {}",
-                r.version.manifest().version,
-                if on { "paused: its rollout holds its phase (automatic rollback stays on)" } else { "resumed" }
+        let Some(current) = self.rollouts.lock().unwrap().get(name).cloned() else { bail!("no plugin named {name:?} is loaded") };
+        let version = current.version.manifest().version.clone();
+        if current.phase == Phase::Stable {
+            bail!(
+                "{name} {version} is past its trial: there is no rollout to {} (pause acts on a canary or a probation)",
+                if on { "pause" } else { "resume" }
             );
-            (msg, r.record(rooms.unwrap_or_default()))
-        };
-        if let Some(record) = record {
-            self.store.transition(name, &Transition { rollout: Some(Some(record)), ..Transition::default() }).await?;
         }
+        let mut next = current.clone();
+        if next.paused != on {
+            if on {
+                next.elapsed_before += next.since.elapsed().as_millis() as u64;
+            } else {
+                next.since = Instant::now();
+            }
+            next.paused = on;
+        }
+        let rooms = self.rooms.game(name).and_then(|g| g.serving().canary.as_ref().map(|c| c.rooms.iter().cloned().collect()));
+        let record = next.record(rooms.unwrap_or_default());
+        self.store.transition(name, &Transition { rollout: Some(record), ..Transition::default() }).await?;
+        {
+            let mut rollouts = self.rollouts.lock().unwrap();
+            // Only if no other step replaced the rollout meanwhile.
+            if let Some(r) = rollouts.get_mut(name).filter(|r| Arc::ptr_eq(&r.version, &current.version) && r.phase == current.phase) {
+                *r = next;
+            }
+        }
+        let msg = format!(
+            "{name} {version} {}",
+            if on { "paused: its rollout holds its phase (automatic rollback stays on)" } else { "resumed" }
+        );
         self.audit(actor, if on { "pause" } else { "resume" }, Some(name), None, &msg).await;
         Ok(msg)
     }
