@@ -360,7 +360,8 @@ async fn a_version_that_passes_canary_but_fails_probation_is_rolled_back_from_ev
                 }
             }
         };
-        let advanced = next_event(&mut events, WAIT, |e| matches!(e, DeployEvent::Advanced { .. }));
+        // A rollback instead would end the wait with its reason.
+        let advanced = next_event(&mut events, WAIT, |e| matches!(e, DeployEvent::Advanced { .. } | DeployEvent::RolledBack { .. }));
         tokio::select! {
             e = advanced => e,
             _ = canary => unreachable!(),

@@ -75,7 +75,7 @@ pub enum OutFrame {
     Data(Bytes, Format),
     /// A transport-level keepalive (WebSocket ping; nothing on TCP).
     Ping,
-    /// Close the connection with this reason.
+    /// Close the connection with this reason (empty: the client ended the session, a normal close).
     Close(String),
 }
 
@@ -141,7 +141,13 @@ where
         tokio::select! {
             biased;
             batch = queue.recv() => {
-                let Some(batch) = batch else { break };
+                let Some(batch) = batch else {
+                    // Every sender is gone: the session has ended, and its close reason is on the way
+                    // (this branch is polled first, so it can see the end before the reason).
+                    let reason = (&mut close).await.unwrap_or_default();
+                    close_with(&mut sink, reason).await;
+                    return;
+                };
                 if !write_batch(&mut sink, batch).await || sink.flush().await.is_err() {
                     return;
                 }
@@ -153,7 +159,7 @@ where
                         return;
                     }
                 }
-                let _ = sink.send(OutFrame::Close(reason.unwrap_or_default())).await;
+                close_with(&mut sink, reason.unwrap_or_default()).await;
                 return;
             }
             _ = ping.tick() => {
@@ -162,6 +168,14 @@ where
                 }
             }
         }
+    }
+}
+
+/// Ends the connection with a close frame carrying `reason`. After a client's own close frame a new one
+/// cannot be sent (WebSocket answers it instead): closing the sink then flushes that answer.
+async fn close_with<Si: Sink<OutFrame> + Unpin>(sink: &mut Si, reason: String) {
+    if sink.send(OutFrame::Close(reason)).await.is_err() {
+        let _ = sink.close().await;
     }
 }
 

@@ -114,6 +114,9 @@ async fn run(socket: WebSocket, peer: SocketAddr, ctx: Arc<ServerCtx>, slot: cra
                 Message::Text(Utf8Bytes::try_from(bytes).unwrap_or_else(|_| Utf8Bytes::from_static("{\"type\":\"error\"}")))
             }
             OutFrame::Ping => Message::Ping(bytes::Bytes::new()),
+            OutFrame::Close(reason) if reason.is_empty() => {
+                Message::Close(Some(CloseFrame { code: close_code::NORMAL, reason: "".into() }))
+            }
             OutFrame::Close(reason) => Message::Close(Some(CloseFrame { code: close_code::POLICY, reason: truncate(&reason).into() })),
         }))
     });
