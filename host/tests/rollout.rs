@@ -220,3 +220,26 @@ async fn a_deploy_the_store_could_not_record_leaves_no_half_state_and_is_tried_a
     assert_eq!((state_of(&all, "1.0.0"), state_of(&all, "1.1.0")), (VersionState::Stable, VersionState::Probation));
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_on_trial_whose_rooms_trap_in_init_is_rolled_back() {
+    // One trap is a trap storm here: a single room that cannot start must be enough.
+    let (_env, dir, server, mut events) = serving("faulty", "faulty", &["rollout.probation_ms=600000", "health.trap_storm=1"]).await;
+    drop_version(&dir, "faulty", "faulty", "1.1.0");
+    deployed(&mut events, "1.1.0").await;
+    assert_eq!(phase_of(&server, "faulty").await, Some(Phase::Probation));
+    // A new room on 1.1.0 cannot start: its init traps (the smoke test's room and others are fine).
+    let endpoint = srv::ws(&server, Format::MsgPack);
+    let token = warden::net::auth::mint(b"test-secret-0123456789", "p-init", warden::net::auth::unix_now() + 3600);
+    let (mut tx, mut rx) = warden::net::client::connect(&endpoint).await.unwrap();
+    let refused = warden::net::client::handshake(&mut tx, &mut rx, Some(token), "faulty", "trap-init-1").await;
+    let err = format!("{:#}", refused.expect_err("the room cannot start"));
+    assert!(err.contains("incident"), "the player gets an incident id: {err}");
+    let event = next_event(&mut events, WAIT, |e| matches!(e, DeployEvent::RolledBack { .. })).await;
+    let DeployEvent::RolledBack { bad, to, reason, .. } = event else { unreachable!() };
+    assert_eq!((bad.as_str(), to.as_str()), ("1.1.0", "1.0.0"), "{reason}");
+    assert!(reason.contains("trap"), "{reason}");
+    let all = checked_states(&server, "faulty").await;
+    assert_eq!((state_of(&all, "1.0.0"), state_of(&all, "1.1.0")), (VersionState::Active, VersionState::Bad));
+    server.shutdown().await;
+}

@@ -4,6 +4,9 @@
 //! - messages: `{"fail": "<export>", "mode": "trap" | "err" | "ok"}` changes the plan at run time (kept in
 //!   the state, so it survives snapshot/restore).
 //!
+//! - room ids: `init` traps in a room whose id starts with `trap-init` (a version whose new rooms cannot
+//!   start, while its smoke test and every other room pass).
+//!
 //! Otherwise it behaves: it counts calls per export and answers each message with the count of messages
 //! (queued before the fault plan is checked, so a failing message has queued one send).
 use serde::{Deserialize, Serialize};
@@ -75,7 +78,10 @@ impl Faulty {
 impl Game for Faulty {
     type In = FaultyIn;
     type Out = u64;
-    fn init(&mut self, ctx: &mut Ctx<u64>, _room: &RoomInfo, _config: &Config) -> GameResult {
+    fn init(&mut self, ctx: &mut Ctx<u64>, room: &RoomInfo, _config: &Config) -> GameResult {
+        if room.id.starts_with("trap-init") {
+            panic!("faulty: init traps in room {}", room.id);
+        }
         self.enter(ctx, "init")
     }
     fn on_join(&mut self, ctx: &mut Ctx<u64>, _player: &str) -> GameResult {
