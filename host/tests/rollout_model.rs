@@ -6,7 +6,7 @@
 //! previous stable version are compared with a small reference model ([`Model`]) of what they must be.
 //!
 //! Failing sequences are kept by proptest in `host/tests/rollout_model.proptest-regressions` and run
-//! first on every later run. `WARDEN_MODEL_CASES` sets how many sequences run (default 16).
+//! first on every later run. `WARDEN_MODEL_CASES` sets how many sequences run (default 48).
 
 mod common;
 
@@ -564,7 +564,7 @@ async fn run(actions: Vec<Action>) {
 }
 
 fn cases() -> u32 {
-    std::env::var("WARDEN_MODEL_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(16)
+    std::env::var("WARDEN_MODEL_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(48)
 }
 
 proptest! {
