@@ -50,8 +50,7 @@ impl<G: Game> Driver<G> {
 
     /// `on-message`: decodes the payload as `G::In` first.
     pub fn on_message(&mut self, host: &mut dyn HostApi, player: &str, payload: &[u8]) -> GameResult {
-        let msg: G::In =
-            decode(payload).map_err(|e| format!("message from {player} is not one this game understands: {e}"))?;
+        let msg: G::In = decode(payload).map_err(|e| format!("message from {player} is not one this game understands: {e}"))?;
         self.with(host, |g, ctx| g.on_message(ctx, player, msg))
     }
 

@@ -243,3 +243,60 @@ async fn a_version_on_trial_whose_rooms_trap_in_init_is_rolled_back() {
     assert_eq!((state_of(&all, "1.0.0"), state_of(&all, "1.1.0")), (VersionState::Active, VersionState::Bad));
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canary_is_judged_on_latency_against_the_version_running_beside_it() {
+    let (_env, dir, server, mut events) = serving(
+        "faulty",
+        "faulty",
+        &[
+            "rollout.strategy=\"canary\"",
+            "rollout.canary_share=1.0",
+            "rollout.canary_ms=600000",
+            "health.latency_factor=10.0",
+            // Real calls of a debug build on a loaded machine stay far below this; the figures below are
+            // added to the windows by hand.
+            "health.latency_floor_us=100000",
+        ],
+    )
+    .await;
+    let endpoint = srv::ws(&server, Format::MsgPack);
+    let _p = player(&endpoint, "faulty", "lat").await;
+    let game = server.room_manager().game("faulty").unwrap();
+    let listed = async {
+        while server.rooms().iter().find(|r| r.room == "lat").map(|r| r.usage.players) != Some(1) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(WAIT, listed).await.expect("the room lists its player");
+    let calls = |version: &str, micros: u64, n: usize| {
+        let mut c = warden::health::Counts::default();
+        for _ in 0..n {
+            c.call(micros);
+        }
+        game.health(version).add(&c);
+    };
+    drop_version(&dir, "faulty", "faulty", "1.1.0");
+    deployed(&mut events, "1.1.0").await;
+    assert!(game.serving().canary.is_some(), "a canary in the occupied room");
+    let stored = server.store().rollout("faulty").await.unwrap().expect("the canary is stored");
+    let before = stored.previous_p99_us.unwrap_or(0);
+    assert!(before < 50_000, "1.0.0's p99 before the deploy: {before} µs");
+
+    // The machine gets busier: both versions' calls take 500 ms. The canary is no slower than the version
+    // beside it, so it stays, whatever 1.0.0 measured before.
+    calls("1.0.0", 500_000, 40);
+    calls("1.1.0", 500_000, 40);
+    server.deployer().evaluate().await;
+    let all = checked_states(&server, "faulty").await;
+    assert_eq!(state_of(&all, "1.1.0"), VersionState::Canary, "not rolled back for a slowdown both versions share");
+
+    // The canary alone is far slower than the version beside it: rolled back.
+    calls("1.1.0", 20_000_000, 40);
+    server.deployer().evaluate().await;
+    let event = next_event(&mut events, WAIT, |e| matches!(e, DeployEvent::RolledBack { .. })).await;
+    let DeployEvent::RolledBack { bad, reason, .. } = event else { unreachable!() };
+    assert_eq!(bad, "1.1.0");
+    assert!(reason.contains("p99 call latency"), "{reason}");
+    server.shutdown().await;
+}

@@ -99,6 +99,21 @@ pub enum OperatorError {
     Failed(anyhow::Error),
 }
 
+/// The p99 call latency a version on trial is compared with: the version it replaces, measured before the
+/// deploy. During a canary that version still serves the other rooms, so its p99 over the same window
+/// counts too (the higher of the two): a machine that got busier slows both versions alike, and must not
+/// make the canary look slow. (Latency is wall time; probation has no version running beside it.)
+fn latency_baseline(game: &crate::room::GameEntry, rollout: &Rollout, policy: &Policy) -> Option<u64> {
+    let beside = match rollout.phase {
+        Phase::Canary => {
+            let active = game.health(&game.active().manifest().version).window();
+            (active.calls >= policy.min_calls).then(|| active.p99_us()).flatten()
+        }
+        _ => None,
+    };
+    rollout.previous_p99.max(beside)
+}
+
 /// A record of `plugin` in `state`.
 pub(super) fn state_of(plugin: &Plugin, state: VersionState) -> VersionRecord {
     let m = plugin.manifest();
@@ -343,7 +358,8 @@ impl Deployer {
             let Some(game) = self.rooms.game(&name) else { continue };
             let version = rollout.version.manifest().version.clone();
             let window = game.health(&version).window();
-            if let Some(breach) = self.policy(&name).check(&window, rollout.previous_p99) {
+            let policy = self.policy(&name);
+            if let Some(breach) = policy.check(&window, latency_baseline(&game, &rollout, &policy)) {
                 let reason = format!("health breach during {}: {breach}", rollout.phase.name());
                 if let Err(e) = self.roll_back(&name, Some(&version), None, &reason, "health").await {
                     tracing::error!(plugin = %name, %version, "{reason}, but it cannot be rolled back: {e:#}");
