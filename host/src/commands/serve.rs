@@ -37,6 +37,10 @@ pub fn run(args: ServeArgs) -> Result<()> {
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("warden").build()?;
     runtime.block_on(async {
+        // Caught from before the server starts: a SIGTERM sent as soon as the listening line is out (by a
+        // supervisor, a script, a test) must shut the server down gracefully, not kill it (a loaded test
+        // run once saw exit by signal 15 here, when the handlers were installed after that line).
+        let mut signals = Signals::install()?;
         let server = Server::start(config).await?;
         // One line on stdout for scripts and tests to read the bound addresses from. Stdout may be a
         // pipe whose reader is gone (a `tee` killed by the same Ctrl-C): a write that fails is not a
@@ -48,7 +52,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
             server.admin_addr(),
             server.games().join(",")
         ));
-        wait_for_signal().await?;
+        signals.wait().await;
         tracing::info!("shutting down: finishing ticks and telling players");
         server.shutdown().await;
         say("warden stopped");
@@ -63,13 +67,26 @@ fn say(line: &str) {
     let _ = writeln!(out, "{line}").and_then(|()| out.flush());
 }
 
-async fn wait_for_signal() -> Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).context("failed to listen for SIGTERM")?;
-    let mut int = signal(SignalKind::interrupt()).context("failed to listen for SIGINT")?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+/// SIGTERM and SIGINT, caught from the moment they are installed.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            term: signal(SignalKind::terminate()).context("failed to listen for SIGTERM")?,
+            int: signal(SignalKind::interrupt()).context("failed to listen for SIGINT")?,
+        })
     }
-    Ok(())
+
+    /// Resolves at the first SIGTERM or SIGINT since [`Signals::install`].
+    async fn wait(&mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
+    }
 }
