@@ -40,6 +40,8 @@ pub struct Config {
     pub admin: AdminConfig,
     /// Crash reports.
     pub crashes: CrashConfig,
+    /// The leak and anomaly watchdog (`docs/observability.md`).
+    pub watchdog: WatchdogConfig,
     /// Per-plugin settings, by plugin name.
     pub plugins: BTreeMap<String, PluginConfig>,
 }
@@ -84,11 +86,62 @@ pub struct AdminConfig {
     /// The bearer token. Empty: a random one is made at start and written to `<data_dir>/admin.token`
     /// (mode 0600), where the `warden` commands read it.
     pub token: String,
+    /// Serve `GET /metrics` without the token (for a Prometheus scraper on this machine; the endpoint
+    /// still listens on loopback only). Every other route keeps asking for the token.
+    pub metrics_public: bool,
 }
 
 impl Default for AdminConfig {
     fn default() -> Self {
-        AdminConfig { addr: "127.0.0.1:7352".parse().unwrap(), token: String::new() }
+        AdminConfig { addr: "127.0.0.1:7352".parse().unwrap(), token: String::new(), metrics_public: false }
+    }
+}
+
+/// The watchdog: every `interval_ms` it samples every room and the runtime, and writes a dump to
+/// `<data_dir>/dumps` when a threshold is crossed (at most one per room and condition per `repeat_ms`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WatchdogConfig {
+    /// Off: no sampling, no dumps.
+    pub enabled: bool,
+    /// How often it samples, in milliseconds.
+    pub interval_ms: u64,
+    /// A room whose instance memory is above this share of `limits.memory_bytes`.
+    pub memory_share: f64,
+    /// A room with more timers pending than this.
+    pub max_timers: u64,
+    /// A room whose journal holds more bytes than this (its checkpoints are not keeping up).
+    pub max_journal_bytes: u64,
+    /// A room with more inputs waiting in its inbox than this.
+    pub max_inbox: u64,
+    /// A room that ran late ticks in every sample for this long, in milliseconds.
+    pub late_for_ms: u64,
+    /// Live tokio tasks above this many plus 3 per session and 2 per room (tasks that outlive what
+    /// they served).
+    pub task_slack: u64,
+    /// Open connections above this many more than the authenticated players on them.
+    pub max_unmatched_connections: u64,
+    /// At most one dump per room and condition per this many milliseconds.
+    pub repeat_ms: u64,
+    /// The dump directory is kept under this many bytes; the oldest dumps go first.
+    pub max_bytes: u64,
+}
+
+impl Default for WatchdogConfig {
+    fn default() -> Self {
+        WatchdogConfig {
+            enabled: true,
+            interval_ms: 5_000,
+            memory_share: 0.9,
+            max_timers: 500,
+            max_journal_bytes: 4 << 20,
+            max_inbox: 1_024,
+            late_for_ms: 10_000,
+            task_slack: 256,
+            max_unmatched_connections: 1_000,
+            repeat_ms: 600_000,
+            max_bytes: 16 << 20,
+        }
     }
 }
 
@@ -297,6 +350,7 @@ impl Default for Config {
             health: crate::health::Policy::default(),
             rollout: RolloutConfig::default(),
             admin: AdminConfig::default(),
+            watchdog: WatchdogConfig::default(),
             crashes: CrashConfig::default(),
             plugins: BTreeMap::new(),
         }
@@ -448,7 +502,12 @@ impl Config {
         }
     }
 
-    /// The crash report directory.
+    /// The watchdog's dump directory: `<data_dir>/dumps`.
+    pub fn dump_dir(&self) -> PathBuf {
+        self.data_dir.join("dumps")
+    }
+
+    /// The crash report directory: `crashes.dir`, or `<data_dir>/crashes`.
     pub fn crash_dir(&self) -> PathBuf {
         if self.crashes.dir.as_os_str().is_empty() { self.data_dir.join("crashes") } else { self.crashes.dir.clone() }
     }

@@ -63,6 +63,18 @@ enum Command {
     /// Hold a plugin's rollout in its phase (automatic rollback stays on); --resume continues it.
     /// Audited.
     Pause(commands::operate::PauseArgs),
+    /// A running server's open rooms: game, id, version, players, age, ticks, tick p99, late ticks,
+    /// inbox, timers, journal, instance memory and checkpoint, sorted and filtered (through the admin
+    /// endpoint).
+    Rooms(commands::rooms::RoomsArgs),
+    /// One room of a running server in full (players, timers, checkpoint, journal, recent errors), or
+    /// with --dump FILE its checkpoint and journal written for `warden replay`.
+    Room(commands::rooms::RoomArgs),
+    /// Re-run a room dump offline against a plugin file and check that it ends on the live room's
+    /// snapshot, byte for byte (exit status 1 if not).
+    Replay(commands::rooms::ReplayArgs),
+    /// The watchdog's dumps (a room or the runtime past a leak or anomaly threshold), newest first.
+    Dumps(commands::dumps::DumpsArgs),
     /// The crash reports (one per trap: plugin, version, room, tick, input, wasm backtrace), newest
     /// first.
     Crashes(commands::crashes::CrashesArgs),
@@ -88,6 +100,10 @@ fn main() -> ExitCode {
         Command::Promote(args) => commands::operate::promote(args),
         Command::Pause(args) => commands::operate::pause(args),
         Command::Crashes(args) => commands::crashes::run(args),
+        Command::Rooms(args) => commands::rooms::list(args),
+        Command::Room(args) => commands::rooms::show(args),
+        Command::Replay(args) => commands::rooms::replay(args),
+        Command::Dumps(args) => commands::dumps::run(args),
         Command::Bots(args) => commands::bots::run(args),
         Command::Saves(args) => commands::saves::run(args),
     };

@@ -23,9 +23,13 @@ pub struct Server {
     ws_addr: SocketAddr,
     tcp_addr: SocketAddr,
     admin_addr: SocketAddr,
+    admin_token: String,
     crash_dir: std::path::PathBuf,
+    dump_dir: std::path::PathBuf,
+    watchdog_stats: Arc<crate::admin::watchdog::WatchdogStats>,
     listeners: Vec<JoinHandle<()>>,
     admin_task: JoinHandle<()>,
+    watchdog: Option<JoinHandle<()>>,
     saves: SaveQueue,
     store: Store,
     deployer: Arc<Deployer>,
@@ -70,9 +74,36 @@ impl Server {
         }
         let deploy_stop = CancellationToken::new();
         let deploy_task = deployer.clone().spawn(deploy_stop.clone())?;
+        let ctx = Arc::new(ServerCtx::new(rooms.clone(), &config, queue.clone()));
+        let mut runtimes = vec![("main", tokio::runtime::Handle::current())];
+        if let Some(game_threads) = &game_threads {
+            runtimes.push(("game", game_threads.handle()));
+        }
+        let metrics = Arc::new(crate::admin::metrics::Sources::new(
+            rooms,
+            deployer.clone(),
+            queue.clone(),
+            ctx.stats.clone(),
+            runtime.clone(),
+            config.rooms.tick_hz,
+            config.limits.max_instances,
+            runtimes,
+        ));
+        let watchdog_stats = metrics.watchdog.clone();
+        let watchdog = config.watchdog.enabled.then(|| {
+            crate::admin::watchdog::Watchdog::new(
+                metrics.clone(),
+                config.watchdog.clone(),
+                config.limits.memory_bytes as u64,
+                std::time::Duration::from_millis(config.rooms.empty_grace_ms),
+                config.dump_dir(),
+                store.clone(),
+            )
+            .spawn(deploy_stop.clone())
+        });
         let admin_token = crate::admin::token(&config.admin.token, &config.data_dir)?;
-        let (admin_addr, admin_task) = crate::admin::serve(config.admin.addr, admin_token, deployer.clone(), deploy_stop.clone()).await?;
-        let ctx = Arc::new(ServerCtx::new(rooms, &config, queue.clone()));
+        let (admin_addr, admin_task) =
+            crate::admin::serve(&config.admin, admin_token.clone(), deployer.clone(), metrics, deploy_stop.clone()).await?;
         let caps = ConnectionCaps::new(config.net.max_connections, config.net.max_connections_per_ip);
         let ws_listener =
             TcpListener::bind(config.net.ws_addr).await.with_context(|| format!("failed to listen on {}", config.net.ws_addr))?;
@@ -95,9 +126,13 @@ impl Server {
             ws_addr,
             tcp_addr,
             admin_addr,
+            admin_token,
             crash_dir: config.crash_dir(),
+            dump_dir: config.dump_dir(),
+            watchdog_stats,
             listeners,
             admin_task,
+            watchdog,
             saves: queue,
             store,
             deployer,
@@ -118,9 +153,24 @@ impl Server {
         self.crash_dir.clone()
     }
 
+    /// The watchdog's dump directory.
+    pub fn dump_dir(&self) -> std::path::PathBuf {
+        self.dump_dir.clone()
+    }
+
+    /// Samples the watchdog took so far.
+    pub fn watchdog_samples(&self) -> u64 {
+        self.watchdog_stats.samples()
+    }
+
     /// The admin endpoint's address.
     pub fn admin_addr(&self) -> SocketAddr {
         self.admin_addr
+    }
+
+    /// A client of the admin endpoint, with its token.
+    pub fn admin_client(&self) -> crate::admin::Client {
+        crate::admin::Client::new(self.admin_addr, self.admin_token.clone())
     }
 
     /// The TCP listener's address.
@@ -164,6 +214,9 @@ impl Server {
         self.deploy_stop.cancel();
         let _ = self.deploy_task.await;
         let _ = self.admin_task.await;
+        if let Some(watchdog) = self.watchdog {
+            let _ = watchdog.await;
+        }
         self.ctx.rooms.shutdown().await;
         self.ctx.rooms.flush_checkpoints().await;
         if let Err(e) = self.saves.close().await {

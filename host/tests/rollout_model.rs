@@ -505,8 +505,7 @@ async fn step(world: &mut World, model: &mut Model, action: &Action, busy: bool)
         }
         Action::Breach => {
             let Some(version) = model.trial.as_ref().map(|t| t.version.clone()) else { return };
-            let mut escalated = Counts::default();
-            escalated.escalations = 1;
+            let escalated = Counts { escalations: 1, ..Counts::default() };
             world.host().rooms.game(PLUGIN).unwrap().health(&version.to_string()).add(&escalated);
             model.breached.insert(version);
             world.host().deployer.evaluate().await;

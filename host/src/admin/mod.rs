@@ -3,15 +3,24 @@
 //! ([`Client`]); every action is an audit entry with the actor `admin`.
 //!
 //! - `GET /status`: [`Status`].
+//! - `GET /metrics`: the Prometheus exposition ([`metrics`]); `admin.metrics_public` serves it without
+//!   the token.
+//! - `GET /admin/rooms`: every open room ([`RoomSummary`](crate::room::RoomSummary));
+//!   `GET /admin/rooms/{game}/{room}` one in full, `.../dump` its checkpoint and journal ([`rooms`]).
 //! - `POST /plugins/{name}/rollback` `{"to": "1.2.0"?, "force": false}`: mark the serving version bad and
 //!   go back to the previous stable version (anything else needs `force`).
 //! - `POST /plugins/{name}/promote`: move the rollout one phase on.
 //! - `POST /plugins/{name}/pause` `{"resume": false}`: hold the rollout in its phase (or resume it).
 
+pub mod metrics;
+pub mod rooms;
+pub mod watchdog;
+
 use crate::deploy::{Deployer, OperatorError, Status};
 use anyhow::{Context as _, Result, bail};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse as _;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use std::net::SocketAddr;
@@ -47,7 +56,10 @@ pub struct Outcome {
 #[derive(Clone)]
 struct AppState {
     deployer: Arc<Deployer>,
+    rooms: crate::room::Rooms,
     token: Arc<str>,
+    metrics: Arc<metrics::Sources>,
+    metrics_public: bool,
 }
 
 type Reply<T> = Result<Json<T>, (StatusCode, String)>;
@@ -75,19 +87,26 @@ fn token_path(data_dir: &std::path::Path) -> PathBuf {
     data_dir.join("admin.token")
 }
 
-/// Binds the endpoint and serves it until `stop`.
+/// Binds the endpoint (`config.addr`) and serves it until `stop`.
 pub async fn serve(
-    addr: SocketAddr,
+    config: &crate::config::AdminConfig,
     token: String,
     deployer: Arc<Deployer>,
+    metrics: Arc<metrics::Sources>,
     stop: CancellationToken,
 ) -> Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let addr = config.addr;
     if !addr.ip().is_loopback() {
         bail!("admin.addr must be a loopback address, not {addr}");
     }
-    let state = AppState { deployer, token: token.into() };
+    let rooms = metrics.rooms.clone();
+    let state = AppState { deployer, rooms, token: token.into(), metrics, metrics_public: config.metrics_public };
     let app = Router::new()
         .route("/status", get(status))
+        .route("/metrics", get(prometheus))
+        .route("/admin/rooms", get(list_rooms))
+        .route("/admin/rooms/{game}/{room}", get(room_detail))
+        .route("/admin/rooms/{game}/{room}/dump", get(room_dump))
         .route("/plugins/{name}/rollback", post(rollback))
         .route("/plugins/{name}/promote", post(promote))
         .route("/plugins/{name}/pause", post(pause))
@@ -126,6 +145,41 @@ fn failed(e: anyhow::Error) -> (StatusCode, String) {
 async fn status(State(state): State<AppState>, headers: HeaderMap) -> Reply<Status> {
     authorize(&state, &headers)?;
     state.deployer.status().await.map(Json).map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")))
+}
+
+async fn prometheus(State(state): State<AppState>, headers: HeaderMap) -> Result<axum::response::Response, (StatusCode, String)> {
+    if !state.metrics_public {
+        authorize(&state, &headers)?;
+    }
+    let text = state.metrics.render().await.map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")))?;
+    Ok(([(axum::http::header::CONTENT_TYPE, metrics::CONTENT_TYPE)], text).into_response())
+}
+
+async fn list_rooms(State(state): State<AppState>, headers: HeaderMap) -> Reply<Vec<crate::room::RoomSummary>> {
+    authorize(&state, &headers)?;
+    Ok(Json(state.rooms.list()))
+}
+
+fn no_room(game: &str, room: &str) -> (StatusCode, String) {
+    (StatusCode::NOT_FOUND, format!("no room {room} of {game} is open (`warden rooms` lists the open ones)"))
+}
+
+async fn room_detail(
+    State(state): State<AppState>,
+    Path((game, room)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Reply<rooms::RoomDetail> {
+    authorize(&state, &headers)?;
+    rooms::detail(&state.rooms, &game, &room).await.map(Json).ok_or_else(|| no_room(&game, &room))
+}
+
+async fn room_dump(
+    State(state): State<AppState>,
+    Path((game, room)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Reply<crate::room::dumpfile::DumpFile> {
+    authorize(&state, &headers)?;
+    rooms::dump(&state.rooms, &game, &room).await.map(Json).ok_or_else(|| no_room(&game, &room))
 }
 
 async fn rollback(
@@ -208,7 +262,34 @@ impl Client {
         self.request("POST", &format!("/plugins/{name}/{action}"), Some(serde_json::to_vec(body)?)).await
     }
 
+    /// `GET /admin/rooms`: every open room.
+    pub async fn rooms(&self) -> Result<Vec<crate::room::RoomSummary>> {
+        self.request("GET", "/admin/rooms", None).await
+    }
+
+    /// `GET /admin/rooms/{game}/{room}`: one room in full.
+    pub async fn room(&self, game: &str, room: &str) -> Result<rooms::RoomDetail> {
+        self.request("GET", &format!("/admin/rooms/{game}/{room}"), None).await
+    }
+
+    /// `GET /admin/rooms/{game}/{room}/dump`: the room's checkpoint and journal.
+    pub async fn room_dump(&self, game: &str, room: &str) -> Result<crate::room::dumpfile::DumpFile> {
+        self.request("GET", &format!("/admin/rooms/{game}/{room}/dump"), None).await
+    }
+
+    /// `GET /metrics`: the exposition text.
+    pub async fn metrics(&self) -> Result<String> {
+        let bytes = self.send("GET", "/metrics", None).await?;
+        String::from_utf8(bytes.to_vec()).context("the metrics are not UTF-8")
+    }
+
     async fn request<T: serde::de::DeserializeOwned>(&self, method: &str, path: &str, body: Option<Vec<u8>>) -> Result<T> {
+        let bytes = self.send(method, path, body).await?;
+        serde_json::from_slice(&bytes)
+            .with_context(|| format!("unexpected answer from the admin endpoint: {}", String::from_utf8_lossy(&bytes)))
+    }
+
+    async fn send(&self, method: &str, path: &str, body: Option<Vec<u8>>) -> Result<bytes::Bytes> {
         use http_body_util::{BodyExt as _, Full};
         let stream = tokio::net::TcpStream::connect(self.addr)
             .await
@@ -228,7 +309,6 @@ impl Client {
         if !status.is_success() {
             bail!("{} ({status})", String::from_utf8_lossy(&bytes));
         }
-        serde_json::from_slice(&bytes)
-            .with_context(|| format!("unexpected answer from the admin endpoint: {}", String::from_utf8_lossy(&bytes)))
+        Ok(bytes)
     }
 }

@@ -20,7 +20,8 @@ pub struct AdminArgs {
 }
 
 impl AdminArgs {
-    fn client(&self) -> Result<Client> {
+    /// The client these arguments name.
+    pub(crate) fn client(&self) -> Result<Client> {
         let config = self.config.load(Vec::new())?;
         let mut client = match &self.token {
             Some(t) => Client::new(config.admin.addr, t.clone()),

@@ -11,6 +11,7 @@
 pub mod pipeline;
 mod rollout;
 pub mod sign;
+pub mod stats;
 pub mod watch;
 
 use rollout::Rollout;
@@ -87,6 +88,9 @@ pub enum DeployEvent {
         to: String,
         /// Why.
         reason: String,
+        /// Why, as a metric label: `operator`, `swap_failed`, or the health rule broken
+        /// ([`Breach::kind`](crate::health::Breach::kind)).
+        cause: &'static str,
     },
 }
 
@@ -116,6 +120,7 @@ pub struct Deployer {
     rollout: RolloutConfig,
     health: Policy,
     events: broadcast::Sender<DeployEvent>,
+    counts: stats::Counter,
 }
 
 /// What `warden status` shows.
@@ -183,7 +188,19 @@ impl Deployer {
             rollout: config.rollout.clone(),
             health: config.health.clone(),
             events: broadcast::channel(1024).0,
+            counts: stats::Counter::default(),
         })
+    }
+
+    /// Counts of every deploy outcome so far.
+    pub fn counts(&self) -> stats::DeployCounts {
+        self.counts.get()
+    }
+
+    /// Counts an outcome and tells the subscribers.
+    fn emit(&self, event: DeployEvent) {
+        self.counts.count(&event);
+        let _ = self.events.send(event);
     }
 
     /// Every deploy outcome from now on.
@@ -302,18 +319,14 @@ impl Deployer {
             Ok((plugin, timings)) => {
                 let m = plugin.manifest();
                 tracing::info!(plugin = %m.name, version = %m.version, file, ?timings, "deployed: rooms move to it at their next tick");
-                let _ = self.events.send(DeployEvent::Deployed {
-                    plugin: m.name.clone(),
-                    version: m.version.clone(),
-                    timings: timings.clone(),
-                });
+                self.emit(DeployEvent::Deployed { plugin: m.name.clone(), version: m.version.clone(), timings: timings.clone() });
             }
             Err((claimed, rejection)) => {
                 let message = format!("{file}: {rejection}; fix: {}", rejection.fix());
                 tracing::error!(kind = rejection.kind(), "rejected {message} (the serving version is untouched)");
                 let (plugin, version) = claimed.clone().unzip();
                 self.audit("deploy", "reject", plugin.as_deref(), version.as_deref(), &format!("{}: {message}", rejection.kind())).await;
-                let _ = self.events.send(DeployEvent::Rejected { file: candidate.path.clone(), kind: rejection.kind(), message });
+                self.emit(DeployEvent::Rejected { file: candidate.path.clone(), kind: rejection.kind(), message });
             }
         }
         outcome.map(|(_, t)| t).map_err(|(_, r)| r)

@@ -27,7 +27,8 @@ pub enum Phase {
 }
 
 impl Phase {
-    fn name(self) -> &'static str {
+    /// Its name, as in `warden status` and metric labels.
+    pub fn name(self) -> &'static str {
         match self {
             Phase::Canary => "canary",
             Phase::Probation => "probation",
@@ -206,7 +207,7 @@ impl Deployer {
     /// A room could not take a new version: mark it bad and put the previous version back everywhere.
     pub async fn swap_failed(&self, failure: SwapFailure) {
         let reason = format!("room {} could not take it: {}", failure.room, failure.reason);
-        if let Err(e) = self.roll_back(&failure.game, Some(&failure.to), None, &reason, "health").await {
+        if let Err(e) = self.roll_back_for(&failure.game, Some(&failure.to), None, (&reason, "swap_failed"), "health").await {
             tracing::debug!(game = %failure.game, "no rollback for the failed swap: {e:#}");
         }
     }
@@ -263,6 +264,18 @@ impl Deployer {
         reason: &str,
         actor: &str,
     ) -> Result<(String, String)> {
+        self.roll_back_for(game_name, expected, to, (reason, "operator"), actor).await
+    }
+
+    /// [`Deployer::roll_back`] with its `cause` as a metric label (see [`DeployEvent::RolledBack`]).
+    async fn roll_back_for(
+        &self,
+        game_name: &str,
+        expected: Option<&str>,
+        to: Option<&str>,
+        (reason, cause): (&str, &'static str),
+        actor: &str,
+    ) -> Result<(String, String)> {
         let Some(game) = self.rooms.game(game_name) else { bail!("no plugin named {game_name:?} is loaded") };
         let serving = game.serving();
         let trial = serving.canary.as_ref().map(|c| c.plugin.clone()).unwrap_or_else(|| serving.active.clone());
@@ -308,11 +321,12 @@ impl Deployer {
         self.rollouts.lock().unwrap().insert(game_name.to_string(), Rollout::new(target.clone(), Phase::Stable, None));
         tracing::error!(plugin = game_name, bad, back_to = %to, actor, "rolled back: {reason}");
         self.audit(actor, "rollback", Some(game_name), Some(&bad), &format!("{reason}; back on {to}")).await;
-        let _ = self.events.send(DeployEvent::RolledBack {
+        self.emit(DeployEvent::RolledBack {
             plugin: game_name.to_string(),
             bad: bad.clone(),
             to: to.clone(),
             reason: reason.to_string(),
+            cause,
         });
         Ok((bad, to))
     }
@@ -361,7 +375,7 @@ impl Deployer {
             let policy = self.policy(&name);
             if let Some(breach) = policy.check(&window, latency_baseline(&game, &rollout, &policy)) {
                 let reason = format!("health breach during {}: {breach}", rollout.phase.name());
-                if let Err(e) = self.roll_back(&name, Some(&version), None, &reason, "health").await {
+                if let Err(e) = self.roll_back_for(&name, Some(&version), None, (&reason, breach.kind()), "health").await {
                     tracing::error!(plugin = %name, %version, "{reason}, but it cannot be rolled back: {e:#}");
                 }
                 continue;
@@ -451,7 +465,7 @@ impl Deployer {
         };
         tracing::info!(plugin = name, %version, actor, "promote: {detail}");
         self.audit(actor, "promote", Some(name), Some(&version), &detail).await;
-        let _ = self.events.send(DeployEvent::Advanced { plugin: name.to_string(), version: version.clone(), phase: next });
+        self.emit(DeployEvent::Advanced { plugin: name.to_string(), version: version.clone(), phase: next });
         Ok(format!("{name} {version}: {detail}"))
     }
 

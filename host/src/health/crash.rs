@@ -104,12 +104,22 @@ pub fn start_writer(dir: PathBuf, max_bytes: u64) -> mpsc::UnboundedSender<Crash
 }
 
 fn write(dir: &Path, report: &CrashReport, seq: u64, max_bytes: u64) -> Result<PathBuf> {
-    std::fs::create_dir_all(dir).with_context(|| format!("failed to create the crash directory {}", dir.display()))?;
-    let safe = |s: &str| s.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' }).collect::<String>();
     let name = format!("{}-{seq:06}-{}-{}-{}.json", report.at_ms, safe(&report.plugin), safe(&report.version), safe(&report.room));
-    let path = dir.join(&name);
+    write_capped(dir, &name, &serde_json::to_vec_pretty(report)?, max_bytes)
+}
+
+/// `s` with every character but ASCII letters, digits and `-_.` replaced, for a file name.
+pub fn safe(s: &str) -> String {
+    s.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' }).collect()
+}
+
+/// Writes `bytes` as `dir/name` (write-then-rename, so a reader never sees half a file), then deletes
+/// the oldest `.json` files (by name) until `dir` is under `max_bytes`.
+pub fn write_capped(dir: &Path, name: &str, bytes: &[u8], max_bytes: u64) -> Result<PathBuf> {
+    std::fs::create_dir_all(dir).with_context(|| format!("failed to create {}", dir.display()))?;
+    let path = dir.join(name);
     let tmp = dir.join(format!(".{name}.tmp"));
-    std::fs::write(&tmp, serde_json::to_vec_pretty(report)?)?;
+    std::fs::write(&tmp, bytes)?;
     std::fs::rename(&tmp, &path)?;
     trim(dir, max_bytes)?;
     Ok(path)
@@ -149,13 +159,18 @@ fn reports(dir: &Path) -> Result<Vec<(PathBuf, u64)>> {
 
 /// The reports in `dir`, oldest first.
 pub fn list(dir: &Path) -> Result<Vec<(PathBuf, CrashReport)>> {
+    list_json(dir)
+}
+
+/// The `.json` files in `dir` decoded as `T`, oldest (by name) first.
+pub fn list_json<T: serde::de::DeserializeOwned>(dir: &Path) -> Result<Vec<(PathBuf, T)>> {
     let mut files = reports(dir)?;
     files.sort();
     files
         .into_iter()
         .map(|(path, _)| {
             let text = std::fs::read(&path).with_context(|| format!("failed to read {}", path.display()))?;
-            let report = serde_json::from_slice(&text).with_context(|| format!("{} is not a crash report", path.display()))?;
+            let report = serde_json::from_slice(&text).with_context(|| format!("{} is not in the expected format", path.display()))?;
             Ok((path, report))
         })
         .collect()

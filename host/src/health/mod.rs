@@ -5,95 +5,15 @@
 //! room per tick, not one per call). The deployer reads the window ([`VersionHealth::window`]) every
 //! tenth of a second for each version under canary or probation and rolls it back on a breach.
 
+mod counts;
 pub mod crash;
+
+pub use counts::{Counts, Export, Histogram, LATENCY_BUCKETS, Outcome, TRAP_KINDS};
 
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
-
-/// Latency buckets: bucket `i` holds calls of `2^i` to `2^(i+1) - 1` microseconds (bucket 0 also 0 µs).
-const LATENCY_BUCKETS: usize = 24;
-
-/// Counts over some span of time.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Counts {
-    /// Plugin calls.
-    pub calls: u64,
-    /// Calls that returned `err`.
-    pub errors: u64,
-    /// Of `calls`, the `on-tick` ones (the rest are inputs: joins, leaves, messages, timers).
-    pub tick_calls: u64,
-    /// Of `errors`, the `on-tick` ones.
-    pub tick_errors: u64,
-    /// Calls that trapped.
-    pub traps: u64,
-    /// Calls stopped at their deadline.
-    pub deadlines: u64,
-    /// `restore` calls that failed (a room could not take the version).
-    pub failed_restores: u64,
-    /// Rooms that trapped more often than their restart intensity allows.
-    pub escalations: u64,
-    #[serde(skip)]
-    latency: [u64; LATENCY_BUCKETS],
-}
-
-impl Counts {
-    /// Adds one call that took `micros`.
-    pub fn call(&mut self, micros: u64) {
-        self.calls += 1;
-        let bucket = (64 - micros.leading_zeros() as usize).saturating_sub(1).min(LATENCY_BUCKETS - 1);
-        self.latency[bucket] += 1;
-    }
-
-    /// Adds `other` into these counts.
-    pub fn add(&mut self, other: &Counts) {
-        self.calls += other.calls;
-        self.errors += other.errors;
-        self.tick_calls += other.tick_calls;
-        self.tick_errors += other.tick_errors;
-        self.traps += other.traps;
-        self.deadlines += other.deadlines;
-        self.failed_restores += other.failed_restores;
-        self.escalations += other.escalations;
-        for (a, b) in self.latency.iter_mut().zip(other.latency.iter()) {
-            *a += b;
-        }
-    }
-
-    /// Whether nothing was counted.
-    pub fn is_empty(&self) -> bool {
-        *self == Counts::default()
-    }
-
-    /// Share of calls that returned `err`.
-    pub fn error_rate(&self) -> f64 {
-        if self.calls == 0 { 0.0 } else { self.errors as f64 / self.calls as f64 }
-    }
-
-    /// (errors, calls) of the inputs (every call but `on-tick`).
-    pub fn inputs(&self) -> (u64, u64) {
-        (self.errors - self.tick_errors, self.calls - self.tick_calls)
-    }
-
-    /// The 99th percentile of call latency in microseconds (the upper bound of its power-of-two bucket),
-    /// or `None` without calls.
-    pub fn p99_us(&self) -> Option<u64> {
-        let total: u64 = self.latency.iter().sum();
-        if total == 0 {
-            return None;
-        }
-        let rank = total - total / 100;
-        let mut seen = 0;
-        for (i, n) in self.latency.iter().enumerate() {
-            seen += n;
-            if seen >= rank {
-                return Some((1u64 << (i + 1)) - 1);
-            }
-        }
-        None
-    }
-}
 
 /// The health policy (`[health]` in warden.toml, or `[plugins.NAME.health]` for one plugin).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -153,6 +73,19 @@ pub enum Breach {
         /// The previous version's.
         previous_p99_us: u64,
     },
+}
+
+impl Breach {
+    /// The rule broken, as a metric label.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Breach::ErrorRate { .. } => "error_rate",
+            Breach::TrapStorm { .. } => "trap_storm",
+            Breach::FailedRestore(_) => "failed_restore",
+            Breach::Escalation(_) => "escalation",
+            Breach::Latency { .. } => "latency",
+        }
+    }
 }
 
 impl std::fmt::Display for Breach {

@@ -144,6 +144,30 @@ pub enum ErrorCode {
     ShuttingDown,
 }
 
+impl ErrorCode {
+    /// Its name on the wire (snake case), also its metric label.
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorCode::BadFrame => "bad_frame",
+            ErrorCode::FrameTooLarge => "frame_too_large",
+            ErrorCode::UnknownEnvelope => "unknown_envelope",
+            ErrorCode::NotAuthenticated => "not_authenticated",
+            ErrorCode::BadToken => "bad_token",
+            ErrorCode::NotInRoom => "not_in_room",
+            ErrorCode::AlreadyInRoom => "already_in_room",
+            ErrorCode::UnknownGame => "unknown_game",
+            ErrorCode::BadRoom => "bad_room",
+            ErrorCode::RoomFull => "room_full",
+            ErrorCode::GameError => "game_error",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::Timeout => "timeout",
+            ErrorCode::SlowConsumer => "slow_consumer",
+            ErrorCode::ServerFull => "server_full",
+            ErrorCode::ShuttingDown => "shutting_down",
+        }
+    }
+}
+
 /// A client envelope as the host handles it: the payload already MessagePack.
 pub type ClientMsg = ClientEnvelope<Vec<u8>>;
 /// A server envelope as the host builds it: the payload MessagePack.
@@ -286,6 +310,32 @@ pub fn encode_client(env: &ClientMsg, format: Format) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn error_code_names_are_their_wire_names() {
+        use ErrorCode::*;
+        let all = [
+            BadFrame,
+            FrameTooLarge,
+            UnknownEnvelope,
+            NotAuthenticated,
+            BadToken,
+            NotInRoom,
+            AlreadyInRoom,
+            UnknownGame,
+            BadRoom,
+            RoomFull,
+            GameError,
+            RateLimited,
+            Timeout,
+            SlowConsumer,
+            ServerFull,
+            ShuttingDown,
+        ];
+        for code in all {
+            assert_eq!(serde_json::to_value(code).unwrap(), code.name(), "{code:?}");
+        }
+    }
 
     #[derive(Serialize, Deserialize, Debug, PartialEq)]
     struct Move {

@@ -6,5 +6,6 @@ pub mod client;
 pub mod envelope;
 pub mod limits;
 pub mod session;
+pub mod stats;
 pub mod tcp;
 pub mod ws;

@@ -7,6 +7,7 @@ use crate::config::{Config, NetConfig};
 use crate::net::auth;
 use crate::net::envelope::{self, ClientEnvelope, ErrorCode, Format, ServerEnvelope, ServerMsg};
 use crate::net::limits::ConnectionSlot;
+use crate::net::stats::{NetStats, Refusal, Transport};
 use crate::room::{Kill, OutQueue, OutReceiver, Outbound, PlayerConn, RoomHandle, RoomInput, Rooms};
 use bytes::Bytes;
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
@@ -33,6 +34,8 @@ pub struct ServerCtx {
     pub shutdown: CancellationToken,
     /// The save queue (for health).
     pub saves: crate::storage::queue::SaveQueue,
+    /// Network counts, for `/metrics`.
+    pub stats: Arc<NetStats>,
     guests: AtomicU64,
 }
 
@@ -46,6 +49,7 @@ impl ServerCtx {
             secret: config.auth.secret.clone().map(String::into_bytes),
             shutdown: CancellationToken::new(),
             saves,
+            stats: Arc::new(NetStats::default()),
             guests: AtomicU64::new(0),
         }
     }
@@ -83,7 +87,7 @@ pub enum OutFrame {
 pub type Incoming = Result<Option<InFrame>, FrameError>;
 
 /// Runs a session until the connection ends.
-pub async fn run<St, Si>(ctx: Arc<ServerCtx>, peer: SocketAddr, stream: St, sink: Si, slot: ConnectionSlot)
+pub async fn run<St, Si>(ctx: Arc<ServerCtx>, transport: Transport, peer: SocketAddr, stream: St, sink: Si, slot: ConnectionSlot)
 where
     St: Stream<Item = Incoming> + Unpin + Send,
     Si: Sink<OutFrame> + Unpin + Send + 'static,
@@ -91,12 +95,14 @@ where
     let (out, queue) = OutQueue::new(ctx.net.outbound_queue, ctx.net.outbound_queue_bytes);
     let heartbeat = Duration::from_millis(ctx.net.heartbeat_ms);
     let (close_tx, close_rx) = tokio::sync::oneshot::channel();
-    let writer = tokio::spawn(write_loop(queue, sink, heartbeat, close_rx));
+    ctx.stats.session_opened(transport);
+    let stats = ctx.stats.clone();
+    let writer = tokio::spawn(write_loop(queue, sink, heartbeat, close_rx, Counted(stats.clone(), transport)));
     let quota = Quota::per_second(NonZeroU32::new(ctx.net.msgs_per_sec).expect("validated"))
         .allow_burst(NonZeroU32::new(ctx.net.burst).expect("validated"));
     let mut session = Session {
         ctx,
-        peer,
+        transport,
         out,
         kill: Kill::default(),
         limiter: RateLimiter::direct(quota),
@@ -105,8 +111,14 @@ where
         format: Format::MsgPack,
     };
     let mut stream = stream;
-    let close = session.serve(&mut stream).await;
+    // Disabled at the default level; at `debug` every line of the session carries these.
+    let span = tracing::debug_span!("conn", peer = %peer, transport = transport.name(), player = tracing::field::Empty);
+    let close = tracing::Instrument::instrument(session.serve(&mut stream), span).await;
     let closed_by_server = close.is_some();
+    stats.session_closed(transport, close.as_ref().map(|(code, _)| *code));
+    if session.player.is_some() {
+        stats.players(-1);
+    }
     session.leave_room().await;
     if let Some((code, reason)) = &close {
         tracing::debug!(peer = %peer, ?code, "closing: {reason}");
@@ -132,8 +144,16 @@ where
     drop(slot);
 }
 
-async fn write_loop<Si>(mut queue: OutReceiver, mut sink: Si, heartbeat: Duration, mut close: tokio::sync::oneshot::Receiver<String>)
-where
+/// Where a connection's outgoing frames are counted.
+struct Counted(Arc<NetStats>, Transport);
+
+async fn write_loop<Si>(
+    mut queue: OutReceiver,
+    mut sink: Si,
+    heartbeat: Duration,
+    mut close: tokio::sync::oneshot::Receiver<String>,
+    counted: Counted,
+) where
     Si: Sink<OutFrame> + Unpin,
 {
     let mut ping = tokio::time::interval_at(Instant::now() + heartbeat, heartbeat);
@@ -148,14 +168,14 @@ where
                     close_with(&mut sink, reason).await;
                     return;
                 };
-                if !write_batch(&mut sink, batch).await || sink.flush().await.is_err() {
+                if !write_batch(&mut sink, batch, &counted).await || sink.flush().await.is_err() {
                     return;
                 }
             }
             reason = &mut close => {
                 // Drain what is queued, then close with the reason.
                 while let Some(batch) = queue.try_recv() {
-                    if !write_batch(&mut sink, batch).await {
+                    if !write_batch(&mut sink, batch, &counted).await {
                         return;
                     }
                 }
@@ -180,8 +200,11 @@ async fn close_with<Si: Sink<OutFrame> + Unpin>(sink: &mut Si, reason: String) {
 }
 
 /// Feeds a batch to the sink (without flushing); false if the connection is gone.
-async fn write_batch<Si: Sink<OutFrame> + Unpin>(sink: &mut Si, batch: Outbound) -> bool {
+async fn write_batch<Si: Sink<OutFrame> + Unpin>(sink: &mut Si, batch: Outbound, counted: &Counted) -> bool {
     let Outbound::Frames(format, frames) = batch;
+    let stats = counted.0.transport(counted.1);
+    stats.msgs_out.fetch_add(frames.len() as u64, Ordering::Relaxed);
+    stats.bytes_out.fetch_add(frames.iter().map(|f| f.len() as u64).sum(), Ordering::Relaxed);
     for frame in frames {
         if sink.feed(OutFrame::Data(frame, format)).await.is_err() {
             return false;
@@ -192,7 +215,7 @@ async fn write_batch<Si: Sink<OutFrame> + Unpin>(sink: &mut Si, batch: Outbound)
 
 struct Session {
     ctx: Arc<ServerCtx>,
-    peer: SocketAddr,
+    transport: Transport,
     out: OutQueue,
     kill: Kill,
     limiter: DefaultDirectRateLimiter,
@@ -227,7 +250,10 @@ impl Session {
                 }
                 item = stream.next() => match item {
                     None | Some(Err(FrameError::Io(_))) => return None,
-                    Some(Err(FrameError::TooLarge(why))) => return Some((ErrorCode::FrameTooLarge, why)),
+                    Some(Err(FrameError::TooLarge(why))) => {
+                        self.ctx.stats.refused(Refusal::TooLarge);
+                        return Some((ErrorCode::FrameTooLarge, why));
+                    }
                     Some(Ok(None)) => last_seen = Instant::now(),
                     Some(Ok(Some(frame))) => {
                         last_seen = Instant::now();
@@ -253,7 +279,11 @@ impl Session {
     }
 
     async fn handle(&mut self, frame: InFrame) -> Option<(ErrorCode, String)> {
+        let stats = self.ctx.stats.transport(self.transport);
+        stats.msgs_in.fetch_add(1, Ordering::Relaxed);
+        stats.bytes_in.fetch_add(frame.data.len() as u64, Ordering::Relaxed);
         if self.limiter.check().is_err() {
+            self.ctx.stats.refused(Refusal::RateLimited);
             let net = &self.ctx.net;
             return Some((ErrorCode::RateLimited, format!("more than {} messages per second (burst {})", net.msgs_per_sec, net.burst)));
         }
@@ -261,10 +291,14 @@ impl Session {
         let msg = match envelope::decode(&frame.data, frame.format) {
             Ok(msg) => msg,
             Err(e @ envelope::DecodeError::Unknown(_)) => {
+                self.ctx.stats.refused(Refusal::Unknown);
                 self.error(e.code(), e.to_string());
                 return None;
             }
-            Err(e) => return Some((e.code(), e.to_string())),
+            Err(e) => {
+                self.ctx.stats.refused(Refusal::Malformed);
+                return Some((e.code(), e.to_string()));
+            }
         };
         if let ClientEnvelope::Hello { token } = msg {
             return self.hello(token);
@@ -313,9 +347,11 @@ impl Session {
                 return Some((ErrorCode::BadToken, "a token is required (anonymous guests are only admitted in --dev mode)".into()));
             }
         };
-        tracing::debug!(peer = %self.peer, player, guest, "hello");
+        tracing::Span::current().record("player", player.as_str());
+        tracing::debug!(guest, "hello");
         self.reply(&ServerEnvelope::Welcome { player: player.clone(), guest, server: env!("CARGO_PKG_VERSION").into() });
         self.player = Some(player.into());
+        self.ctx.stats.players(1);
         None
     }
 

@@ -32,6 +32,7 @@ pub async fn serve(listener: TcpListener, ctx: Arc<ServerCtx>, caps: Arc<Connect
                 tokio::spawn(run(socket, ctx.clone(), slot));
             }
             Err(reason) => {
+                ctx.stats.transport(crate::net::stats::Transport::Tcp).refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 tokio::spawn(refuse(socket, ctx.net.max_frame_bytes, reason));
             }
         }
@@ -62,5 +63,5 @@ async fn run(socket: TcpStream, ctx: Arc<ServerCtx>, slot: crate::net::limits::C
             OutFrame::Ping | OutFrame::Close(_) => None,
         })
     });
-    session::run(ctx, peer, Box::pin(frames), Box::pin(sink), slot).await;
+    session::run(ctx, crate::net::stats::Transport::Tcp, peer, Box::pin(frames), Box::pin(sink), slot).await;
 }

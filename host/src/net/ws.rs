@@ -27,7 +27,6 @@ pub async fn serve(listener: TcpListener, ctx: Arc<ServerCtx>, caps: Arc<Connect
     let shutdown = ctx.shutdown.clone();
     let app = Router::new()
         .route("/ws", get(upgrade))
-        .route("/rooms", get(rooms))
         .route("/health", get(health))
         .route("/", get(|| async { "warden: connect a WebSocket to /ws (see docs/protocol.md)\n" }))
         .with_state(WsState { ctx, caps });
@@ -40,10 +39,6 @@ pub async fn serve(listener: TcpListener, ctx: Arc<ServerCtx>, caps: Arc<Connect
     axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await
-}
-
-async fn rooms(State(state): State<WsState>) -> Json<Vec<crate::room::RoomSummary>> {
-    Json(state.ctx.rooms.list())
 }
 
 /// `GET /health`: 200 when saves are being written, 503 with the store's error when they are not.
@@ -67,7 +62,10 @@ async fn upgrade(ws: WebSocketUpgrade, ConnectInfo(peer): ConnectInfo<SocketAddr
     ws.max_message_size(max).max_frame_size(max).on_upgrade(move |socket| async move {
         match slot {
             Ok(slot) => run(socket, peer, state.ctx, slot).await,
-            Err(reason) => refuse(socket, reason).await,
+            Err(reason) => {
+                state.ctx.stats.transport(crate::net::stats::Transport::Ws).refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                refuse(socket, reason).await
+            }
         }
     })
 }
@@ -120,5 +118,5 @@ async fn run(socket: WebSocket, peer: SocketAddr, ctx: Arc<ServerCtx>, slot: cra
             OutFrame::Close(reason) => Message::Close(Some(CloseFrame { code: close_code::POLICY, reason: truncate(&reason).into() })),
         }))
     });
-    session::run(ctx, peer, Box::pin(stream), Box::pin(sink), slot).await;
+    session::run(ctx, crate::net::stats::Transport::Ws, peer, Box::pin(stream), Box::pin(sink), slot).await;
 }

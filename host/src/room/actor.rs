@@ -24,7 +24,7 @@
 use super::journal::{self, Base, Journal, Timer};
 use super::{GameEntry, JoinError, PlayerConn, RollbackTiming, RoomDump, RoomInput, RoomKey, Rooms, SwapFailure};
 use crate::health::crash::decode_input;
-use crate::health::{Counts, VersionHealth};
+use crate::health::{Counts, Export, Outcome, VersionHealth};
 use crate::net::envelope::{self, ErrorCode, Format, ServerEnvelope, ServerMsg};
 use crate::runtime::{CallError, GameClock, InstanceEnv, Plugin, PluginInstance, Recipient, RoomInfo, RoomRng};
 
@@ -59,6 +59,16 @@ impl Input<'_> {
         }
     }
 
+    fn export(self) -> Export {
+        match self {
+            Input::Join(_) => Export::Join,
+            Input::Leave(_) => Export::Leave,
+            Input::Msg(..) => Export::Message,
+            Input::Timer(_) => Export::Timer,
+            Input::Tick(_) => Export::Tick,
+        }
+    }
+
     fn invoke(self, instance: &mut PluginInstance, tick: u64) -> Result<(), CallError> {
         match self {
             Input::Join(p) => instance.on_join(p),
@@ -77,6 +87,17 @@ impl Input<'_> {
             Input::Timer(tag) => Some(serde_json::json!({ "timer": tag })),
         }
     }
+}
+
+/// A game message's type, for the call's span: the `type` field of a MessagePack map (what the SDK's
+/// tagged enums carry), or `-`. Only read when the span is enabled.
+fn message_type(payload: &[u8]) -> String {
+    #[derive(serde::Deserialize)]
+    struct Tagged {
+        #[serde(rename = "type")]
+        ty: String,
+    }
+    rmp_serde::from_slice::<Tagged>(payload).map(|t| t.ty).unwrap_or_else(|_| "-".into())
 }
 
 pub(super) struct Room {
@@ -134,6 +155,8 @@ pub(super) struct Room {
     pub(super) incident: Option<String>,
     /// What the room makes the host hold, for listings (written once a tick).
     pub(super) usage: Arc<super::usage::RoomUsage>,
+    /// The last errors of its plugin calls, for `warden room`.
+    recent_errors: VecDeque<super::RecentError>,
 }
 
 /// The players in a room. If the room's task dies without closing (a panic in the host), dropping this
@@ -202,7 +225,7 @@ impl Room {
             counts: Counts::default(),
             base: Base {
                 id: 0,
-                plugin: plugin.clone(),
+                version: plugin.manifest().version.as_str().into(),
                 tick: 0,
                 seed,
                 hash_key,
@@ -239,6 +262,7 @@ impl Room {
             empty_since: None,
             incident: None,
             usage: Default::default(),
+            recent_errors: VecDeque::new(),
         }
     }
 
@@ -312,8 +336,9 @@ impl Room {
                         }
                     }
                 }
-                _ = ticks.tick() => {
+                scheduled = ticks.tick() => {
                     let started = std::time::Instant::now();
+                    let late = Instant::now().saturating_duration_since(scheduled) > period;
                     if let Err(crash) = self.tick(&mut instance) {
                         break End::Crashed(crash);
                     }
@@ -338,7 +363,10 @@ impl Room {
                         break End::Crashed(crash);
                     }
                     self.record_usage(&instance);
-                    self.rooms.record_tick(started.elapsed().as_micros() as u64);
+                    // Published with the next tick's counts.
+                    let micros = started.elapsed().as_micros() as u64;
+                    self.tally.tick(micros, late);
+                    self.rooms.record_tick(micros);
                     if self.members.is_empty() {
                         let since = *self.empty_since.get_or_insert_with(Instant::now);
                         if since.elapsed() >= grace && self.rx.is_empty() {
@@ -444,6 +472,13 @@ impl Room {
             timer_bytes: self.timers.iter().chain(&self.due).map(timer).sum(),
             outbound_bytes: self.members.values().map(|c| c.out.queued_bytes() as u64).sum(),
             players: self.members.len() as u64,
+            ticks: self.counts.ticks,
+            late_ticks: self.counts.late_ticks,
+            tick_p99_us: self.counts.tick_p99_us().unwrap_or(0),
+            inbox: self.rx.len() as u64,
+            journal_entries: self.journal.len() as u64,
+            checkpoint_tick: self.base.tick,
+            tick: self.tick,
             host_bytes: 0,
         });
     }
@@ -459,7 +494,23 @@ impl Room {
             base: self.base.clone(),
             journal: self.journal.clone(),
             counts,
+            players: self.members.keys().map(|p| p.to_string()).collect(),
+            timers: self.timers.iter().chain(&self.due).cloned().collect(),
+            recent_errors: self.recent_errors.iter().cloned().collect(),
+            tick_hz: self.rooms.0.config.tick_hz,
+            features: self.game.features.names(),
         }
+    }
+
+    /// Keeps the last errors for the room's listing.
+    fn remember_error(&mut self, export: Export, outcome: Outcome, message: String) {
+        const KEPT: usize = 16;
+        if self.recent_errors.len() == KEPT {
+            self.recent_errors.pop_front();
+        }
+        let message: String = message.chars().take(500).collect();
+        let (export, outcome) = (export.name().to_string(), outcome.name().to_string());
+        self.recent_errors.push_back(super::RecentError { tick: self.tick, export, outcome, message });
     }
 
     /// Journals and runs one plugin call, and collects what it queued. A gameplay error goes to `player`
@@ -471,17 +522,31 @@ impl Room {
             input.record(&mut self.journal);
         }
         self.timers_pending.store(self.timers.len() + self.due.len(), Ordering::Relaxed);
+        // At the default level this span is disabled: the macro checks a cached level and evaluates
+        // none of its fields (the tick-loop benchmark shows no cost); at `debug` every log line of the
+        // call carries them.
+        let span = tracing::debug_span!(
+            "call",
+            plugin = %self.key.0,
+            version = %self.plugin.manifest().version,
+            room = %self.key.1,
+            player = player.map(|p| &**p),
+            export = input.export().name(),
+            msg_type = tracing::field::Empty,
+        );
+        if let Input::Msg(_, payload) = input
+            && !span.is_disabled()
+        {
+            span.record("msg_type", message_type(payload));
+        }
+        let _call = span.enter();
         let started = std::time::Instant::now();
         let result = input.invoke(instance, self.tick);
-        // A trap or deadline hit counts as a call, not as a latency (a deadline hit is the deadline).
-        match &result {
-            Err(e) if e.is_fatal() => self.tally.calls += 1,
-            _ => self.tally.call(started.elapsed().as_micros() as u64),
-        }
-        let tick = matches!(input, Input::Tick(_));
-        if tick {
-            self.tally.tick_calls += 1;
-        }
+        let outcome = match &result {
+            Ok(()) => Outcome::Ok,
+            Err(e) => e.outcome(),
+        };
+        self.tally.record(input.export(), outcome, started.elapsed().as_micros() as u64);
         match result {
             Ok(()) => {
                 self.collect(instance);
@@ -489,11 +554,8 @@ impl Room {
             }
             Err(CallError::Gameplay { export, message }) => {
                 self.collect(instance);
-                self.tally.errors += 1;
-                if tick {
-                    self.tally.tick_errors += 1;
-                }
                 tracing::debug!(export, "gameplay error: {message}");
+                self.remember_error(input.export(), outcome, message.clone());
                 if let Some(player) = player {
                     self.direct(player, &ServerEnvelope::Error { code: ErrorCode::GameError, message, fatal: false });
                 }
@@ -501,10 +563,10 @@ impl Room {
             }
             Err(fatal) => {
                 self.journal.truncate(mark);
-                match fatal {
-                    CallError::Deadline { .. } => self.tally.deadlines += 1,
-                    _ => self.tally.traps += 1,
+                if let Some(kind) = fatal.trap_kind() {
+                    self.tally.trap_kind(kind as usize);
                 }
+                self.remember_error(input.export(), outcome, fatal.player_summary());
                 let supervised = self.supervise(instance, &fatal, player, Some(input));
                 if let Some(player) = player {
                     let incident = self.incident.take().unwrap_or_default();
@@ -606,6 +668,7 @@ impl Room {
 
     /// Answers joins that will never be served and ends the room.
     fn refuse_all(mut self, why: JoinError) {
+        self.rooms.0.lifecycle.closed(&self.key.0, super::stats::CloseReason::FailedToStart);
         self.rx.close();
         self.rooms.remove(&self.key);
         while let Ok(input) = self.rx.try_recv() {
@@ -633,6 +696,12 @@ impl Room {
         if matches!(end, End::Crashed(_)) {
             self.rooms.closed_for_crashes(&self.key);
         }
+        let why = match end {
+            End::Empty => super::stats::CloseReason::Empty,
+            End::Shutdown => super::stats::CloseReason::Shutdown,
+            End::Crashed(_) => super::stats::CloseReason::Crashed,
+        };
+        self.rooms.0.lifecycle.closed(&self.key.0, why);
         tracing::debug!(tick = self.tick, "room closed");
         // Joins that raced with the close go to a new room.
         self.rx.close();

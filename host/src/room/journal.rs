@@ -32,7 +32,7 @@ pub struct Base {
     /// Increasing per room; names the checkpoint in crash reports.
     pub id: u64,
     /// The version that made `state`.
-    pub plugin: Arc<Plugin>,
+    pub version: Arc<str>,
     /// The tick the snapshot was taken after.
     pub tick: u64,
     /// The room's random seed and hash key (a resumed room keeps both).
@@ -52,7 +52,7 @@ pub struct Base {
 impl Base {
     /// The version that made the state.
     pub fn version(&self) -> &str {
-        &self.plugin.manifest().version
+        &self.version
     }
 
     /// Encodes the checkpoint for the store (the plugin is named by its version).

@@ -2,26 +2,29 @@
 //! creates a room on the first `join` naming it, routes joins to it, and shuts every room down.
 
 mod actor;
+mod conn;
+pub mod dumpfile;
 pub mod journal;
+pub mod stats;
 pub mod threads;
 pub mod usage;
 
 use crate::config::RoomConfig;
 use crate::health::VersionHealth;
 use crate::health::crash::CrashReport;
-use crate::net::envelope::{ErrorCode, Format};
+use crate::net::envelope::ErrorCode;
 use crate::runtime::{Features, Plugin, SaveBackend};
 use crate::storage::{Checkpoint, Store};
 use arc_swap::ArcSwap;
-use bytes::Bytes;
 use std::collections::BTreeMap;
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasher, RandomState};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+
+pub use conn::{Kill, OutQueue, OutReceiver, Outbound, PlayerConn, QueueFull};
 
 /// Which version each room of a game should run.
 #[derive(Clone)]
@@ -123,6 +126,13 @@ impl GameEntry {
         self.changed.send_modify(|generation| *generation += 1);
     }
 
+    /// Every version with health counts (those that ran since the server started), by name.
+    pub fn healths(&self) -> Vec<(String, Arc<VersionHealth>)> {
+        let mut all: Vec<_> = self.health.lock().unwrap().iter().map(|(v, h)| (v.clone(), h.clone())).collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
+    }
+
     /// The health counts of `version`.
     pub fn health(&self, version: &str) -> Arc<VersionHealth> {
         self.health.lock().unwrap().entry(version.to_string()).or_insert_with(|| Arc::new(VersionHealth::new(self.window))).clone()
@@ -143,116 +153,6 @@ pub struct SwapFailure {
     pub to: String,
     /// Why.
     pub reason: String,
-}
-
-/// A connection's outbound queue, bounded both in batches and in bytes: a consumer that falls behind
-/// fills it and is disconnected instead of being buffered for without bound.
-#[derive(Clone)]
-pub struct OutQueue {
-    tx: mpsc::Sender<Outbound>,
-    queued: Arc<AtomicUsize>,
-    max_bytes: usize,
-}
-
-/// The writer's end of an [`OutQueue`].
-pub struct OutReceiver {
-    rx: mpsc::Receiver<Outbound>,
-    queued: Arc<AtomicUsize>,
-}
-
-/// The queue refused a batch: the connection is not keeping up.
-#[derive(Debug)]
-pub struct QueueFull;
-
-impl OutQueue {
-    /// A queue of at most `max_batches` batches and `max_bytes` bytes.
-    pub fn new(max_batches: usize, max_bytes: usize) -> (OutQueue, OutReceiver) {
-        let (tx, rx) = mpsc::channel(max_batches);
-        let queued = Arc::new(AtomicUsize::new(0));
-        (OutQueue { tx, queued: queued.clone(), max_bytes }, OutReceiver { rx, queued })
-    }
-
-    /// Bytes queued and not yet taken by the writer.
-    pub fn queued_bytes(&self) -> usize {
-        self.queued.load(Ordering::Relaxed)
-    }
-
-    /// Queues a batch of frames, or refuses it if either bound would be passed.
-    pub fn push(&self, format: Format, frames: Vec<Bytes>) -> Result<(), QueueFull> {
-        let size: usize = frames.iter().map(Bytes::len).sum();
-        if self.queued.fetch_add(size, Ordering::AcqRel) + size > self.max_bytes {
-            self.queued.fetch_sub(size, Ordering::AcqRel);
-            return Err(QueueFull);
-        }
-        self.tx.try_send(Outbound::Frames(format, frames)).map_err(|_| {
-            self.queued.fetch_sub(size, Ordering::AcqRel);
-            QueueFull
-        })
-    }
-}
-
-impl OutReceiver {
-    /// The next batch; its bytes stop counting against the queue.
-    pub async fn recv(&mut self) -> Option<Outbound> {
-        let batch = self.rx.recv().await?;
-        self.release(&batch);
-        Some(batch)
-    }
-
-    /// The next batch if one is queued.
-    pub fn try_recv(&mut self) -> Option<Outbound> {
-        let batch = self.rx.try_recv().ok()?;
-        self.release(&batch);
-        Some(batch)
-    }
-
-    fn release(&self, batch: &Outbound) {
-        let Outbound::Frames(_, frames) = batch;
-        self.queued.fetch_sub(frames.iter().map(Bytes::len).sum(), Ordering::AcqRel);
-    }
-}
-
-/// What a session hands a room about its player.
-#[derive(Clone)]
-pub struct PlayerConn {
-    /// Player id.
-    pub id: Arc<str>,
-    /// The format the player's frames are encoded in.
-    pub format: Format,
-    /// The player's outbound queue.
-    pub out: OutQueue,
-    /// Closes the player's connection with a reason (slow consumer, room crash).
-    pub kill: Kill,
-    /// Whether the player is still in the room it joined; the room clears it when it removes the player.
-    pub in_room: Arc<AtomicBool>,
-}
-
-/// What goes to a connection's writer.
-#[derive(Debug)]
-pub enum Outbound {
-    /// Frames to write, in order, all encoded in one format.
-    Frames(Format, Vec<Bytes>),
-}
-
-/// A one-shot "close this connection" signal with its reason.
-#[derive(Clone, Default)]
-pub struct Kill {
-    token: CancellationToken,
-    reason: Arc<Mutex<Option<(ErrorCode, String)>>>,
-}
-
-impl Kill {
-    /// Asks the connection to close with `code` and `reason` (the first reason wins).
-    pub fn kill(&self, code: ErrorCode, reason: impl Into<String>) {
-        self.reason.lock().unwrap().get_or_insert((code, reason.into()));
-        self.token.cancel();
-    }
-
-    /// Resolves once killed, with the reason.
-    pub async fn killed(&self) -> (ErrorCode, String) {
-        self.token.cancelled().await;
-        self.reason.lock().unwrap().clone().unwrap_or((ErrorCode::ShuttingDown, "closed".into()))
-    }
 }
 
 /// Why a join failed.
@@ -341,6 +241,29 @@ pub struct RoomDump {
     pub journal: journal::Journal,
     /// Calls, errors and traps in this room since it opened.
     pub counts: crate::health::Counts,
+    /// The players in it.
+    pub players: Vec<String>,
+    /// Timers pending now.
+    pub timers: Vec<journal::Timer>,
+    /// The last errors its plugin calls gave, oldest first.
+    pub recent_errors: Vec<RecentError>,
+    /// Its tick rate.
+    pub tick_hz: u32,
+    /// The plugin's feature switches that are on.
+    pub features: Vec<String>,
+}
+
+/// An error a room's plugin call gave.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct RecentError {
+    /// The tick it happened in.
+    pub tick: u64,
+    /// The export.
+    pub export: String,
+    /// `err`, `trap` or `deadline`.
+    pub outcome: String,
+    /// What went wrong (for a trap, without the backtrace: the crash report has it).
+    pub message: String,
 }
 
 /// How one room left a bad version.
@@ -370,8 +293,8 @@ impl RoomHandle {
     }
 }
 
-/// Public facts about a room.
-#[derive(Clone, Debug, serde::Serialize)]
+/// Facts about a room, for operators (`warden rooms`, `GET /admin/rooms`).
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct RoomSummary {
     /// Game name.
     pub game: String,
@@ -383,6 +306,8 @@ pub struct RoomSummary {
     pub seed: u64,
     /// What the room makes the host hold, as of its last tick.
     pub usage: usage::Usage,
+    /// When it opened (Unix ms).
+    pub opened_ms: u64,
     /// Where the room writes that.
     #[serde(skip)]
     live: Arc<usage::RoomUsage>,
@@ -423,6 +348,7 @@ struct Inner {
     cooling: Mutex<HashMap<RoomKey, (std::time::Instant, u32)>>,
     /// Where room tasks run: the game threads, or (unset) the runtime that creates the room.
     game_threads: OnceLock<tokio::runtime::Handle>,
+    lifecycle: stats::Lifecycle,
 }
 
 /// Every room of the server.
@@ -457,6 +383,7 @@ impl Rooms {
             crashes: OnceLock::new(),
             cooling: Mutex::new(HashMap::new()),
             game_threads: OnceLock::new(),
+            lifecycle: Default::default(),
         }))
     }
 
@@ -519,6 +446,23 @@ impl Rooms {
         rx.await.ok()
     }
 
+    /// Rooms opened and closed so far.
+    pub fn lifecycle(&self) -> stats::LifecycleCounts {
+        self.0.lifecycle.get()
+    }
+
+    /// Rooms of each game refusing joins after crashing (cooling down) now.
+    pub fn cooling(&self) -> BTreeMap<String, usize> {
+        let now = std::time::Instant::now();
+        let mut out = BTreeMap::new();
+        for ((game, _), (until, _)) in self.0.cooling.lock().unwrap().iter() {
+            if *until > now {
+                *out.entry(game.clone()).or_default() += 1;
+            }
+        }
+        out
+    }
+
     /// Per-room rollback timings since the last call.
     pub fn take_rollbacks(&self) -> Vec<RollbackTiming> {
         std::mem::take(&mut *self.0.rollbacks.lock().unwrap())
@@ -575,6 +519,7 @@ impl Rooms {
 
     fn swapped(&self, key: &RoomKey, version: &str, micros: u64) {
         self.0.swap_us.lock().unwrap().saturating_record(micros.max(1));
+        self.0.lifecycle.swapped(&key.0);
         if let Some((_, summary)) = self.0.rooms.lock().unwrap().get_mut(key) {
             summary.version = version.to_string();
         }
@@ -607,6 +552,7 @@ impl Rooms {
 
     fn rolled_back(&self, key: &RoomKey, version: &str, timing: RollbackTiming) {
         self.0.rollbacks.lock().unwrap().push(timing);
+        self.0.lifecycle.rolled_back(&key.0);
         if let Some((_, summary)) = self.0.rooms.lock().unwrap().get_mut(key) {
             summary.version = version.to_string();
         }
@@ -677,8 +623,10 @@ impl Rooms {
             version: room.version().to_string(),
             seed,
             usage: Default::default(),
+            opened_ms: crate::storage::now_ms() as u64,
             live: room.usage.clone(),
         };
+        self.0.lifecycle.opened(game);
         rooms.insert(key.clone(), (handle.clone(), summary));
         let task = self.clone().supervised(key, entry.clone(), room.run());
         match self.0.game_threads.get() {
@@ -697,10 +645,7 @@ impl Rooms {
         let message = crate::runtime::panic_message(&*panic);
         let version = self.0.rooms.lock().unwrap().get(&key).map(|(_, s)| s.version.clone()).unwrap_or_default();
         tracing::error!(game = %key.0, room = %key.1, version, "the room's task failed: {message}; its players were told and the room closed");
-        let mut failed = crate::health::Counts::default();
-        failed.calls = 1;
-        failed.traps = 1;
-        game.health(&version).add(&failed);
+        game.health(&version).add(&crate::health::Counts { calls: 1, traps: 1, ..Default::default() });
         if let Some(tx) = self.0.crashes.get() {
             let _ = tx.send(CrashReport {
                 id: crate::health::crash::incident_id(),
@@ -721,6 +666,7 @@ impl Rooms {
             });
         }
         self.closed_for_crashes(&key);
+        self.0.lifecycle.closed(&key.0, stats::CloseReason::HostPanic);
         self.remove(&key);
     }
 

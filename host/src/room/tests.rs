@@ -1,6 +1,9 @@
 //! Unit tests of the room registry: out queues, and a room task that dies.
 
 use super::*;
+use crate::net::envelope::Format;
+use bytes::Bytes;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 fn conn(id: &str) -> (PlayerConn, OutReceiver) {
     let (out, rx) = OutQueue::new(4, 1 << 20);
@@ -32,6 +35,7 @@ async fn a_room_task_that_dies_is_counted_reported_unlisted_and_its_players_told
         version: version.clone(),
         seed: 0,
         usage: Default::default(),
+        opened_ms: 0,
         live: Default::default(),
     };
     rooms.0.rooms.lock().unwrap().insert(key.clone(), (RoomHandle { tx }, summary));

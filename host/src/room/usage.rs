@@ -14,6 +14,13 @@ pub struct RoomUsage {
     timer_bytes: AtomicU64,
     outbound_bytes: AtomicU64,
     players: AtomicU64,
+    ticks: AtomicU64,
+    late_ticks: AtomicU64,
+    tick_p99_us: AtomicU64,
+    inbox: AtomicU64,
+    journal_entries: AtomicU64,
+    checkpoint_tick: AtomicU64,
+    tick: AtomicU64,
 }
 
 /// One reading of a [`RoomUsage`].
@@ -33,6 +40,20 @@ pub struct Usage {
     pub outbound_bytes: u64,
     /// Players in the room.
     pub players: u64,
+    /// Ticks run since the room opened.
+    pub ticks: u64,
+    /// Of those, ticks that started more than a tick period late.
+    pub late_ticks: u64,
+    /// The 99th percentile of its tick durations since it opened (µs, a power-of-two bucket's bound).
+    pub tick_p99_us: u64,
+    /// Inputs waiting in its inbox.
+    pub inbox: u64,
+    /// Calls in the journal since the checkpoint.
+    pub journal_entries: u64,
+    /// The tick its last checkpoint was taken at (its age is `tick - checkpoint_tick` ticks of game time).
+    pub checkpoint_tick: u64,
+    /// Its game clock, in ticks.
+    pub tick: u64,
     /// Everything above but linear memory: what the room makes the host hold outside the wasm sandbox.
     pub host_bytes: u64,
 }
@@ -48,6 +69,13 @@ impl RoomUsage {
         self.timer_bytes.store(u.timer_bytes, r);
         self.outbound_bytes.store(u.outbound_bytes, r);
         self.players.store(u.players, r);
+        self.ticks.store(u.ticks, r);
+        self.late_ticks.store(u.late_ticks, r);
+        self.tick_p99_us.store(u.tick_p99_us, r);
+        self.inbox.store(u.inbox, r);
+        self.journal_entries.store(u.journal_entries, r);
+        self.checkpoint_tick.store(u.checkpoint_tick, r);
+        self.tick.store(u.tick, r);
     }
 
     /// The last reading.
@@ -61,6 +89,13 @@ impl RoomUsage {
             timer_bytes: self.timer_bytes.load(r),
             outbound_bytes: self.outbound_bytes.load(r),
             players: self.players.load(r),
+            ticks: self.ticks.load(r),
+            late_ticks: self.late_ticks.load(r),
+            tick_p99_us: self.tick_p99_us.load(r),
+            inbox: self.inbox.load(r),
+            journal_entries: self.journal_entries.load(r),
+            checkpoint_tick: self.checkpoint_tick.load(r),
+            tick: self.tick.load(r),
             host_bytes: 0,
         };
         u.host_bytes = u.state_bytes + u.journal_bytes + u.timer_bytes + u.outbound_bytes;

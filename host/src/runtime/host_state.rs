@@ -115,6 +115,10 @@ impl Features {
     pub fn is_on(&self, name: &str) -> bool {
         self.0.read().unwrap().contains(name)
     }
+    /// The names switched on, sorted.
+    pub fn names(&self) -> Vec<String> {
+        self.0.read().unwrap().iter().cloned().collect()
+    }
 }
 
 /// A message queued by the plugin.
@@ -225,6 +229,24 @@ pub struct HostState {
     pub(super) last_panic: Option<String>,
     wasi: WasiCtx,
     pub(crate) table: ResourceTable,
+    /// Counts this store among the runtime's live instances while it exists.
+    pub(crate) slot: Option<Slot>,
+}
+
+/// One live store of a [`Runtime`](crate::runtime::Runtime): counted while it exists (a pool slot in use).
+pub(crate) struct Slot(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Slot {
+    pub(crate) fn take(live: &Arc<std::sync::atomic::AtomicUsize>) -> Slot {
+        live.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Slot(live.clone())
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 impl HostState {
@@ -266,6 +288,7 @@ impl HostState {
             last_panic: None,
             wasi,
             table: ResourceTable::new(),
+            slot: None,
         }
     }
 

@@ -28,6 +28,32 @@ pub enum TrapKind {
     Other,
 }
 
+impl TrapKind {
+    /// Every kind, in index order (`kind as usize` indexes `health::Counts::trap_kinds`).
+    pub const ALL: [TrapKind; crate::health::TRAP_KINDS] = [
+        TrapKind::Panic,
+        TrapKind::StackOverflow,
+        TrapKind::MemoryCap,
+        TrapKind::Blocked,
+        TrapKind::Limit,
+        TrapKind::HostPanic,
+        TrapKind::Other,
+    ];
+
+    /// Its name, as in crash reports and metric labels.
+    pub fn name(self) -> &'static str {
+        match self {
+            TrapKind::Panic => "panic",
+            TrapKind::StackOverflow => "stack_overflow",
+            TrapKind::MemoryCap => "memory_cap",
+            TrapKind::Blocked => "blocked",
+            TrapKind::Limit => "limit",
+            TrapKind::HostPanic => "host_panic",
+            TrapKind::Other => "other",
+        }
+    }
+}
+
 /// How a call failed.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum CallError {
@@ -64,6 +90,25 @@ pub enum CallError {
 }
 
 impl CallError {
+    /// The call's outcome, as counted.
+    pub fn outcome(&self) -> crate::health::Outcome {
+        use crate::health::Outcome;
+        match self {
+            CallError::Gameplay { .. } => Outcome::Err,
+            CallError::Deadline { .. } => Outcome::Deadline,
+            CallError::Trap { .. } | CallError::Poisoned(_) => Outcome::Trap,
+        }
+    }
+
+    /// The kind of trap, for a trap.
+    pub fn trap_kind(&self) -> Option<TrapKind> {
+        match self {
+            CallError::Trap { kind, .. } => Some(*kind),
+            CallError::Poisoned(_) => Some(TrapKind::Other),
+            _ => None,
+        }
+    }
+
     /// What went wrong in a line fit for a player: the export and the kind of failure, without the
     /// trap's backtrace (that goes to the log and the crash report).
     pub fn summary(&self) -> String {

@@ -41,6 +41,8 @@ pub struct Runtime {
     linker: Linker<HostState>,
     limits: Limits,
     cache: cache::CompileCache,
+    /// Stores alive (instances of any plugin loaded by this runtime): pool slots in use.
+    live: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     _ticker: engine::EpochTicker,
 }
 
@@ -57,7 +59,7 @@ impl Runtime {
             .context("failed to link the warden:plugin host imports")?;
         let cache = cache::CompileCache::new(&engine, cache_dir)?;
         let ticker = engine::EpochTicker::start(engine.clone(), limits.epoch_tick());
-        Ok(Runtime { engine, linker, limits, cache, _ticker: ticker })
+        Ok(Runtime { engine, linker, limits, cache, live: Default::default(), _ticker: ticker })
     }
 
     /// The shared engine.
@@ -68,6 +70,12 @@ impl Runtime {
     /// The limits every instance runs under.
     pub fn limits(&self) -> &Limits {
         &self.limits
+    }
+
+    /// Instances alive now, of every plugin this runtime loaded (each holds a slot of the pooling
+    /// allocator, of which there are `limits.max_instances`).
+    pub fn live_instances(&self) -> usize {
+        self.live.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// How often the compile cache was hit and missed.

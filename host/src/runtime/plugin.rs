@@ -89,6 +89,7 @@ pub struct Plugin {
     engine: Engine,
     limits: Limits,
     pre: GamePre<HostState>,
+    live: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 pub(crate) fn load(rt: &Runtime, bytes: &[u8]) -> Result<Plugin, LoadError> {
@@ -132,6 +133,7 @@ pub(crate) fn load(rt: &Runtime, bytes: &[u8]) -> Result<Plugin, LoadError> {
         engine: rt.engine.clone(),
         limits: rt.limits.clone(),
         pre,
+        live: rt.live.clone(),
     })
 }
 
@@ -176,7 +178,8 @@ impl Plugin {
     /// A store for an instance of this plugin in `env`: host state, memory limiter, and an epoch
     /// deadline already set (instantiation runs guest code too).
     pub fn new_store(&self, env: InstanceEnv) -> wasmtime::Store<HostState> {
-        let state = HostState::new(self.name.clone(), env, &self.limits);
+        let mut state = HostState::new(self.name.clone(), env, &self.limits);
+        state.slot = Some(crate::runtime::host_state::Slot::take(&self.live));
         let mut store = wasmtime::Store::new(&self.engine, state);
         store.limiter(|s| s as &mut dyn wasmtime::ResourceLimiter);
         let (ticks, budget) = (self.limits.deadline_ticks(), std::time::Duration::from_millis(self.limits.call_deadline_ms));

@@ -74,6 +74,12 @@ pub struct QueueStats {
     pub pending_bytes: usize,
     /// Whether any game is past a high-water mark.
     pub backpressure: bool,
+    /// How long each committed transaction took (µs).
+    #[serde(skip)]
+    pub batch_us: crate::health::Histogram,
+    /// From a critical save's submission to its commit (µs).
+    #[serde(skip)]
+    pub critical_us: crate::health::Histogram,
 }
 
 /// A handle on one accepted save, to wait for it to be durable.
@@ -87,6 +93,8 @@ struct Entry {
     data: Vec<u8>,
     critical: bool,
     seq: u64,
+    /// For a critical save: when the oldest critical save it replaced was submitted.
+    since: Option<std::time::Instant>,
 }
 
 impl State {
@@ -157,12 +165,16 @@ impl SaveQueue {
         let bytes = data.len();
         let game_load = s.per_game.entry(key.0.clone()).or_default();
         *game_load = (game_load.0 + 1, game_load.1 + bytes);
-        if let Some(old) = s.pending.insert(key.clone(), Entry { data, critical, seq }) {
+        let since = critical.then(std::time::Instant::now);
+        if let Some(old) = s.pending.insert(key.clone(), Entry { data, critical, seq, since }) {
             s.forget(&key.0, old.data.len());
             s.stats.coalesced += 1;
             if old.critical {
-                // A critical save replaced by a normal one keeps its urgency.
-                s.pending.get_mut(&key).expect("just inserted").critical = true;
+                // A critical save replaced by a normal one keeps its urgency, and its wait is counted
+                // from the first.
+                let entry = s.pending.get_mut(&key).expect("just inserted");
+                entry.critical = true;
+                entry.since = old.since;
             }
         }
         drop(s);
@@ -282,7 +294,7 @@ impl SaveQueue {
     async fn write_batch(&self, only_critical: bool) -> Result<usize> {
         // Each save's data is copied once, out of the pending map; the entries stay there (and keep
         // answering loads) until the write is committed.
-        let (seqs, writes): (Vec<u64>, Vec<SaveWrite>) = {
+        let (seqs, writes): (Vec<(u64, Option<std::time::Instant>)>, Vec<SaveWrite>) = {
             let s = self.0.state.lock().unwrap();
             if let Some(fatal) = &s.fatal {
                 bail!("the store failed fatally: {fatal}");
@@ -298,26 +310,33 @@ impl SaveQueue {
                     bytes += e.data.len().max(1);
                     first || bytes <= self.0.config.max_batch_bytes
                 })
-                .map(|(k, e)| (e.seq, SaveWrite { game: k.0.clone(), player: k.1.clone(), data: e.data.clone() }))
+                .map(|(k, e)| ((e.seq, e.since), SaveWrite { game: k.0.clone(), player: k.1.clone(), data: e.data.clone() }))
                 .unzip()
         };
         if writes.is_empty() {
             return Ok(0);
         }
+        let started = std::time::Instant::now();
         let result = self.0.store.write_saves(&writes).await;
+        let took = started.elapsed().as_micros() as u64;
         let written = writes.len();
         let mut s = self.0.state.lock().unwrap();
         match result {
             Ok(_) => {
                 s.stats.batches += 1;
+                s.stats.batch_us.record(took);
                 s.stats.written += written as u64;
                 if only_critical {
                     s.stats.critical_flushes += 1;
                 }
                 s.last_error = None;
-                for (seq, write) in seqs.into_iter().zip(writes) {
+                for ((seq, since), write) in seqs.into_iter().zip(writes) {
                     let key = (write.game, write.player);
                     if s.pending.get(&key).is_some_and(|e| e.seq == seq) {
+                        // (A save replaced meanwhile keeps its wait for the write that takes it.)
+                        if let Some(since) = since {
+                            s.stats.critical_us.record(since.elapsed().as_micros() as u64);
+                        }
                         s.pending.remove(&key);
                         s.forget(&key.0, write.data.len());
                     }

@@ -28,10 +28,7 @@ impl Room {
                     // A trap in `init` counts against the version like any other (a canary whose rooms
                     // cannot start is not a canary that saw no traps).
                     if e.is_fatal() {
-                        let mut failed = Counts::default();
-                        failed.calls = 1;
-                        failed.traps = 1;
-                        self.health.add(&failed);
+                        self.health.add(&Counts { calls: 1, traps: 1, ..Counts::default() });
                     }
                     return Err(e.to_string());
                 }
@@ -75,7 +72,7 @@ impl Room {
         self.checkpoints += 1;
         self.base = Base {
             id: self.checkpoints,
-            plugin: self.plugin.clone(),
+            version: self.plugin.manifest().version.as_str().into(),
             tick: self.tick,
             seed: self.seed,
             hash_key: self.rng.hash_key(),
@@ -115,6 +112,9 @@ impl Room {
             }
             Err(fatal) => {
                 self.tally.traps += 1;
+                if let Some(kind) = fatal.trap_kind() {
+                    self.tally.trap_kind(kind as usize);
+                }
                 self.supervise(instance, &fatal, None, None)
             }
         }
@@ -198,6 +198,9 @@ impl Room {
                 // trying the swap again later (1 s, doubling up to 30 s) with ticks in between. The
                 // attempt was the host's, not a player's: it does not count towards the restart limit.
                 self.tally.traps += 1;
+                if let Some(kind) = e.trap_kind() {
+                    self.tally.trap_kind(kind as usize);
+                }
                 let backoff = Duration::from_secs(1 << self.swap_attempts.min(5)).min(Duration::from_secs(30));
                 self.swap_attempts += 1;
                 tracing::error!(
@@ -246,9 +249,7 @@ impl Room {
             }
             Err(reason) => {
                 tracing::error!(from, to, "stays on {from}: {reason}");
-                let mut failed = Counts::default();
-                failed.failed_restores = 1;
-                self.game.health(&to).add(&failed);
+                self.game.health(&to).add(&Counts { failed_restores: 1, ..Counts::default() });
                 self.refused = Some(target);
                 let _ =
                     self.rooms.0.swap_failures.send(SwapFailure { game: self.key.0.clone(), room: self.key.1.clone(), from, to, reason });
