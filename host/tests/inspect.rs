@@ -98,7 +98,8 @@ fn dumps_of(dir: &std::path::Path, room: &str, condition: Condition) -> Vec<Dump
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_room_leaking_timers_gets_exactly_one_dump_naming_the_threshold_and_value() {
-    let server = start(&["watchdog.interval_ms=50", "watchdog.max_timers=100", "watchdog.repeat_ms=3600000"]).await;
+    let server =
+        start(&["watchdog.enabled=true", "watchdog.interval_ms=50", "watchdog.max_timers=100", "watchdog.repeat_ms=3600000"]).await;
     let endpoint = ws(&server, Format::MsgPack);
     let mut leaky = player(&endpoint, "hog", "leak-1").await;
     let _quiet = player(&endpoint, "hog", "quiet-1").await;

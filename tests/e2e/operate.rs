@@ -125,3 +125,40 @@ fn crashes_finds_the_report_of_the_incident_a_player_was_shown() {
     let err = stderr_of_failure(&warden(&["crashes", "--set", &data, "--incident", "ffffffffffff"], d), "an unknown incident");
     assert!(err.contains("no crash report of incident ffffffffffff"), "{err}");
 }
+
+#[test]
+fn rooms_room_dump_and_replay_work_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // Rooms stay open after the bots leave, and checkpoint rarely: the dump holds every move.
+    let serve = Serve::start(d, &["arena"], &["--set", "rooms.empty_grace_ms=600000", "--set", "rooms.checkpoint_every_ms=3600000"]);
+    let admin = serve.admin.to_string();
+    let data = format!("data_dir={:?}", d.display().to_string());
+    let bots = warden(&["bots", "--url", &serve.ws, "--players", "4", "--rate", "10", "--duration", "2", "--room-prefix", "cli"], d);
+    stdout(&bots, "warden bots");
+
+    let out = stdout(&warden(&["rooms", "--admin", &admin, "--set", &data, "--sort", "ticks"], d), "warden rooms");
+    println!("{out}");
+    assert!(out.contains("GAME") && out.contains("TICK p99") && out.contains("cli-0") && out.contains("1 room(s)"), "{out}");
+    let json = stdout(&warden(&["rooms", "--admin", &admin, "--set", &data, "--json"], d), "warden rooms --json");
+    let rooms: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(rooms[0]["room"], "cli-0", "{json}");
+    assert!(rooms[0]["usage"]["ticks"].as_u64().unwrap() > 0, "{json}");
+
+    let out = stdout(&warden(&["room", "arena", "cli-0", "--admin", &admin, "--set", &data], d), "warden room");
+    println!("{out}");
+    assert!(out.contains("arena room cli-0") && out.contains("journal:") && out.contains("checkpoint #"), "{out}");
+    let file = d.join("cli-0.json");
+    let file = file.to_str().unwrap();
+    let out = stdout(&warden(&["room", "arena", "cli-0", "--dump", file, "--admin", &admin, "--set", &data], d), "warden room --dump");
+    assert!(out.contains("wrote") && out.contains("warden replay"), "{out}");
+
+    let plugin = d.join("plugins").join("arena.wasm");
+    let out = stdout(&warden(&["replay", file, "--plugin", plugin.to_str().unwrap()], d), "warden replay");
+    println!("{out}");
+    assert!(out.contains("identical to the live room's snapshot"), "{out}");
+    let err = stderr_of_failure(&warden(&["room", "arena", "nowhere", "--admin", &admin, "--set", &data], d), "an unknown room");
+    assert!(err.contains("no room nowhere of arena is open"), "{err}");
+    let out = stdout(&warden(&["dumps", "--set", &data], d), "warden dumps");
+    assert!(out.contains("no watchdog dumps"), "{out}");
+}

@@ -75,6 +75,8 @@ impl Serve {
             .args(["serve", "--dev", "--plugin-dir"])
             .arg(&plugin_dir)
             .args(["--set", "net.ws_addr=\"127.0.0.1:0\"", "--set", "net.tcp_addr=\"127.0.0.1:0\"", "--set", "admin.addr=\"127.0.0.1:0\""])
+            // The watchdog's audit entries would come between those the tests read (host/tests/inspect.rs tests it).
+            .args(["--set", "watchdog.enabled=false"])
             .arg("--set")
             .arg(format!("data_dir={:?}", dir.display().to_string()))
             .args(extra)

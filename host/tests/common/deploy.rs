@@ -105,6 +105,9 @@ impl Env {
             // version a test expects to advance (a loaded CI run timed out waiting for a canary to
             // advance in rollback::a_version_that_passes_canary_but_fails_probation...).
             "health.latency_factor=0.0".into(),
+            // The watchdog audits what it finds; on a loaded machine a room can run late for long enough,
+            // and its entry would come between the entries these tests read. tests/inspect.rs tests it.
+            "watchdog.enabled=false".into(),
         ];
         sets.extend(extra.iter().map(|s| s.to_string()));
         let config = Config::load(None, Vec::new(), &sets).expect("test configuration");

@@ -57,6 +57,8 @@ pub async fn start(sets: &[&str]) -> Server {
         "auth.secret=\"test-secret-0123456789\"".into(),
         "plugins.chat.features=[\"chat\"]".into(),
         "rooms.empty_grace_ms=200".into(),
+        // Off unless a test is about it (tests/inspect.rs): its audit entries and dumps are no one else's.
+        "watchdog.enabled=false".into(),
         format!("storage.url={:?}", format!("sqlite://{}", data.path().join(format!("saves-{}.db", next_db())).display())),
     ];
     all.extend(sets.iter().map(|s| s.to_string()));
