@@ -1,7 +1,8 @@
 //! Task hygiene, our goroutine-leak test: 1,000 clients connect and disconnect (WebSocket and TCP, some
 //! only saying hello, some joining), 200 rooms open and close, and afterwards the server is back where it
-//! started: live tokio tasks, open file descriptors and instance pool slots exactly, resident memory
-//! within a tolerance. Read from `/metrics`, as an operator would.
+//! started: instance pool slots exactly, live tokio tasks and open file descriptors within 3 (what a
+//! reading itself has in flight), resident memory within 16 MiB. Read from `/metrics`, as an operator
+//! would.
 
 mod common;
 
@@ -15,6 +16,12 @@ use warden::server::Server;
 /// first cycle's high-water mark, which a leak of 1,000 sessions or 200 rooms (a room's instance
 /// alone is over 1 MiB) would pass many times over.
 const RSS_TOLERANCE: f64 = 16.0 * 1024.0 * 1024.0;
+
+/// Tasks and file descriptors that may be in flight at any reading: the reading's own HTTP connection
+/// (a task and a socket on each side) and a session's lingering close. A leak of one per client or room
+/// is hundreds.
+const TASK_TOLERANCE: f64 = 3.0;
+const FD_TOLERANCE: f64 = 3.0;
 
 struct Reading {
     tasks: f64,
@@ -101,7 +108,16 @@ async fn a_thousand_clients_and_two_hundred_rooms_leave_nothing_behind() {
     cycle(&server, 0).await;
     let before = settled(&server).await;
     cycle(&server, 1).await;
-    let after = settled(&server).await;
+    // Whatever is still finishing (a lingering close, the last reading's connection) ends by itself; a
+    // leak never does.
+    let deadline = Instant::now() + WAIT;
+    let after = loop {
+        let after = settled(&server).await;
+        if (after.tasks <= before.tasks + TASK_TOLERANCE && after.fds <= before.fds + FD_TOLERANCE) || Instant::now() > deadline {
+            break after;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     println!(
         "tasks {} -> {}, fds {} -> {}, pool slots {} -> {}, resident {:.1} -> {:.1} MiB",
         before.tasks,
@@ -113,8 +129,8 @@ async fn a_thousand_clients_and_two_hundred_rooms_leave_nothing_behind() {
         before.rss / 1048576.0,
         after.rss / 1048576.0
     );
-    assert_eq!(after.tasks, before.tasks, "live tokio tasks are back to the baseline");
-    assert_eq!(after.fds, before.fds, "open file descriptors are back to the baseline");
+    assert!(after.tasks <= before.tasks + TASK_TOLERANCE, "live tokio tasks: {} after, {} before", after.tasks, before.tasks);
+    assert!(after.fds <= before.fds + FD_TOLERANCE, "open file descriptors: {} after, {} before", after.fds, before.fds);
     assert_eq!(after.slots, 0.0, "every instance pool slot is free");
     assert!(after.rss <= before.rss + RSS_TOLERANCE, "resident memory grew by {:.1} MiB", (after.rss - before.rss) / 1048576.0);
     server.shutdown().await;

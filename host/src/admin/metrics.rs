@@ -17,7 +17,7 @@ use crate::room::{RoomSummary, Rooms};
 use crate::runtime::{Runtime, TrapKind};
 use crate::storage::queue::{QueueStats, SaveQueue};
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeGaugeValue, NoLabelSet};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeCounterValue, EncodeGaugeValue, NoLabelSet};
 use prometheus_client::metrics::MetricType;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -253,18 +253,7 @@ fn labels<const N: usize>(pairs: [(&'static str, &str); N]) -> Labels {
 struct Out<'a, 'b>(&'b mut DescriptorEncoder<'a>);
 
 impl Out<'_, '_> {
-    fn counter(&mut self, name: &str, help: &str, series: impl IntoIterator<Item = (Labels, u64)>) -> fmt::Result {
-        let mut family = self.0.encode_descriptor(name, help, None, MetricType::Counter)?;
-        for (labels, value) in series {
-            match labels.is_empty() {
-                true => family.encode_counter::<NoLabelSet, _, u64>(&value, None)?,
-                false => family.encode_family(&labels)?.encode_counter::<NoLabelSet, _, u64>(&value, None)?,
-            }
-        }
-        Ok(())
-    }
-
-    fn counter_f64(&mut self, name: &str, help: &str, series: impl IntoIterator<Item = (Labels, f64)>) -> fmt::Result {
+    fn counter<V: EncodeCounterValue>(&mut self, name: &str, help: &str, series: impl IntoIterator<Item = (Labels, V)>) -> fmt::Result {
         let mut family = self.0.encode_descriptor(name, help, None, MetricType::Counter)?;
         for (labels, value) in series {
             match labels.is_empty() {
@@ -556,7 +545,7 @@ impl Scrape {
     fn encode_process(&self, out: &mut Out) -> fmt::Result {
         let p = &self.process;
         out.gauge("process_resident_memory_bytes", "Resident memory of the process.", [(Labels::new(), p.resident_bytes)])?;
-        out.counter_f64("process_cpu_seconds", "CPU time of the process (user and system).", [(Labels::new(), p.cpu_seconds)])?;
+        out.counter("process_cpu_seconds", "CPU time of the process (user and system).", [(Labels::new(), p.cpu_seconds)])?;
         out.gauge("process_open_fds", "Open file descriptors.", [(Labels::new(), p.open_fds)])?;
         out.gauge("process_threads", "Threads of the process.", [(Labels::new(), p.threads)])?;
         out.gauge(
@@ -577,7 +566,7 @@ impl Scrape {
         )?;
         out.gauge("tokio_alive_tasks", "Tasks alive, per tokio runtime.", rt(|r| r.alive_tasks as u64))?;
         out.gauge("tokio_global_queue_depth", "Tasks waiting in the global queue, per tokio runtime.", rt(|r| r.queue as u64))?;
-        out.counter_f64(
+        out.counter(
             "tokio_busy_seconds",
             "Time worker threads spent busy, summed over the workers, per tokio runtime.",
             self.runtimes.iter().map(|r| (labels([("runtime", r.name)]), r.busy.as_secs_f64())),
