@@ -4,6 +4,10 @@
 //! inputs put straight into the rooms' inboxes and outputs drained without a network. Prints the tick
 //! time per room (p50, p99, max), the CPU the process used, and the same room logic run natively (the
 //! arena game through the SDK's harness, 4 players, 2 moves per tick) as a baseline.
+//!
+//! `WARDEN_BENCH_ROOMS`, `WARDEN_BENCH_WARMUP` and `WARDEN_BENCH_SECONDS` shrink the run, for
+//! `scripts/bench-instructions`, which counts the rooms' instructions under callgrind (a count that a
+//! busy machine does not change, where CPU seconds vary by a third from one run to the next).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -14,11 +18,12 @@ use warden::net::envelope::Format;
 use warden::room::{GameEntry, Kill, OutQueue, PlayerConn, RoomInput, Rooms};
 use warden::runtime::{Features, Limits, MemorySaves, Runtime};
 
-const ROOMS: usize = 1_000;
 const PLAYERS: usize = 4;
 const MOVES_PER_SEC: u64 = 10;
-const WARMUP: Duration = Duration::from_secs(3);
-const MEASURE: Duration = Duration::from_secs(10);
+
+fn knob(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().map(|v| v.parse().unwrap_or_else(|_| panic!("{name}={v}: not a whole number"))).unwrap_or(default)
+}
 
 fn cpu_seconds() -> f64 {
     // utime + stime of this process, in clock ticks (100 per second on Linux).
@@ -60,15 +65,19 @@ fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         return; // `cargo test --benches` builds this; the run is for `cargo bench`.
     }
-    let rt = Runtime::new(Limits { max_instances: ROOMS as u32 + 10, ..Limits::default() }, None).unwrap();
+    let rooms_n = knob("WARDEN_BENCH_ROOMS", 1_000) as usize;
+    let warmup = Duration::from_secs(knob("WARDEN_BENCH_WARMUP", 3));
+    let measure = Duration::from_secs(knob("WARDEN_BENCH_SECONDS", 10));
+    let rt = Runtime::new(Limits { max_instances: rooms_n as u32 + 10, ..Limits::default() }, None).unwrap();
     let plugin = Arc::new(rt.load(&warden_tests::wasm_bytes("arena")).unwrap());
     let game = Arc::new(GameEntry::new(plugin, Vec::new(), Features::default()));
     let tokio_rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     tokio_rt.block_on(async {
         let rooms = Rooms::new(HashMap::from([("arena".to_string(), game)]), RoomConfig::default(), Arc::new(MemorySaves::default()));
         let delivered = Arc::new(AtomicU64::new(0));
+        let moved = Arc::new(AtomicU64::new(0));
         let mut handles = Vec::new();
-        for r in 0..ROOMS {
+        for r in 0..rooms_n {
             for p in 0..PLAYERS {
                 let (out, mut rx) = OutQueue::new(256, 1 << 20);
                 let id: Arc<str> = format!("p{p}").into();
@@ -91,6 +100,7 @@ fn main() {
         }
         // Each player moves 10 times a second, spread over the period.
         for (i, (handle, id)) in handles.into_iter().enumerate() {
+            let moved = moved.clone();
             tokio::spawn(async move {
                 let period = Duration::from_millis(1000 / MOVES_PER_SEC);
                 let phase = period.mul_f64((i % 97) as f64 / 97.0);
@@ -100,24 +110,30 @@ fn main() {
                     if !handle.send(RoomInput::Msg { player: id.clone(), payload: move_payload(seq) }).await {
                         return;
                     }
+                    moved.fetch_add(1, Ordering::Relaxed);
                 }
             });
         }
-        tokio::time::sleep(WARMUP).await;
-        rooms.take_tick_times();
+        tokio::time::sleep(warmup).await;
+        let warm_ticks = rooms.take_tick_times().len();
         let (cpu0, sent0, t0) = (cpu_seconds(), delivered.load(Ordering::Relaxed), Instant::now());
-        tokio::time::sleep(MEASURE).await;
+        tokio::time::sleep(measure).await;
         let ticks = rooms.take_tick_times();
         let (cpu, frames, wall) = (cpu_seconds() - cpu0, delivered.load(Ordering::Relaxed) - sent0, t0.elapsed().as_secs_f64());
+        // Whole-run totals (every tick and move until the rooms are shut), the denominators for an
+        // instruction count of the whole run.
+        rooms.shutdown().await;
+        let all_ticks = warm_ticks + ticks.len() + rooms.take_tick_times().len();
+        let all_moves = moved.load(Ordering::Relaxed);
         let (native_p50, native_p99) = native_baseline();
-        println!("tick loop: {ROOMS} arena rooms x {PLAYERS} players at 20 Hz, {MOVES_PER_SEC} moves/s per player, {:.0} s", wall);
-        println!("  ticks run                  {:>10} ({:.0}/s; schedule: {}/s)", ticks.len(), ticks.len() as f64 / wall, ROOMS * 20);
+        println!("tick loop: {rooms_n} arena rooms x {PLAYERS} players at 20 Hz, {MOVES_PER_SEC} moves/s per player, {:.0} s", wall);
+        println!("  ticks run                  {:>10} ({:.0}/s; schedule: {}/s)", ticks.len(), ticks.len() as f64 / wall, rooms_n * 20);
         println!("  tick time p50              {:>10} us", ticks.value_at_quantile(0.5));
         println!("  tick time p99              {:>10} us", ticks.value_at_quantile(0.99));
         println!("  tick time max              {:>10} us", ticks.max());
         println!("  frames delivered           {:>10.0}/s", frames as f64 / wall);
         println!("  process CPU                {:>10.2} cores (of 2)", cpu / wall);
         println!("  same room logic, native    {:>10.1} us p50, {:.1} us p99 per tick (SDK harness, no wasm)", native_p50, native_p99);
-        rooms.shutdown().await;
+        println!("  totals: ticks={all_ticks} moves={all_moves}");
     });
 }
