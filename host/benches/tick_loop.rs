@@ -5,7 +5,8 @@
 //! time per room (p50, p99, max), the CPU the process used, and the same room logic run natively (the
 //! arena game through the SDK's harness, 4 players, 2 moves per tick) as a baseline.
 //!
-//! `WARDEN_BENCH_ROOMS`, `WARDEN_BENCH_WARMUP` and `WARDEN_BENCH_SECONDS` shrink the run, for
+//! `WARDEN_BENCH_ROOMS`, `WARDEN_BENCH_WARMUP`, `WARDEN_BENCH_SECONDS` and
+//! `WARDEN_BENCH_SPARE_INSTANCES` shrink the run, for
 //! `scripts/bench-instructions`, which counts the rooms' instructions under callgrind (a count that a
 //! busy machine does not change, where CPU seconds vary by a third from one run to the next).
 
@@ -16,7 +17,7 @@ use std::time::{Duration, Instant};
 use warden::config::RoomConfig;
 use warden::net::envelope::Format;
 use warden::room::{GameEntry, Kill, OutQueue, PlayerConn, RoomInput, Rooms};
-use warden::runtime::{Features, Limits, MemorySaves, Runtime};
+use warden::runtime::{Limits, MemorySaves, Runtime};
 
 const PLAYERS: usize = 4;
 const MOVES_PER_SEC: u64 = 10;
@@ -65,12 +66,18 @@ fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         return; // `cargo test --benches` builds this; the run is for `cargo bench`.
     }
+    // Logging as `warden serve` sets it up (warn and above to stderr). Without any subscriber, tracing
+    // falls back to the `log` crate and evaluates every disabled span's fields, which a server never does.
+    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::new("warn")).with_writer(std::io::stderr).init();
     let rooms_n = knob("WARDEN_BENCH_ROOMS", 1_000) as usize;
     let warmup = Duration::from_secs(knob("WARDEN_BENCH_WARMUP", 3));
     let measure = Duration::from_secs(knob("WARDEN_BENCH_SECONDS", 10));
-    let rt = Runtime::new(Limits { max_instances: rooms_n as u32 + 10, ..Limits::default() }, None).unwrap();
+    // Spare pool slots for a room that swaps or rebuilds; under valgrind, fewer (each slot reserves
+    // gigabytes of address space, and valgrind's is smaller).
+    let spare = knob("WARDEN_BENCH_SPARE_INSTANCES", 10) as u32;
+    let rt = Runtime::new(Limits { max_instances: rooms_n as u32 + spare, ..Limits::default() }, None).unwrap();
     let plugin = Arc::new(rt.load(&warden_tests::wasm_bytes("arena")).unwrap());
-    let game = Arc::new(GameEntry::new(plugin, Vec::new(), Features::default()));
+    let game = Arc::new(GameEntry::new(plugin, Vec::new(), Default::default()));
     let tokio_rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     tokio_rt.block_on(async {
         let rooms = Rooms::new(HashMap::from([("arena".to_string(), game)]), RoomConfig::default(), Arc::new(MemorySaves::default()));

@@ -127,9 +127,7 @@ impl Histogram {
 
     /// Adds `other` into this one.
     pub fn add(&mut self, other: &Histogram) {
-        for (a, b) in self.buckets.iter_mut().zip(&other.buckets) {
-            *a += b;
-        }
+        add_all(&mut self.buckets, &other.buckets);
         self.sum += other.sum;
     }
 
@@ -164,6 +162,16 @@ impl Histogram {
     /// everything above the one before: the `+Inf` bucket).
     pub fn buckets(&self) -> impl Iterator<Item = (Option<u64>, u64)> + '_ {
         self.buckets.iter().enumerate().map(|(i, n)| ((i + 1 < LATENCY_BUCKETS).then(|| 1u64 << (i + 1)), *n))
+    }
+}
+
+/// `a += b` element by element. Indexed over a fixed length, the compiler unrolls and vectorizes it;
+/// the `flatten().zip()` this replaced stayed a branchy scalar loop, and rooms add their counts every
+/// tick (callgrind: 370 instructions per `Counts::add`, now about 100).
+#[inline(always)]
+fn add_all<const N: usize>(a: &mut [u64; N], b: &[u64; N]) {
+    for i in 0..N {
+        a[i] += b[i];
     }
 }
 
@@ -223,14 +231,17 @@ impl Counts {
         self.escalations += other.escalations;
         self.ticks += other.ticks;
         self.late_ticks += other.late_ticks;
-        for (a, b) in self.by_export.iter_mut().flatten().zip(other.by_export.iter().flatten()) {
-            *a += b;
+        for (a, b) in self.by_export.iter_mut().zip(&other.by_export) {
+            add_all(a, b);
         }
-        for (a, b) in self.trap_kinds.iter_mut().zip(&other.trap_kinds) {
-            *a += b;
-        }
+        add_all(&mut self.trap_kinds, &other.trap_kinds);
         self.latency.add(&other.latency);
         self.tick_us.add(&other.tick_us);
+    }
+
+    /// Forgets everything (a room's tally after it was added on).
+    pub fn clear(&mut self) {
+        *self = Counts::default();
     }
 
     /// Whether nothing was counted.

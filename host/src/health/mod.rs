@@ -146,9 +146,11 @@ pub struct VersionHealth {
     inner: Mutex<Ring>,
 }
 
+/// Rooms add to the newest bucket only (once a tick each); the totals are the buckets that left the
+/// ring plus those in it, summed when read.
 struct Ring {
     buckets: VecDeque<(u64, Counts)>,
-    total: Counts,
+    retired: Counts,
 }
 
 const BUCKETS: u64 = 10;
@@ -158,7 +160,7 @@ impl VersionHealth {
     pub fn new(window: Duration) -> Self {
         VersionHealth {
             window: window.max(Duration::from_millis(BUCKETS)),
-            inner: Mutex::new(Ring { buckets: VecDeque::new(), total: Counts::default() }),
+            inner: Mutex::new(Ring { buckets: VecDeque::new(), retired: Counts::default() }),
         }
     }
 
@@ -179,13 +181,13 @@ impl VersionHealth {
         }
         let bucket = self.bucket_of(Instant::now());
         let mut ring = self.inner.lock().unwrap();
-        ring.total.add(counts);
         match ring.buckets.back_mut() {
             Some((b, c)) if *b == bucket => c.add(counts),
             _ => {
                 ring.buckets.push_back((bucket, counts.clone()));
                 while ring.buckets.len() as u64 > BUCKETS {
-                    ring.buckets.pop_front();
+                    let (_, old) = ring.buckets.pop_front().expect("more than BUCKETS");
+                    ring.retired.add(&old);
                 }
             }
         }
@@ -206,12 +208,21 @@ impl VersionHealth {
 
     /// Every count since the version was loaded.
     pub fn total(&self) -> Counts {
-        self.inner.lock().unwrap().total.clone()
+        let ring = self.inner.lock().unwrap();
+        let mut total = ring.retired.clone();
+        for (_, c) in &ring.buckets {
+            total.add(c);
+        }
+        total
     }
 
     /// Forgets the window (not the totals): a version put back into service starts a fresh window.
     pub fn clear_window(&self) {
-        self.inner.lock().unwrap().buckets.clear();
+        let mut ring = self.inner.lock().unwrap();
+        let Ring { buckets, retired } = &mut *ring;
+        for (_, c) in buckets.drain(..) {
+            retired.add(&c);
+        }
     }
 }
 

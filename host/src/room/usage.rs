@@ -78,6 +78,11 @@ impl RoomUsage {
         self.tick.store(u.tick, r);
     }
 
+    /// The tick p99 last written.
+    pub fn tick_p99_us(&self) -> u64 {
+        self.tick_p99_us.load(Ordering::Relaxed)
+    }
+
     /// The last reading.
     pub fn get(&self) -> Usage {
         let r = Ordering::Relaxed;
