@@ -21,8 +21,8 @@ use warden::config::Config;
 use warden::deploy::{DeployEvent, Deployer, sign};
 use warden::health::Policy;
 use warden::net::envelope::Format;
-use warden::room::{GameEntry, Kill, OutQueue, PlayerConn, RoomHandle, RoomInput, Rooms};
-use warden::runtime::{Features, Limits, MemorySaves, Plugin, Runtime, manifest};
+use warden::room::{GameEntry, Kill, OutQueue, PlayerConn, RoomHandle, RoomInput, Rooms, Switches};
+use warden::runtime::{Limits, MemorySaves, Plugin, Runtime, manifest};
 use warden::storage::Store;
 
 fn stamped(bytes: &[u8], version: &str) -> Vec<u8> {
@@ -100,7 +100,7 @@ async fn tick_cost(plugin: &Arc<Plugin>, n: usize, secs: u64) -> [hdrhistogram::
     let mut sets = Vec::new();
     for journal in [false, true] {
         let cfg = config(&[format!("rooms.journal={journal}"), "rooms.empty_grace_ms=600000".into()]);
-        let game = Arc::new(GameEntry::new(plugin.clone(), Vec::new(), Features::default()));
+        let game = Arc::new(GameEntry::new(plugin.clone(), Vec::new(), Switches::default()));
         let rooms = Rooms::new(HashMap::from([("arena".to_string(), game)]), cfg.rooms.clone(), Arc::new(MemorySaves::default()));
         open(&rooms, "r", n, 4, Duration::from_millis(200), &stop).await;
         sets.push(rooms);
@@ -122,7 +122,7 @@ async fn tick_cost(plugin: &Arc<Plugin>, n: usize, secs: u64) -> [hdrhistogram::
 /// `checkpoint_ms`.
 async fn journal_memory(plugin: &Arc<Plugin>, checkpoint_ms: u64, n: usize, secs: u64) -> (usize, usize, usize) {
     let cfg = config(&[format!("rooms.checkpoint_every_ms={checkpoint_ms}"), "rooms.empty_grace_ms=600000".into()]);
-    let game = Arc::new(GameEntry::new(plugin.clone(), Vec::new(), Features::default()));
+    let game = Arc::new(GameEntry::new(plugin.clone(), Vec::new(), Switches::default()));
     let rooms = Rooms::new(HashMap::from([("arena".to_string(), game)]), cfg.rooms.clone(), Arc::new(MemorySaves::default()));
     let stop = tokio_util::sync::CancellationToken::new();
     open(&rooms, "m", n, 4, Duration::from_millis(200), &stop).await;

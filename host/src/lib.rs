@@ -22,6 +22,7 @@ pub mod commands;
 pub mod config;
 pub mod deploy;
 pub mod health;
+pub mod logs;
 pub mod net;
 pub mod room;
 pub mod runtime;

@@ -1,7 +1,6 @@
 //! The `warden` command: see `warden --help`.
 
 use clap::{Parser, Subcommand};
-use std::io::IsTerminal;
 use std::process::ExitCode;
 use warden::commands;
 
@@ -63,6 +62,12 @@ enum Command {
     /// Hold a plugin's rollout in its phase (automatic rollback stays on); --resume continues it.
     /// Audited.
     Pause(commands::operate::PauseArgs),
+    /// Turn a plugin feature on or off in every room of a running server at its next tick, or close a
+    /// game to new joins (--joins off) for maintenance. Stored (a restart keeps it) and audited.
+    Switch(commands::steer::SwitchArgs),
+    /// Show or change a running server's log filter (e.g. `warden=debug`), optionally for a while
+    /// (--for 10m) after which it goes back by itself. Audited.
+    Log(commands::steer::LogArgs),
     /// A running server's open rooms: game, id, version, players, age, ticks, tick p99, late ticks,
     /// inbox, timers, journal, instance memory and checkpoint, sorted and filtered (through the admin
     /// endpoint).
@@ -83,7 +88,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    init_logging();
+    warden::logs::init();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Inspect(args) => commands::inspect::run(args),
@@ -99,6 +104,8 @@ fn main() -> ExitCode {
         Command::Rollback(args) => commands::operate::rollback(args),
         Command::Promote(args) => commands::operate::promote(args),
         Command::Pause(args) => commands::operate::pause(args),
+        Command::Switch(args) => commands::steer::switch(args),
+        Command::Log(args) => commands::steer::log(args),
         Command::Crashes(args) => commands::crashes::run(args),
         Command::Rooms(args) => commands::rooms::list(args),
         Command::Room(args) => commands::rooms::show(args),
@@ -114,11 +121,4 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// Logs go to stderr, filtered by `WARDEN_LOG` (e.g. `WARDEN_LOG=warden=debug`), in colour only on a
-/// terminal.
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("WARDEN_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(std::io::stderr().is_terminal()).init();
 }

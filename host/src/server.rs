@@ -102,8 +102,15 @@ impl Server {
             .spawn(deploy_stop.clone())
         });
         let admin_token = crate::admin::token(&config.admin.token, &config.data_dir)?;
-        let (admin_addr, admin_task) =
-            crate::admin::serve(&config.admin, admin_token.clone(), deployer.clone(), metrics, deploy_stop.clone()).await?;
+        let (admin_addr, admin_task) = crate::admin::serve(
+            &config.admin,
+            admin_token.clone(),
+            deployer.clone(),
+            metrics,
+            crate::logs::LogControl::new(store.clone()),
+            deploy_stop.clone(),
+        )
+        .await?;
         let caps = ConnectionCaps::new(config.net.max_connections, config.net.max_connections_per_ip);
         let ws_listener =
             TcpListener::bind(config.net.ws_addr).await.with_context(|| format!("failed to listen on {}", config.net.ws_addr))?;

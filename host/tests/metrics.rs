@@ -4,6 +4,7 @@
 mod common;
 
 use common::deploy::*;
+use common::scrape::Scrape;
 use common::server::{self as srv, WAIT};
 use std::time::{Duration, Instant};
 use warden::admin::Client;
@@ -11,37 +12,6 @@ use warden::commands::bots::{self, BotGame, BotsArgs};
 use warden::deploy::DeployEvent;
 use warden::net::envelope::Format;
 use warden::server::Server;
-
-/// The samples of one scrape.
-struct Scrape(Vec<prometheus_parse::Sample>);
-
-impl Scrape {
-    async fn of(server: &Server) -> Scrape {
-        let text = server.admin_client().metrics().await.expect("GET /metrics");
-        if std::env::var_os("WARDEN_SHOW_METRICS").is_some() {
-            println!("{text}");
-        }
-        let lines = text.lines().map(|l| Ok(l.to_string()));
-        Scrape(prometheus_parse::Scrape::parse(lines).expect("the exposition parses").samples)
-    }
-
-    /// The value of the sample `name` whose labels are exactly `labels`, if there is one.
-    fn get(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-        let sample = self
-            .0
-            .iter()
-            .find(|s| s.metric == name && s.labels.len() == labels.len() && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))?;
-        match sample.value {
-            prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Gauge(v) | prometheus_parse::Value::Untyped(v) => Some(v),
-            _ => None,
-        }
-    }
-
-    /// Every sample named `name`.
-    fn all(&self, name: &str) -> Vec<&prometheus_parse::Sample> {
-        self.0.iter().filter(|s| s.metric == name).collect()
-    }
-}
 
 /// Scrapes until `f` gives `Some`.
 async fn until<T>(server: &Server, what: &str, mut f: impl FnMut(&Scrape) -> Option<T>) -> T {

@@ -12,12 +12,12 @@ use ticker::{Report, SetTimer};
 use tokio::time::{Duration, Instant};
 use warden::config::RoomConfig;
 use warden::net::envelope::{self, Format, ServerEnvelope};
-use warden::room::{GameEntry, Kill, OutQueue, OutReceiver, Outbound, PlayerConn, RoomHandle, RoomInput, Rooms};
-use warden::runtime::{Features, MemorySaves};
+use warden::room::{GameEntry, Kill, OutQueue, OutReceiver, Outbound, PlayerConn, RoomHandle, RoomInput, Rooms, Switches};
+use warden::runtime::MemorySaves;
 
 async fn room() -> (Rooms, RoomHandle, Inbox) {
     let plugin = common::plugin("ticker");
-    let game = Arc::new(GameEntry::new(plugin, Vec::new(), Features::default()));
+    let game = Arc::new(GameEntry::new(plugin, Vec::new(), Switches::default()));
     let rooms = Rooms::new(HashMap::from([("ticker".to_string(), game)]), RoomConfig::default(), Arc::new(MemorySaves::default()));
     let (out, rx) = OutQueue::new(10_000, 1 << 30);
     let conn =
@@ -116,7 +116,7 @@ impl warden::runtime::SaveBackend for SlowSaves {
 #[tokio::test(start_paused = true)]
 async fn while_the_save_store_is_behind_inputs_wait_and_none_is_lost() {
     let saves = Arc::new(SlowSaves::default());
-    let game = Arc::new(GameEntry::new(common::plugin("ticker"), Vec::new(), Features::default()));
+    let game = Arc::new(GameEntry::new(common::plugin("ticker"), Vec::new(), Switches::default()));
     let rooms = Rooms::new(HashMap::from([("ticker".to_string(), game)]), RoomConfig::default(), saves.clone());
     let (out, rx) = OutQueue::new(10_000, 1 << 30);
     let conn =

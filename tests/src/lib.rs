@@ -66,12 +66,26 @@ pub struct Serve {
 impl Serve {
     /// Starts the server with copies of the built `plugins`, plus `extra` arguments.
     pub fn start(dir: &Path, plugins: &[&str], extra: &[&str]) -> Serve {
+        Self::spawn(dir, plugins, extra, None)
+    }
+
+    /// The same, with the server's logs (stderr) written to `log`, at the default filter (whatever
+    /// `WARDEN_LOG` this process has).
+    pub fn start_logging_to(dir: &Path, plugins: &[&str], extra: &[&str], log: &Path) -> Serve {
+        Self::spawn(dir, plugins, extra, Some(log))
+    }
+
+    fn spawn(dir: &Path, plugins: &[&str], extra: &[&str], log: Option<&Path>) -> Serve {
         let plugin_dir = dir.join("plugins");
         std::fs::create_dir_all(&plugin_dir).unwrap();
         for name in plugins {
             std::fs::copy(wasm(name), plugin_dir.join(format!("{name}.wasm"))).unwrap();
         }
-        let mut child = Command::new(warden_bin())
+        let mut command = Command::new(warden_bin());
+        if let Some(log) = log {
+            command.env_remove("WARDEN_LOG").stderr(Stdio::from(std::fs::File::create(log).unwrap()));
+        }
+        let mut child = command
             .args(["serve", "--dev", "--plugin-dir"])
             .arg(&plugin_dir)
             .args(["--set", "net.ws_addr=\"127.0.0.1:0\"", "--set", "net.tcp_addr=\"127.0.0.1:0\"", "--set", "admin.addr=\"127.0.0.1:0\""])

@@ -91,8 +91,10 @@ impl Sources {
     async fn read(&self) -> anyhow::Result<Scrape> {
         let roles = self.deployer.roles().await?;
         let mut versions = Vec::new();
+        let mut switches = Vec::new();
         for game in self.rooms.games() {
             let Some(entry) = self.rooms.game(&game) else { continue };
+            switches.push((game.clone(), self.deployer.switch_statuses(&game, &entry.switches()).await?));
             for (version, health) in entry.healths() {
                 versions.push(VersionReading { plugin: game.clone(), version, total: health.total(), window: health.window() });
             }
@@ -119,6 +121,7 @@ impl Sources {
             lifecycle: self.rooms.lifecycle(),
             versions,
             roles,
+            switches,
             deploys: self.deployer.counts(),
             saves: self.saves.stats(),
             save_error: self.saves.health().map(|(_, fatal)| fatal),
@@ -224,6 +227,7 @@ struct Scrape {
     lifecycle: LifecycleCounts,
     versions: Vec<VersionReading>,
     roles: Vec<PluginRoles>,
+    switches: Vec<(String, Vec<crate::deploy::switches::SwitchStatus>)>,
     deploys: DeployCounts,
     saves: QueueStats,
     save_error: Option<bool>,
@@ -511,7 +515,16 @@ impl Scrape {
                 info.push((labels([("plugin", &r.plugin), ("version", version), ("role", role), ("phase", phase)]), 1u64));
             }
         }
-        out.gauge("plugin_version_info", "1 for each version serving a plugin, with its role (active, canary, previous) and phase.", info)
+        out.gauge("plugin_version_info", "1 for each version serving a plugin, with its role (active, canary, previous) and phase.", info)?;
+        let switches = self
+            .switches
+            .iter()
+            .flat_map(|(plugin, all)| all.iter().map(move |s| (labels([("plugin", plugin), ("switch", &s.switch)]), u64::from(s.on))));
+        out.gauge(
+            "switch_on",
+            "The operator's runtime switches: 1 on, 0 off (feature:NAME for a plugin feature, joins for new joins open).",
+            switches,
+        )
     }
 
     fn encode_saves(&self, out: &mut Out) -> fmt::Result {

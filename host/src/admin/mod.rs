@@ -11,6 +11,10 @@
 //!   go back to the previous stable version (anything else needs `force`).
 //! - `POST /plugins/{name}/promote`: move the rollout one phase on.
 //! - `POST /plugins/{name}/pause` `{"resume": false}`: hold the rollout in its phase (or resume it).
+//! - `GET /admin/log`: the log filter ([`crate::logs::LogStatus`]); `POST /admin/log`
+//!   `{"filter": "warden=debug", "for_ms": 600000?}` replaces it (for a while).
+//! - `POST /plugins/{name}/switch` `{"switch": "feature:chat" | "joins", "on": false}`: a runtime switch
+//!   ([`crate::deploy::switches`]).
 
 pub mod metrics;
 pub mod rooms;
@@ -46,6 +50,25 @@ pub struct PauseRequest {
     pub resume: bool,
 }
 
+/// A switch request.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct SwitchRequest {
+    /// `feature:NAME` or `joins`.
+    pub switch: String,
+    /// On or off.
+    pub on: bool,
+}
+
+/// A log filter change.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct LogRequest {
+    /// The new filter (`warden=debug`, `warn,warden::room=trace`, ...).
+    pub filter: String,
+    /// Revert to the filter it replaces after this many milliseconds.
+    #[serde(default)]
+    pub for_ms: Option<u64>,
+}
+
 /// What an action did.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Outcome {
@@ -60,6 +83,7 @@ struct AppState {
     token: Arc<str>,
     metrics: Arc<metrics::Sources>,
     metrics_public: bool,
+    log: Arc<crate::logs::LogControl>,
 }
 
 type Reply<T> = Result<Json<T>, (StatusCode, String)>;
@@ -93,6 +117,7 @@ pub async fn serve(
     token: String,
     deployer: Arc<Deployer>,
     metrics: Arc<metrics::Sources>,
+    log: Arc<crate::logs::LogControl>,
     stop: CancellationToken,
 ) -> Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let addr = config.addr;
@@ -100,16 +125,18 @@ pub async fn serve(
         bail!("admin.addr must be a loopback address, not {addr}");
     }
     let rooms = metrics.rooms.clone();
-    let state = AppState { deployer, rooms, token: token.into(), metrics, metrics_public: config.metrics_public };
+    let state = AppState { deployer, rooms, token: token.into(), metrics, metrics_public: config.metrics_public, log };
     let app = Router::new()
         .route("/status", get(status))
         .route("/metrics", get(prometheus))
+        .route("/admin/log", get(log_status).post(set_log))
         .route("/admin/rooms", get(list_rooms))
         .route("/admin/rooms/{game}/{room}", get(room_detail))
         .route("/admin/rooms/{game}/{room}/dump", get(room_dump))
         .route("/plugins/{name}/rollback", post(rollback))
         .route("/plugins/{name}/promote", post(promote))
         .route("/plugins/{name}/pause", post(pause))
+        .route("/plugins/{name}/switch", post(switch))
         .with_state(state);
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("failed to listen on {addr} (admin.addr)"))?;
     let local = listener.local_addr()?;
@@ -144,7 +171,21 @@ fn failed(e: anyhow::Error) -> (StatusCode, String) {
 
 async fn status(State(state): State<AppState>, headers: HeaderMap) -> Reply<Status> {
     authorize(&state, &headers)?;
-    state.deployer.status().await.map(Json).map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")))
+    let mut status = state.deployer.status().await.map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")))?;
+    status.log = Some(state.log.status());
+    Ok(Json(status))
+}
+
+async fn log_status(State(state): State<AppState>, headers: HeaderMap) -> Reply<crate::logs::LogStatus> {
+    authorize(&state, &headers)?;
+    Ok(Json(state.log.status()))
+}
+
+async fn set_log(State(state): State<AppState>, headers: HeaderMap, Json(req): Json<LogRequest>) -> Reply<Outcome> {
+    authorize(&state, &headers)?;
+    let lasting = req.for_ms.map(std::time::Duration::from_millis);
+    let message = state.log.set(&req.filter, lasting, "admin").await.map_err(failed)?;
+    Ok(Json(Outcome { message }))
 }
 
 async fn prometheus(State(state): State<AppState>, headers: HeaderMap) -> Result<axum::response::Response, (StatusCode, String)> {
@@ -215,6 +256,23 @@ async fn pause(
     Ok(Json(Outcome { message }))
 }
 
+async fn switch(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    Json(req): Json<SwitchRequest>,
+) -> Reply<Outcome> {
+    authorize(&state, &headers)?;
+    let Some(switch) = crate::room::Switch::from_key(&req.switch) else {
+        return Err((
+            StatusCode::BAD_REQUEST,
+            format!("{:?} is not a switch: use feature:NAME (NAME of 1 to 64 ASCII letters, digits and -_.:) or joins", req.switch),
+        ));
+    };
+    let message = state.deployer.switch(&name, &switch, req.on, "admin").await.map_err(failed)?;
+    Ok(Json(Outcome { message }))
+}
+
 /// A client of the endpoint.
 pub struct Client {
     addr: SocketAddr,
@@ -260,6 +318,16 @@ impl Client {
     /// `POST /plugins/{name}/{action}` with `body`.
     pub async fn action<B: serde::Serialize>(&self, name: &str, action: &str, body: &B) -> Result<Outcome> {
         self.request("POST", &format!("/plugins/{name}/{action}"), Some(serde_json::to_vec(body)?)).await
+    }
+
+    /// `GET /admin/log`: the log filter.
+    pub async fn log_status(&self) -> Result<crate::logs::LogStatus> {
+        self.request("GET", "/admin/log", None).await
+    }
+
+    /// `POST /admin/log`: replaces the log filter (for a while).
+    pub async fn set_log(&self, req: &LogRequest) -> Result<Outcome> {
+        self.request("POST", "/admin/log", Some(serde_json::to_vec(req)?)).await
     }
 
     /// `GET /admin/rooms`: every open room.

@@ -60,6 +60,8 @@ pub struct JournalSummary {
     pub timers: u64,
     /// `on-tick` calls.
     pub ticks: u64,
+    /// Changes of the feature switches.
+    pub switches: u64,
 }
 
 /// The detail of room `room` of `game`, or `None` if it is not open.
@@ -70,6 +72,7 @@ pub async fn detail(rooms: &Rooms, game: &str, room: &str) -> Option<RoomDetail>
     for entry in dump.journal.entries() {
         match entry {
             Entry::Begin(_) => {}
+            Entry::Features(_) => journal.switches += 1,
             Entry::Join(_) => journal.joins += 1,
             Entry::Leave(_) => journal.leaves += 1,
             Entry::Msg(..) => journal.messages += 1,

@@ -13,4 +13,5 @@ pub mod saves;
 pub mod serve;
 pub mod sign;
 pub mod stamp;
+pub mod steer;
 pub mod token;

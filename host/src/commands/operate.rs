@@ -80,7 +80,7 @@ pub struct PauseArgs {
     resume: bool,
 }
 
-fn block_on<T>(f: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+pub(crate) fn block_on<T>(f: impl std::future::Future<Output = Result<T>>) -> Result<T> {
     tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(f)
 }
 
@@ -102,6 +102,21 @@ pub fn render(status: &Status) -> String {
     let mut out = String::new();
     for p in &status.plugins {
         let _ = writeln!(out, "{}", p.name);
+        if !p.switches.is_empty() {
+            let all: Vec<String> = p
+                .switches
+                .iter()
+                .map(|s| {
+                    let state = if s.on { "on" } else { "off" };
+                    if s.on == s.default {
+                        format!("{} {state}", s.switch)
+                    } else {
+                        format!("{} {state} (default {})", s.switch, if s.default { "on" } else { "off" })
+                    }
+                })
+                .collect();
+            let _ = writeln!(out, "  switches: {}", all.join(", "));
+        }
         let _ = writeln!(
             out,
             "  {:<10} {:<8} {:<10} {:>5} {:>8} {:>7} {:>6} {:>9} {:>9}",
@@ -130,6 +145,9 @@ pub fn render(status: &Status) -> String {
         }
     }
     let _ = writeln!(out, "(window figures over the health policy's window; * = rollout paused)");
+    if let Some(log) = &status.log {
+        let _ = writeln!(out, "{}", crate::commands::steer::render_log(log));
+    }
     if !status.rollbacks.is_empty() {
         let _ = writeln!(out, "last rollbacks:");
         for r in &status.rollbacks {

@@ -12,6 +12,7 @@ pub mod pipeline;
 mod rollout;
 pub mod sign;
 pub mod stats;
+pub mod switches;
 pub mod watch;
 
 use rollout::Rollout;
@@ -20,7 +21,7 @@ pub use rollout::{OperatorError, Phase, previous_stable};
 use crate::config::{Config, DeployConfig, PluginConfig, RolloutConfig, Strategy};
 use crate::health::{Counts, Policy};
 use crate::room::{Canary, Rooms, Serving, SwapFailure};
-use crate::runtime::{CacheOutcome, Features, Plugin, Runtime};
+use crate::runtime::{CacheOutcome, Plugin, Runtime};
 use crate::storage::{Store, Transition, VersionRecord, VersionState};
 use anyhow::{Result, bail};
 use pipeline::Rejection;
@@ -121,6 +122,8 @@ pub struct Deployer {
     health: Policy,
     events: broadcast::Sender<DeployEvent>,
     counts: stats::Counter,
+    /// Held while a switch changes ([`switches`]).
+    switching: tokio::sync::Mutex<()>,
 }
 
 /// What `warden status` shows.
@@ -130,6 +133,9 @@ pub struct Status {
     pub plugins: Vec<PluginStatus>,
     /// The last rollbacks, newest first.
     pub rollbacks: Vec<crate::storage::AuditEntry>,
+    /// The log filter (filled in by the admin endpoint).
+    #[serde(default)]
+    pub log: Option<crate::logs::LogStatus>,
 }
 
 /// One plugin in [`Status`].
@@ -139,6 +145,9 @@ pub struct PluginStatus {
     pub name: String,
     /// Its versions in the registry, newest first.
     pub versions: Vec<VersionStatus>,
+    /// Its runtime switches.
+    #[serde(default)]
+    pub switches: Vec<switches::SwitchStatus>,
 }
 
 /// One version in [`Status`].
@@ -189,6 +198,7 @@ impl Deployer {
             health: config.health.clone(),
             events: broadcast::channel(1024).0,
             counts: stats::Counter::default(),
+            switching: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -394,7 +404,6 @@ impl Deployer {
 
         // Record, then roll out: the registry first (one transaction), then the rooms.
         let rollout = self.rollout_config(&m.name);
-        let features = Features::on(&settings.features.iter().map(String::as_str).collect::<Vec<_>>());
         let canary_rooms = match (&current, rollout.strategy) {
             (Some(_), Strategy::Canary) if !restart => self.pick_canary(&m.name, rollout.canary_share),
             _ => Vec::new(),
@@ -417,6 +426,8 @@ impl Deployer {
         } else {
             self.deploy_transition(&registered, current.as_ref(), &plugin, previous_rollout.as_ref(), &canary_rooms)
         };
+        // A game added now starts with its stored switches (read before anything is written).
+        let switches = if game.is_none() { self.starting_switches(&m.name).await.map_err(store_err)? } else { Default::default() };
         self.store.transition(&m.name, &transition).await.map_err(store_err)?;
         let signer = checked.signed.as_ref().map_or_else(|| "UNSIGNED (dev mode)".to_string(), |s| format!("signed by key {}", s.key_id));
         let from = current.as_ref().map_or_else(|| "first version".to_string(), |p| format!("replacing {}", p.manifest().version));
@@ -454,7 +465,7 @@ impl Deployer {
                 phase
             }
             _ => {
-                self.rooms.activate(plugin.clone(), init_config, features, Duration::from_millis(self.policy(&m.name).window_ms));
+                self.rooms.activate(plugin.clone(), init_config, switches, Duration::from_millis(self.policy(&m.name).window_ms));
                 self.rollouts.lock().unwrap().insert(m.name.clone(), Rollout::new(plugin.clone(), Phase::Stable, None));
                 Phase::Stable
             }
@@ -510,10 +521,11 @@ impl Deployer {
                 });
             }
             versions.sort_by(|a, b| semver::Version::parse(&b.version).ok().cmp(&semver::Version::parse(&a.version).ok()));
-            plugins.push(PluginStatus { name, versions });
+            let switches = self.switch_statuses(&name, &game.switches()).await?;
+            plugins.push(PluginStatus { name, versions, switches });
         }
         let rollbacks = self.store.audit_log(200).await?.into_iter().filter(|e| e.action == "rollback").take(5).collect();
-        Ok(Status { plugins, rollbacks })
+        Ok(Status { plugins, rollbacks, log: None })
     }
 
     /// Watches the plugin directory (unless `deploy.watch` is off) and deploys what settles in it, and

@@ -130,6 +130,8 @@ pub enum ErrorCode {
     BadRoom,
     /// The room is at its player cap.
     RoomFull,
+    /// The operator closed the game to new joins (maintenance); players already in rooms stay.
+    JoinsClosed,
     /// The game refused the message (the plugin returned an error).
     GameError,
     /// Too many messages too fast.
@@ -158,6 +160,7 @@ impl ErrorCode {
             ErrorCode::UnknownGame => "unknown_game",
             ErrorCode::BadRoom => "bad_room",
             ErrorCode::RoomFull => "room_full",
+            ErrorCode::JoinsClosed => "joins_closed",
             ErrorCode::GameError => "game_error",
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::Timeout => "timeout",

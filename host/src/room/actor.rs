@@ -26,7 +26,7 @@ use super::{GameEntry, JoinError, PlayerConn, RollbackTiming, RoomDump, RoomInpu
 use crate::health::crash::decode_input;
 use crate::health::{Counts, Export, Outcome, VersionHealth};
 use crate::net::envelope::{self, ErrorCode, Format, ServerEnvelope, ServerMsg};
-use crate::runtime::{CallError, GameClock, InstanceEnv, Plugin, PluginInstance, Recipient, RoomInfo, RoomRng};
+use crate::runtime::{CallError, Features, GameClock, InstanceEnv, Plugin, PluginInstance, Recipient, RoomInfo, RoomRng};
 
 mod recovery;
 use crate::storage::Checkpoint;
@@ -118,6 +118,8 @@ pub(super) struct Room {
     journal: Journal,
     /// Whether calls are journaled (`rooms.journal`).
     journaling: bool,
+    /// The feature switches its instance sees: the game's, taken at a tick's start.
+    features: Features,
     /// Checkpoints taken (names them).
     checkpoints: u64,
     /// When the instance trapped, within the restart-intensity window.
@@ -218,6 +220,8 @@ impl Room {
         let plugin = game.serving().target(&key.1).clone();
         let journaling = rooms.0.config.journal;
         let plugin_limits = plugin.limits().clone();
+        let features = Features::default();
+        features.set_all(game.switches().features.clone());
         Room {
             rooms,
             health: game.health(&plugin.manifest().version),
@@ -232,10 +236,12 @@ impl Room {
                 draws: 0,
                 timers: Vec::new(),
                 timer_seq: 0,
+                features: features.current(),
                 state: Vec::new(),
             },
             journal: Journal::default(),
             journaling,
+            features,
             checkpoints: 0,
             restarts: VecDeque::new(),
             due: VecDeque::new(),
@@ -281,7 +287,7 @@ impl Room {
             room: self.key.1.clone(),
             clock: self.clock.clone(),
             rng: self.rng.clone(),
-            features: self.game.features.clone(),
+            features: self.features.clone(),
             saves: self.rooms.0.saves.clone(),
             log_budget: self.log_budget.clone(),
             timers_pending: self.timers_pending.clone(),
@@ -358,7 +364,8 @@ impl Room {
                     }
                     self.flush();
                     self.health.add(&self.tally);
-                    self.counts.add(&std::mem::take(&mut self.tally));
+                    self.counts.add(&self.tally);
+                    self.tally.clear();
                     if let Err(crash) = self.maybe_checkpoint(&mut instance) {
                         break End::Crashed(crash);
                     }
@@ -397,6 +404,7 @@ impl Room {
         if self.journaling {
             self.journal.begin(self.tick);
         }
+        self.follow_switches();
 
         // Timers due now, taken before this tick's inputs: a timer set during the tick fires later.
         self.timers.sort_by_key(|t| (t.due_ms, t.seq));
@@ -461,9 +469,29 @@ impl Room {
         self.call(instance, None, Input::Tick(dt_ms))
     }
 
+    /// Takes the game's feature switches if the operator changed them (one atomic load a tick when not),
+    /// journaled so that a replay sees what this room saw.
+    fn follow_switches(&mut self) {
+        let switches = self.game.switches.load();
+        if self.features.is_same(&switches.features) {
+            return;
+        }
+        self.features.set_all(switches.features.clone());
+        if self.journaling {
+            self.journal.features(&switches.features);
+        }
+    }
+
     /// Writes what the room holds now to its listing.
     fn record_usage(&self, instance: &PluginInstance) {
         let timer = |t: &Timer| (std::mem::size_of::<Timer>() + t.tag.capacity()) as u64;
+        // The tick p99 walks the histogram: refreshed once a second's worth of ticks.
+        let hz = u64::from(self.rooms.0.config.tick_hz);
+        let tick_p99_us = if (self.tick.saturating_sub(1)).is_multiple_of(hz) {
+            self.counts.tick_p99_us().unwrap_or(0)
+        } else {
+            self.usage.tick_p99_us()
+        };
         self.usage.set(super::usage::Usage {
             linear_memory_bytes: instance.linear_memory_bytes() as u64,
             state_bytes: self.base.state.capacity() as u64,
@@ -474,7 +502,7 @@ impl Room {
             players: self.members.len() as u64,
             ticks: self.counts.ticks,
             late_ticks: self.counts.late_ticks,
-            tick_p99_us: self.counts.tick_p99_us().unwrap_or(0),
+            tick_p99_us,
             inbox: self.rx.len() as u64,
             journal_entries: self.journal.len() as u64,
             checkpoint_tick: self.base.tick,
@@ -498,7 +526,7 @@ impl Room {
             timers: self.timers.iter().chain(&self.due).cloned().collect(),
             recent_errors: self.recent_errors.iter().cloned().collect(),
             tick_hz: self.rooms.0.config.tick_hz,
-            features: self.game.features.names(),
+            features: self.features.names(),
         }
     }
 

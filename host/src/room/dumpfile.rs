@@ -5,7 +5,7 @@
 
 use super::RoomDump;
 use super::journal::{self, Base, Entry, Journal, Timer};
-use crate::runtime::{Features, InstanceEnv, Plugin, RoomRng};
+use crate::runtime::{InstanceEnv, Plugin, RoomRng};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde::{Deserialize, Serialize};
@@ -33,7 +33,7 @@ pub struct DumpFile {
     pub seed: u64,
     /// Its players.
     pub players: Vec<String>,
-    /// Feature switches that were on.
+    /// Feature switches that were on when it was dumped.
     pub features: Vec<String>,
     /// The checkpoint the journal starts from.
     pub checkpoint: DumpCheckpoint,
@@ -62,6 +62,10 @@ pub struct DumpCheckpoint {
     pub timers: Vec<Timer>,
     /// The timer sequence counter then.
     pub timer_seq: u64,
+    /// The feature switches on then (absent in dumps from before switches were journaled: the dump's
+    /// `features` then).
+    #[serde(default)]
+    pub features: Option<Vec<String>>,
     /// The `snapshot()` bytes (base64).
     pub state: String,
 }
@@ -105,6 +109,11 @@ pub enum DumpEntry {
         /// Milliseconds per tick.
         dt_ms: u32,
     },
+    /// The feature switches on from here.
+    Features {
+        /// Their names.
+        on: Vec<String>,
+    },
 }
 
 /// The result of a replay.
@@ -134,6 +143,7 @@ impl DumpFile {
                 },
                 Entry::Timer(tag) => DumpEntry::Timer { tag },
                 Entry::Tick(dt_ms) => DumpEntry::Tick { dt_ms },
+                Entry::Features(on) => DumpEntry::Features { on: on.iter().cloned().collect() },
             })
             .collect();
         let b = &dump.base;
@@ -155,6 +165,7 @@ impl DumpFile {
                 draws: b.draws,
                 timers: b.timers.clone(),
                 timer_seq: b.timer_seq,
+                features: Some(b.features.iter().cloned().collect()),
                 state: B64.encode(&b.state),
             },
             journal,
@@ -178,7 +189,8 @@ impl DumpFile {
     }
 
     /// Re-runs the room offline: restores the checkpoint into `plugin` (which must be the version the
-    /// room was running) in an environment with the room's seed, hash key, clock and switches, replays
+    /// room was running) in an environment with the room's seed, hash key, clock and switches (as they
+    /// were at the checkpoint, then as the journal changes them), replays
     /// the journal with every send dropped, and snapshots the result.
     pub fn replay(&self, plugin: &Plugin) -> anyhow::Result<Replay> {
         let m = plugin.manifest();
@@ -204,6 +216,7 @@ impl DumpFile {
             draws: c.draws,
             timers: c.timers.clone(),
             timer_seq: c.timer_seq,
+            features: Arc::new(c.features.as_ref().unwrap_or(&self.features).iter().cloned().collect()),
             state: bytes("checkpoint", &c.state)?,
         };
         let mut journal = Journal::default();
@@ -215,12 +228,12 @@ impl DumpFile {
                 DumpEntry::Msg { player, payload, .. } => Entry::Msg(Arc::from(player.as_str()), bytes("payload", payload)?),
                 DumpEntry::Timer { tag } => Entry::Timer(tag.clone()),
                 DumpEntry::Tick { dt_ms } => Entry::Tick(*dt_ms),
+                DumpEntry::Features { on } => Entry::Features(Arc::new(on.iter().cloned().collect())),
             };
             journal.push(&entry);
         }
         let mut env = InstanceEnv::standalone(&self.room, self.seed);
         env.rng = Arc::new(RoomRng::with_hash_key(self.seed, c.hash_key));
-        env.features = Features::on(&self.features.iter().map(String::as_str).collect::<Vec<_>>());
         let mut replayed = journal::replay(plugin, &env, self.tick_hz, &base, &journal, &[])?;
         let snapshot = replayed.instance.snapshot().map_err(|e| anyhow::anyhow!("snapshot after the replay failed: {e}"))?;
         Ok(Replay { snapshot, calls: replayed.calls, skipped: replayed.skipped })

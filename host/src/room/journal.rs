@@ -12,6 +12,7 @@
 //! table), so a room at 20 Hz with four players keeps a few bytes per tick plus its messages.
 
 use crate::runtime::{CallError, InstanceEnv, Plugin, PluginInstance};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 /// A timer the plugin set, due at game time `due_ms`.
@@ -45,6 +46,8 @@ pub struct Base {
     pub timers: Vec<Timer>,
     /// The timer sequence counter then.
     pub timer_seq: u64,
+    /// The feature switches that were on then (a replay starts from them).
+    pub features: Arc<BTreeSet<String>>,
     /// `snapshot()` bytes.
     pub state: Vec<u8>,
 }
@@ -115,6 +118,8 @@ pub enum Entry {
     Timer(String),
     /// `on-tick(tick, dt)` for the current tick.
     Tick(u32),
+    /// The feature switches on from here (the operator changed them at this tick's start).
+    Features(Arc<BTreeSet<String>>),
 }
 
 const BEGIN: u8 = 1;
@@ -123,6 +128,7 @@ const LEAVE: u8 = 3;
 const MSG: u8 = 4;
 const TIMER: u8 = 5;
 const TICK: u8 = 6;
+const FEATURES: u8 = 7;
 
 /// The calls since the last checkpoint, packed.
 #[derive(Clone, Default)]
@@ -198,6 +204,7 @@ impl Journal {
             Entry::Msg(p, payload) => self.msg(p, payload),
             Entry::Timer(tag) => self.timer(tag),
             Entry::Tick(dt) => self.on_tick(*dt),
+            Entry::Features(on) => self.features(on),
         }
     }
 
@@ -249,6 +256,17 @@ impl Journal {
         self.varint(u64::from(dt));
     }
 
+    /// The feature switches on from here.
+    pub fn features(&mut self, on: &BTreeSet<String>) {
+        self.entries += 1;
+        self.bytes.push(FEATURES);
+        self.varint(on.len() as u64);
+        for name in on {
+            self.varint(name.len() as u64);
+            self.bytes.extend_from_slice(name.as_bytes());
+        }
+    }
+
     /// The entries, oldest first.
     pub fn entries(&self) -> Entries<'_> {
         Entries { journal: self, at: 0 }
@@ -298,6 +316,10 @@ impl Iterator for Entries<'_> {
             }
             TIMER => Entry::Timer(String::from_utf8_lossy(self.bytes()).into_owned()),
             TICK => Entry::Tick(self.varint() as u32),
+            FEATURES => {
+                let n = self.varint();
+                Entry::Features(Arc::new((0..n).map(|_| String::from_utf8_lossy(self.bytes()).into_owned()).collect()))
+            }
             other => unreachable!("journal tag {other} is never written"),
         })
     }
@@ -381,6 +403,7 @@ fn replay_once(
     let ms = |tick: u64| tick * 1000 / u64::from(hz);
     env.clock.set(base.tick, ms(base.tick));
     env.rng.set_draws(base.draws);
+    env.features.set_all(base.features.clone());
     let started = std::time::Instant::now();
     let mut instance = plugin.instantiate(env.clone()).map_err(|e| ReplayError::Instantiate(version.clone(), format!("{e:#}")))?;
     instance.restore(&base.state, base.version()).map_err(|error| ReplayError::Restore {
@@ -394,10 +417,17 @@ fn replay_once(
     let mut tick = base.tick;
     let mut calls = 0;
     for (i, entry) in journal.entries().enumerate() {
-        if let Entry::Begin(t) = entry {
-            tick = t;
-            env.clock.set(t, ms(t));
-            continue;
+        match &entry {
+            Entry::Begin(t) => {
+                tick = *t;
+                env.clock.set(tick, ms(tick));
+                continue;
+            }
+            Entry::Features(on) => {
+                env.features.set_all(on.clone());
+                continue;
+            }
+            _ => {}
         }
         if skip.contains(&i) {
             continue;
@@ -407,7 +437,7 @@ fn replay_once(
         let pending = timers.len() - usize::from(matches!(&entry, Entry::Timer(tag) if timers.iter().any(|t| &t.tag == tag)));
         env.timers_pending.store(pending, std::sync::atomic::Ordering::Relaxed);
         let result = match &entry {
-            Entry::Begin(_) => unreachable!(),
+            Entry::Begin(_) | Entry::Features(_) => unreachable!("handled above"),
             Entry::Join(p) => instance.on_join(p),
             Entry::Leave(p) => instance.on_leave(p),
             Entry::Msg(p, payload) => instance.on_message(p, payload),
@@ -454,6 +484,8 @@ mod tests {
             Entry::Timer("spawn".into()),
             Entry::Tick(50),
             Entry::Begin(300_000),
+            Entry::Features(Arc::new(["chat".to_string(), "double-xp".to_string()].into())),
+            Entry::Features(Arc::default()),
             Entry::Leave(a.clone()),
         ];
         let mut j = Journal::default();

@@ -6,6 +6,7 @@ mod conn;
 pub mod dumpfile;
 pub mod journal;
 pub mod stats;
+pub mod switches;
 pub mod threads;
 pub mod usage;
 
@@ -13,7 +14,7 @@ use crate::config::RoomConfig;
 use crate::health::VersionHealth;
 use crate::health::crash::CrashReport;
 use crate::net::envelope::ErrorCode;
-use crate::runtime::{Features, Plugin, SaveBackend};
+use crate::runtime::{Plugin, SaveBackend};
 use crate::storage::{Checkpoint, Store};
 use arc_swap::ArcSwap;
 use std::collections::BTreeMap;
@@ -25,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use conn::{Kill, OutQueue, OutReceiver, Outbound, PlayerConn, QueueFull};
+pub use switches::{Switch, Switches};
 
 /// Which version each room of a game should run.
 #[derive(Clone)]
@@ -82,26 +84,36 @@ pub struct GameEntry {
     window: std::time::Duration,
     /// Configuration for `init` (MessagePack map; empty for none).
     pub config: Vec<u8>,
-    /// Feature switches shared by every room of this game.
-    pub features: Features,
+    /// Its runtime switches; rooms follow a change at their next tick ([`switches`]).
+    switches: ArcSwap<Switches>,
 }
 
 impl GameEntry {
     /// A game served by `plugin` (stable), with health windows of the default policy.
-    pub fn new(plugin: Arc<Plugin>, config: Vec<u8>, features: Features) -> Self {
-        Self::with_window(plugin, config, features, std::time::Duration::from_millis(crate::health::Policy::default().window_ms))
+    pub fn new(plugin: Arc<Plugin>, config: Vec<u8>, switches: Switches) -> Self {
+        Self::with_window(plugin, config, switches, std::time::Duration::from_millis(crate::health::Policy::default().window_ms))
     }
 
     /// A game served by `plugin` (stable), with health windows of `window`.
-    pub fn with_window(plugin: Arc<Plugin>, config: Vec<u8>, features: Features, window: std::time::Duration) -> Self {
+    pub fn with_window(plugin: Arc<Plugin>, config: Vec<u8>, switches: Switches, window: std::time::Duration) -> Self {
         GameEntry {
             serving: ArcSwap::new(Arc::new(Serving { active: plugin, canary: None, settled: true, bad: Vec::new() })),
             changed: watch::Sender::new(0),
             health: Mutex::new(HashMap::new()),
             window,
             config,
-            features,
+            switches: ArcSwap::from_pointee(switches),
         }
+    }
+
+    /// Its switches now.
+    pub fn switches(&self) -> Arc<Switches> {
+        self.switches.load_full()
+    }
+
+    /// Replaces its switches: new joins see them at once, rooms at their next tick.
+    pub fn set_switches(&self, switches: Switches) {
+        self.switches.store(Arc::new(switches));
     }
 
     /// The version serving new rooms now.
@@ -167,6 +179,9 @@ pub enum JoinError {
     /// Room at its cap.
     #[error("room {0} is full ({1} players)")]
     Full(String, u32),
+    /// The operator closed the game to new joins.
+    #[error("{0} is closed to new joins for maintenance; players already in its rooms play on. Try again later")]
+    JoinsClosed(String),
     /// Same player id already in the room.
     #[error("player {0} is already in room {1}")]
     AlreadyIn(String, String),
@@ -191,6 +206,7 @@ impl JoinError {
             JoinError::UnknownGame(..) => ErrorCode::UnknownGame,
             JoinError::BadRoom(_) => ErrorCode::BadRoom,
             JoinError::Full(..) => ErrorCode::RoomFull,
+            JoinError::JoinsClosed(_) => ErrorCode::JoinsClosed,
             JoinError::AlreadyIn(..) => ErrorCode::AlreadyInRoom,
             JoinError::GameFailed(..) => ErrorCode::GameError,
             JoinError::SavesUnavailable(_) => ErrorCode::GameError,
@@ -480,15 +496,15 @@ impl Rooms {
         self.0.games.read().unwrap().get(name).cloned()
     }
 
-    /// Makes `plugin` the active version of its game, adding the game (with `config`, `features` and
+    /// Makes `plugin` the active version of its game, adding the game (with `config`, `switches` and
     /// health windows of `health_window`) if it is new. Live rooms of the game move to it at their next tick boundary.
-    pub fn activate(&self, plugin: Arc<Plugin>, config: Vec<u8>, features: Features, health_window: std::time::Duration) {
+    pub fn activate(&self, plugin: Arc<Plugin>, config: Vec<u8>, switches: Switches, health_window: std::time::Duration) {
         let name = plugin.manifest().name.clone();
         let mut games = self.0.games.write().unwrap();
         match games.get(&name) {
             Some(game) => game.set_active(plugin),
             None => {
-                games.insert(name, Arc::new(GameEntry::with_window(plugin, config, features, health_window)));
+                games.insert(name, Arc::new(GameEntry::with_window(plugin, config, switches, health_window)));
             }
         }
     }
@@ -576,6 +592,9 @@ impl Rooms {
         };
         if !valid_room_id(room) {
             return Err(JoinError::BadRoom(room.to_string()));
+        }
+        if !entry.switches.load().joins {
+            return Err(JoinError::JoinsClosed(game.to_string()));
         }
         // The plugin's load-save must answer from memory: read the player's save before the join.
         if let Err(e) = self.0.saves.preload(game, &conn.id).await {

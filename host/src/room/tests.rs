@@ -21,7 +21,7 @@ async fn a_room_task_that_dies_is_counted_reported_unlisted_and_its_players_told
     let rt = crate::runtime::Runtime::new(crate::runtime::Limits { max_instances: 2, ..Default::default() }, None).unwrap();
     let plugin = Arc::new(rt.load(&warden_tests::wasm_bytes("echo")).unwrap());
     let version = plugin.manifest().version.clone();
-    let game = Arc::new(GameEntry::new(plugin, Vec::new(), Features::default()));
+    let game = Arc::new(GameEntry::new(plugin, Vec::new(), Switches::default()));
     let games = HashMap::from([("echo".to_string(), game.clone())]);
     let rooms = Rooms::new(games, RoomConfig::default(), Arc::new(crate::runtime::MemorySaves::default()));
     let (crash_tx, mut crashes) = mpsc::unbounded_channel();

@@ -7,10 +7,11 @@
 
 use crate::runtime::wasi::{GuestOutput, LogBudget, StdStream};
 use crate::runtime::{Recipient, SaveBackend, SavePriority};
+use arc_swap::ArcSwap;
 use std::collections::BTreeSet;
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
@@ -93,31 +94,47 @@ pub fn random_at(seed: u64, draw: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// Runtime feature switches, shared by every instance of a plugin; the operator flips them.
+/// The feature switches one room's instance sees (what `feature-enabled` answers).
+///
+/// The room sets them at a tick boundary from its game's switches (and journals the change, so a replay
+/// sees what the live room saw); a call reads them without a lock.
 #[derive(Debug, Default, Clone)]
-pub struct Features(Arc<RwLock<BTreeSet<String>>>);
+pub struct Features(Arc<ArcSwap<BTreeSet<String>>>);
 
 impl Features {
     /// A set with `names` switched on.
     pub fn on(names: &[&str]) -> Self {
-        Features(Arc::new(RwLock::new(names.iter().map(|s| s.to_string()).collect())))
+        Features(Arc::new(ArcSwap::from_pointee(names.iter().map(|s| s.to_string()).collect())))
     }
     /// Switches `name` on or off.
     pub fn set(&self, name: &str, on: bool) {
-        let mut set = self.0.write().unwrap();
+        let mut set = BTreeSet::clone(&self.0.load());
         if on {
             set.insert(name.to_string());
         } else {
             set.remove(name);
         }
+        self.0.store(Arc::new(set));
+    }
+    /// Replaces the whole set.
+    pub fn set_all(&self, set: Arc<BTreeSet<String>>) {
+        self.0.store(set);
+    }
+    /// The set now.
+    pub fn current(&self) -> Arc<BTreeSet<String>> {
+        self.0.load_full()
+    }
+    /// Whether the set now is `set` itself (the same allocation: no comparison of names).
+    pub fn is_same(&self, set: &Arc<BTreeSet<String>>) -> bool {
+        Arc::ptr_eq(&self.0.load(), set)
     }
     /// Whether `name` is on.
     pub fn is_on(&self, name: &str) -> bool {
-        self.0.read().unwrap().contains(name)
+        self.0.load().contains(name)
     }
     /// The names switched on, sorted.
     pub fn names(&self) -> Vec<String> {
-        self.0.read().unwrap().iter().cloned().collect()
+        self.0.load().iter().cloned().collect()
     }
 }
 

@@ -1,4 +1,5 @@
-//! Persistence: player saves, the version registry, the audit log and room checkpoints, in one store.
+//! Persistence: player saves, the version registry, the operator's switches, the audit log and room
+//! checkpoints, in one store.
 //!
 //! [`Store`] is the one API; each backend is a file ([`sqlite`] now, PostgreSQL for fleets later).
 //! Plugins' saves reach it through the [`queue::SaveQueue`], which coalesces, batches and acknowledges
@@ -266,6 +267,21 @@ impl Store {
     pub async fn audit(&self, actor: &str, action: &str, plugin: Option<&str>, version: Option<&str>, detail: &str) -> Result<i64> {
         match self {
             Store::Sqlite(s) => s.audit(actor, action, plugin, version, detail).await,
+        }
+    }
+
+    /// Stores switch `switch` (`feature:NAME` or `joins`) of `plugin` with its audit entry (action
+    /// `switch`), in one transaction: a change is never stored unaudited. Returns the entry's id.
+    pub async fn set_switch(&self, plugin: &str, switch: &str, on: bool, actor: &str, detail: &str) -> Result<i64> {
+        match self {
+            Store::Sqlite(s) => s.set_switch(plugin, switch, on, actor, detail).await,
+        }
+    }
+
+    /// The stored switches of `plugin`: (switch, on), by switch.
+    pub async fn switches(&self, plugin: &str) -> Result<Vec<(String, bool)>> {
+        match self {
+            Store::Sqlite(s) => s.switches(plugin).await,
         }
     }
 

@@ -262,6 +262,43 @@ impl SqliteStore {
         Ok(id)
     }
 
+    /// Stores switch `switch` of `plugin` and its audit entry in one transaction; returns the entry's id.
+    pub async fn set_switch(&self, plugin: &str, switch: &str, on: bool, actor: &str, detail: &str) -> Result<i64> {
+        let mut tx = self.begin_write().await?;
+        let at = now_ms();
+        sqlx::query(
+            "INSERT INTO plugin_switches (plugin, switch, value, actor, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (plugin, switch) DO UPDATE SET value = excluded.value, actor = excluded.actor, updated_at = excluded.updated_at",
+        )
+        .bind(plugin)
+        .bind(switch)
+        .bind(i64::from(on))
+        .bind(actor)
+        .bind(at)
+        .execute(&mut *tx)
+        .await?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO audit_log (at, actor, action, plugin, version, detail) VALUES (?1, ?2, 'switch', ?3, NULL, ?4) RETURNING id",
+        )
+        .bind(at)
+        .bind(actor)
+        .bind(plugin)
+        .bind(detail)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    /// The stored switches of `plugin`: (switch, on), by switch.
+    pub async fn switches(&self, plugin: &str) -> Result<Vec<(String, bool)>> {
+        let rows = sqlx::query("SELECT switch, value FROM plugin_switches WHERE plugin = ?1 ORDER BY switch")
+            .bind(plugin)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.into_iter().map(|row| (row.get("switch"), row.get::<i64, _>("value") != 0)).collect())
+    }
+
     /// The newest `limit` audit entries, newest first.
     pub async fn audit_log(&self, limit: i64) -> Result<Vec<AuditEntry>> {
         let rows = sqlx::query("SELECT id, at, actor, action, plugin, version, detail FROM audit_log ORDER BY id DESC LIMIT ?1")

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod deploy;
+pub mod scrape;
 pub mod server;
 
 use serde::Serialize;

@@ -79,6 +79,7 @@ impl Room {
             draws: self.rng.draws(),
             timers: self.timers.clone(),
             timer_seq: self.timer_seq,
+            features: self.features.current(),
             state,
         };
         self.journal.clear();
