@@ -44,6 +44,8 @@ pub struct Config {
     pub watchdog: WatchdogConfig,
     /// Per-plugin settings, by plugin name.
     pub plugins: BTreeMap<String, PluginConfig>,
+    /// Threshold rules (`[[rules]]`, see [`crate::rules`]); `warden rules --set` replaces them at runtime.
+    pub rules: Vec<crate::rules::Rule>,
 }
 
 /// How a new version reaches the rooms.
@@ -353,6 +355,7 @@ impl Default for Config {
             watchdog: WatchdogConfig::default(),
             crashes: CrashConfig::default(),
             plugins: BTreeMap::new(),
+            rules: Vec::new(),
         }
     }
 }
@@ -439,6 +442,7 @@ impl Config {
     /// Checks values that serde cannot.
     pub fn validate(&self) -> Result<()> {
         self.limits.validate()?;
+        crate::rules::RuleSet::new(self.rules.clone()).map_err(|e| anyhow::anyhow!("[[rules]]: {e:#}"))?;
         if !(0..=19).contains(&self.rooms.nice) {
             bail!("rooms.nice must be between 0 and 19, not {}", self.rooms.nice);
         }

@@ -25,6 +25,7 @@ pub mod health;
 pub mod logs;
 pub mod net;
 pub mod room;
+pub mod rules;
 pub mod runtime;
 pub mod server;
 pub mod storage;

@@ -68,6 +68,10 @@ enum Command {
     /// Show or change a running server's log filter (e.g. `warden=debug`), optionally for a while
     /// (--for 10m) after which it goes back by itself. Audited.
     Log(commands::steer::LogArgs),
+    /// A running server's threshold rules and how often each fired; --set FILE replaces them.
+    Rules(commands::steer::RulesArgs),
+    /// The threshold rules' last firings on a running server, newest first.
+    Alerts(commands::steer::AlertsArgs),
     /// A running server's open rooms: game, id, version, players, age, ticks, tick p99, late ticks,
     /// inbox, timers, journal, instance memory and checkpoint, sorted and filtered (through the admin
     /// endpoint).
@@ -106,6 +110,8 @@ fn main() -> ExitCode {
         Command::Pause(args) => commands::operate::pause(args),
         Command::Switch(args) => commands::steer::switch(args),
         Command::Log(args) => commands::steer::log(args),
+        Command::Rules(args) => commands::steer::rules(args),
+        Command::Alerts(args) => commands::steer::alerts(args),
         Command::Crashes(args) => commands::crashes::run(args),
         Command::Rooms(args) => commands::rooms::list(args),
         Command::Room(args) => commands::rooms::show(args),

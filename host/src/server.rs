@@ -30,6 +30,7 @@ pub struct Server {
     listeners: Vec<JoinHandle<()>>,
     admin_task: JoinHandle<()>,
     watchdog: Option<JoinHandle<()>>,
+    alerts: JoinHandle<()>,
     saves: SaveQueue,
     store: Store,
     deployer: Arc<Deployer>,
@@ -74,6 +75,8 @@ impl Server {
         }
         let deploy_stop = CancellationToken::new();
         let deploy_task = deployer.clone().spawn(deploy_stop.clone())?;
+        rooms.rules().replace(crate::rules::RuleSet::new(config.rules.clone())?);
+        let alerts = crate::admin::alerts::spawn(rooms.rules(), deployer.clone(), store.clone(), deploy_stop.clone());
         let ctx = Arc::new(ServerCtx::new(rooms.clone(), &config, queue.clone()));
         let mut runtimes = vec![("main", tokio::runtime::Handle::current())];
         if let Some(game_threads) = &game_threads {
@@ -140,6 +143,7 @@ impl Server {
             listeners,
             admin_task,
             watchdog,
+            alerts,
             saves: queue,
             store,
             deployer,
@@ -224,6 +228,7 @@ impl Server {
         if let Some(watchdog) = self.watchdog {
             let _ = watchdog.await;
         }
+        let _ = self.alerts.await;
         self.ctx.rooms.shutdown().await;
         self.ctx.rooms.flush_checkpoints().await;
         if let Err(e) = self.saves.close().await {

@@ -122,6 +122,7 @@ impl Sources {
             versions,
             roles,
             switches,
+            rules: (self.rooms.rules().current().rules().count() as u64, self.rooms.rules().fired()),
             deploys: self.deployer.counts(),
             saves: self.saves.stats(),
             save_error: self.saves.health().map(|(_, fatal)| fatal),
@@ -228,6 +229,7 @@ struct Scrape {
     versions: Vec<VersionReading>,
     roles: Vec<PluginRoles>,
     switches: Vec<(String, Vec<crate::deploy::switches::SwitchStatus>)>,
+    rules: (u64, BTreeMap<(String, crate::rules::Action), u64>),
     deploys: DeployCounts,
     saves: QueueStats,
     save_error: Option<bool>,
@@ -520,6 +522,12 @@ impl Scrape {
             .switches
             .iter()
             .flat_map(|(plugin, all)| all.iter().map(move |s| (labels([("plugin", plugin), ("switch", &s.switch)]), u64::from(s.on))));
+        out.gauge("rules", "Threshold rules in force.", [(Labels::new(), self.rules.0)])?;
+        out.counter(
+            "rule_firings",
+            "Threshold rules that fired, per rule and action (at most once per subject and window).",
+            self.rules.1.iter().map(|((rule, action), n)| (labels([("rule", rule), ("action", action.name())]), *n)),
+        )?;
         out.gauge(
             "switch_on",
             "The operator's runtime switches: 1 on, 0 off (feature:NAME for a plugin feature, joins for new joins open).",

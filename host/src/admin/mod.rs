@@ -13,9 +13,12 @@
 //! - `POST /plugins/{name}/pause` `{"resume": false}`: hold the rollout in its phase (or resume it).
 //! - `GET /admin/log`: the log filter ([`crate::logs::LogStatus`]); `POST /admin/log`
 //!   `{"filter": "warden=debug", "for_ms": 600000?}` replaces it (for a while).
+//! - `GET /admin/rules`: the threshold rules and their firings; `PUT /admin/rules` `[rule, ...]` replaces
+//!   them until the next restart ([`crate::rules`]); `GET /admin/alerts`: the last firings, newest first.
 //! - `POST /plugins/{name}/switch` `{"switch": "feature:chat" | "joins", "on": false}`: a runtime switch
 //!   ([`crate::deploy::switches`]).
 
+pub mod alerts;
 pub mod metrics;
 pub mod rooms;
 pub mod watchdog;
@@ -67,6 +70,15 @@ pub struct LogRequest {
     /// Revert to the filter it replaces after this many milliseconds.
     #[serde(default)]
     pub for_ms: Option<u64>,
+}
+
+/// The rules in force and how often each fired.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct RulesView {
+    /// The rules.
+    pub rules: Vec<crate::rules::Rule>,
+    /// Firings so far: (rule, action, count).
+    pub fired: Vec<(String, crate::rules::Action, u64)>,
 }
 
 /// What an action did.
@@ -130,6 +142,8 @@ pub async fn serve(
         .route("/status", get(status))
         .route("/metrics", get(prometheus))
         .route("/admin/log", get(log_status).post(set_log))
+        .route("/admin/rules", get(list_rules).put(set_rules))
+        .route("/admin/alerts", get(list_alerts))
         .route("/admin/rooms", get(list_rooms))
         .route("/admin/rooms/{game}/{room}", get(room_detail))
         .route("/admin/rooms/{game}/{room}/dump", get(room_dump))
@@ -174,6 +188,30 @@ async fn status(State(state): State<AppState>, headers: HeaderMap) -> Reply<Stat
     let mut status = state.deployer.status().await.map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")))?;
     status.log = Some(state.log.status());
     Ok(Json(status))
+}
+
+async fn list_rules(State(state): State<AppState>, headers: HeaderMap) -> Reply<RulesView> {
+    authorize(&state, &headers)?;
+    let rules = state.rooms.rules();
+    let fired = rules.fired().into_iter().map(|((rule, action), n)| (rule, action, n)).collect();
+    Ok(Json(RulesView { rules: rules.current().rules().cloned().collect(), fired }))
+}
+
+async fn set_rules(State(state): State<AppState>, headers: HeaderMap, Json(rules): Json<Vec<crate::rules::Rule>>) -> Reply<Outcome> {
+    authorize(&state, &headers)?;
+    let names: Vec<String> = rules.iter().map(|r| r.name.clone()).collect();
+    let set = crate::rules::RuleSet::new(rules).map_err(failed)?;
+    state.rooms.rules().replace(set);
+    let detail = format!("{} rule(s) in force: {}", names.len(), names.join(", "));
+    if let Err(e) = state.deployer.store().audit("admin", "rules", None, None, &detail).await {
+        tracing::error!("failed to audit the rules' change ({detail}): {e:#}");
+    }
+    Ok(Json(Outcome { message: format!("{detail} (until the next restart, which reads [[rules]] in warden.toml)") }))
+}
+
+async fn list_alerts(State(state): State<AppState>, headers: HeaderMap) -> Reply<Vec<crate::rules::Alert>> {
+    authorize(&state, &headers)?;
+    Ok(Json(state.rooms.rules().recent()))
 }
 
 async fn log_status(State(state): State<AppState>, headers: HeaderMap) -> Reply<crate::logs::LogStatus> {
@@ -328,6 +366,21 @@ impl Client {
     /// `POST /admin/log`: replaces the log filter (for a while).
     pub async fn set_log(&self, req: &LogRequest) -> Result<Outcome> {
         self.request("POST", "/admin/log", Some(serde_json::to_vec(req)?)).await
+    }
+
+    /// `GET /admin/rules`: the rules and their firings.
+    pub async fn rules(&self) -> Result<RulesView> {
+        self.request("GET", "/admin/rules", None).await
+    }
+
+    /// `PUT /admin/rules`: replaces the rules.
+    pub async fn set_rules(&self, rules: &[crate::rules::Rule]) -> Result<Outcome> {
+        self.request("PUT", "/admin/rules", Some(serde_json::to_vec(rules)?)).await
+    }
+
+    /// `GET /admin/alerts`: the last firings, newest first.
+    pub async fn alerts(&self) -> Result<Vec<crate::rules::Alert>> {
+        self.request("GET", "/admin/alerts", None).await
     }
 
     /// `GET /admin/rooms`: every open room.

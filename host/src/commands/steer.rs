@@ -88,3 +88,84 @@ pub fn render_log(status: &crate::logs::LogStatus) -> String {
         (Some(f), Some((at, to))) => format!("log filter: {f} (back to {to} at {})", crate::commands::audit::utc(*at)),
     }
 }
+
+/// Arguments of `warden alerts`.
+#[derive(clap::Args, Debug)]
+pub struct AlertsArgs {
+    #[command(flatten)]
+    admin: AdminArgs,
+    /// Print JSON, one alert per line.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `warden alerts`: the threshold rules' last firings, newest first.
+pub fn alerts(args: AlertsArgs) -> Result<()> {
+    let client = args.admin.client()?;
+    let alerts = block_on(async { client.alerts().await })?;
+    if args.json {
+        for a in &alerts {
+            println!("{}", serde_json::to_string(a)?);
+        }
+    } else if alerts.is_empty() {
+        println!("no rule has fired since the server started");
+    } else {
+        for a in &alerts {
+            println!("{}  {a}", crate::commands::audit::utc(a.at_ms));
+        }
+    }
+    Ok(())
+}
+
+/// Arguments of `warden rules`.
+#[derive(clap::Args, Debug)]
+pub struct RulesArgs {
+    #[command(flatten)]
+    admin: AdminArgs,
+    /// Replace the running server's rules with the `[[rules]]` of this TOML file (until its next
+    /// restart, which reads warden.toml's).
+    #[arg(long, value_name = "FILE")]
+    set: Option<std::path::PathBuf>,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `warden rules`.
+pub fn rules(args: RulesArgs) -> Result<()> {
+    let client = args.admin.client()?;
+    if let Some(file) = &args.set {
+        #[derive(serde::Deserialize)]
+        struct File {
+            #[serde(default)]
+            rules: Vec<crate::rules::Rule>,
+        }
+        let text = std::fs::read_to_string(file).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
+        let parsed: File = toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: not a file of [[rules]]: {e}", file.display()))?;
+        crate::rules::RuleSet::new(parsed.rules.clone()).map_err(|e| anyhow::anyhow!("{}: {e:#}", file.display()))?;
+        println!("{}", block_on(async { client.set_rules(&parsed.rules).await })?.message);
+        return Ok(());
+    }
+    let view = block_on(async { client.rules().await })?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&view)?);
+        return Ok(());
+    }
+    if view.rules.is_empty() {
+        println!("no threshold rules ([[rules]] in warden.toml, or warden rules --set FILE)");
+    }
+    for r in &view.rules {
+        let fired: u64 = view.fired.iter().filter(|(name, _, _)| *name == r.name).map(|(_, _, n)| n).sum();
+        let game = r.game.as_deref().unwrap_or("every game");
+        println!(
+            "{:<20} {} per {:?} over {} ms > {} -> {} ({game}; fired {fired} time(s))",
+            r.name,
+            r.figure,
+            r.per,
+            r.window_ms,
+            r.limit,
+            r.action.name()
+        );
+    }
+    Ok(())
+}

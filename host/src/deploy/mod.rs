@@ -202,6 +202,11 @@ impl Deployer {
         })
     }
 
+    /// The store it records to.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
     /// Counts of every deploy outcome so far.
     pub fn counts(&self) -> stats::DeployCounts {
         self.counts.get()

@@ -132,6 +132,8 @@ pub enum ErrorCode {
     RoomFull,
     /// The operator closed the game to new joins (maintenance); players already in rooms stay.
     JoinsClosed,
+    /// One of the server's threshold rules removed you (the message says which and why).
+    Kicked,
     /// The game refused the message (the plugin returned an error).
     GameError,
     /// Too many messages too fast.
@@ -161,6 +163,7 @@ impl ErrorCode {
             ErrorCode::BadRoom => "bad_room",
             ErrorCode::RoomFull => "room_full",
             ErrorCode::JoinsClosed => "joins_closed",
+            ErrorCode::Kicked => "kicked",
             ErrorCode::GameError => "game_error",
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::Timeout => "timeout",

@@ -113,7 +113,12 @@ where
     let mut stream = stream;
     // Disabled at the default level; at `debug` every line of the session carries these.
     let span = tracing::debug_span!("conn", peer = %peer, transport = transport.name(), player = tracing::field::Empty);
-    let close = tracing::Instrument::instrument(session.serve(&mut stream), span).await;
+    // A connection rule (`connections` per ip) that fires with `kick` closes this connection at once.
+    let refused = session.ctx.rooms.rules().connection(peer.ip()).into_iter().find(|a| a.action == crate::rules::Action::Kick);
+    let close = match refused {
+        Some(alert) => Some((ErrorCode::Kicked, alert.detail.unwrap_or_default())),
+        None => tracing::Instrument::instrument(session.serve(&mut stream), span).await,
+    };
     let closed_by_server = close.is_some();
     stats.session_closed(transport, close.as_ref().map(|(code, _)| *code));
     if session.player.is_some() {

@@ -29,6 +29,7 @@ use crate::net::envelope::{self, ErrorCode, Format, ServerEnvelope, ServerMsg};
 use crate::runtime::{CallError, Features, GameClock, InstanceEnv, Plugin, PluginInstance, Recipient, RoomInfo, RoomRng};
 
 mod recovery;
+mod rules;
 use crate::storage::Checkpoint;
 use bytes::Bytes;
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -159,6 +160,12 @@ pub(super) struct Room {
     pub(super) usage: Arc<super::usage::RoomUsage>,
     /// The last errors of its plugin calls, for `warden room`.
     recent_errors: VecDeque<super::RecentError>,
+    /// Its id, as the rules name it.
+    room_id: Arc<str>,
+    /// The server's rules as of this tick, what of them concerns this game, and this tick's counts.
+    rule_set: Arc<crate::rules::RuleSet>,
+    game_rules: crate::rules::GameRules,
+    observed: Vec<(usize, crate::rules::Subject, f64)>,
 }
 
 /// The players in a room. If the room's task dies without closing (a panic in the host), dropping this
@@ -222,6 +229,7 @@ impl Room {
         let plugin_limits = plugin.limits().clone();
         let features = Features::default();
         features.set_all(game.switches().features.clone());
+        let key_room = key.1.clone();
         Room {
             rooms,
             health: game.health(&plugin.manifest().version),
@@ -269,6 +277,10 @@ impl Room {
             incident: None,
             usage: Default::default(),
             recent_errors: VecDeque::new(),
+            room_id: Arc::from(key_room.as_str()),
+            rule_set: Default::default(),
+            game_rules: Default::default(),
+            observed: Vec::new(),
         }
     }
 
@@ -405,6 +417,7 @@ impl Room {
             self.journal.begin(self.tick);
         }
         self.follow_switches();
+        self.follow_rules();
 
         // Timers due now, taken before this tick's inputs: a timer set during the tick fires later.
         self.timers.sort_by_key(|t| (t.due_ms, t.seq));
@@ -466,7 +479,9 @@ impl Room {
             self.call(instance, None, Input::Timer(&timer.tag))?;
         }
         let dt_ms = (1000 / hz) as u32;
-        self.call(instance, None, Input::Tick(dt_ms))
+        let ticked = self.call(instance, None, Input::Tick(dt_ms));
+        self.judge();
+        ticked
     }
 
     /// Takes the game's feature switches if the operator changed them (one atomic load a tick when not),
@@ -578,10 +593,16 @@ impl Room {
         match result {
             Ok(()) => {
                 self.collect(instance);
+                if !self.game_rules.is_empty() {
+                    self.count(instance, player, input);
+                }
                 Ok(())
             }
             Err(CallError::Gameplay { export, message }) => {
                 self.collect(instance);
+                if !self.game_rules.is_empty() {
+                    self.count(instance, player, input);
+                }
                 tracing::debug!(export, "gameplay error: {message}");
                 self.remember_error(input.export(), outcome, message.clone());
                 if let Some(player) = player {
@@ -646,12 +667,7 @@ impl Room {
             }
         }
         for kick in kicks {
-            if let Some((id, conn)) = self.members.remove_entry(kick.player.as_str()) {
-                self.direct_to(&conn, &id, &ServerEnvelope::Kicked { reason: kick.reason });
-                conn.in_room.store(false, Ordering::Release);
-                self.send_batch(&id, &conn);
-                self.leaving.push(id);
-            }
+            self.kick(&kick.player, kick.reason);
         }
     }
 

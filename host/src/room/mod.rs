@@ -179,6 +179,9 @@ pub enum JoinError {
     /// Room at its cap.
     #[error("room {0} is full ({1} players)")]
     Full(String, u32),
+    /// A threshold rule refused the join.
+    #[error("{0}")]
+    Refused(String),
     /// The operator closed the game to new joins.
     #[error("{0} is closed to new joins for maintenance; players already in its rooms play on. Try again later")]
     JoinsClosed(String),
@@ -207,6 +210,7 @@ impl JoinError {
             JoinError::BadRoom(_) => ErrorCode::BadRoom,
             JoinError::Full(..) => ErrorCode::RoomFull,
             JoinError::JoinsClosed(_) => ErrorCode::JoinsClosed,
+            JoinError::Refused(_) => ErrorCode::Kicked,
             JoinError::AlreadyIn(..) => ErrorCode::AlreadyInRoom,
             JoinError::GameFailed(..) => ErrorCode::GameError,
             JoinError::SavesUnavailable(_) => ErrorCode::GameError,
@@ -365,6 +369,8 @@ struct Inner {
     /// Where room tasks run: the game threads, or (unset) the runtime that creates the room.
     game_threads: OnceLock<tokio::runtime::Handle>,
     lifecycle: stats::Lifecycle,
+    /// Threshold rules: rooms count what they ask about ([`crate::rules`]).
+    rules: Arc<crate::rules::Rules>,
 }
 
 /// Every room of the server.
@@ -400,7 +406,13 @@ impl Rooms {
             cooling: Mutex::new(HashMap::new()),
             game_threads: OnceLock::new(),
             lifecycle: Default::default(),
+            rules: Default::default(),
         }))
+    }
+
+    /// The threshold rules its rooms, joins and connections count for.
+    pub fn rules(&self) -> &Arc<crate::rules::Rules> {
+        &self.0.rules
     }
 
     /// Keeps room checkpoints in `store` (a room resumes from its stored checkpoint when it opens again,
@@ -596,6 +608,7 @@ impl Rooms {
         if !entry.switches.load().joins {
             return Err(JoinError::JoinsClosed(game.to_string()));
         }
+        self.count_join(game, &conn.id)?;
         // The plugin's load-save must answer from memory: read the player's save before the join.
         if let Err(e) = self.0.saves.preload(game, &conn.id).await {
             // The store's error may name host paths: the player gets an incident id instead.
@@ -618,6 +631,21 @@ impl Rooms {
                     Err(_) => continue, // the room closed before taking the join: a new one will
                 }
             }
+        }
+    }
+
+    /// Counts a join for the rules on joins; a kicking rule that fires refuses it.
+    fn count_join(&self, game: &str, player: &Arc<str>) -> Result<(), JoinError> {
+        let set = self.0.rules.current();
+        let joins = set.for_game(game).joins;
+        if joins.is_empty() {
+            return Ok(());
+        }
+        let room: Arc<str> = Arc::from("");
+        let observed: Vec<_> = joins.iter().filter_map(|&i| Some((i, set.subject(i, Some(player), &room)?, 1.0))).collect();
+        match self.0.rules.observe(&set, game, &observed).into_iter().find(|a| a.action == crate::rules::Action::Kick) {
+            Some(kick) => Err(JoinError::Refused(kick.detail.unwrap_or_default())),
+            None => Ok(()),
         }
     }
 

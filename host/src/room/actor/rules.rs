@@ -1,0 +1,80 @@
+//! What a room counts for the threshold rules ([`crate::rules`]): messages (all, or of one `type`) and
+//! the metrics its plugin reports, per player, room or game; once a tick they go to the rules, and a
+//! kicking rule that fires removes the player (who gets `kicked` with the rule's reason; `on-leave`
+//! follows at the next tick, journaled like any leave).
+
+use super::*;
+use crate::rules::Action;
+
+impl Room {
+    /// Takes the server's rules if they changed (one pointer comparison a tick when not).
+    pub(super) fn follow_rules(&mut self) {
+        let rules = &self.rooms.0.rules;
+        if rules.is_current(&self.rule_set) {
+            return;
+        }
+        self.rule_set = rules.current();
+        self.game_rules = self.rule_set.for_game(&self.key.0);
+        self.observed.clear();
+    }
+
+    /// Counts a call that returned (`ok` or `err`) for the rules that ask about it.
+    pub(super) fn count(&mut self, instance: &mut PluginInstance, player: Option<&Arc<str>>, input: Input<'_>) {
+        let set = &self.rule_set;
+        if let Input::Msg(_, payload) = input {
+            for &i in &self.game_rules.messages {
+                if let Some(subject) = set.subject(i, player, &self.room_id) {
+                    self.observed.push((i, subject, 1.0));
+                }
+            }
+            if !self.game_rules.types.is_empty() {
+                let ty = message_type(payload);
+                for (t, i) in &self.game_rules.types {
+                    if *t == ty
+                        && let Some(subject) = set.subject(*i, player, &self.room_id)
+                    {
+                        self.observed.push((*i, subject, 1.0));
+                    }
+                }
+            }
+        }
+        if !self.game_rules.metrics.is_empty() {
+            for (name, sum) in instance.host_mut().take_metrics() {
+                for (n, i) in &self.game_rules.metrics {
+                    if *n == name
+                        && let Some(subject) = set.subject(*i, player, &self.room_id)
+                    {
+                        self.observed.push((*i, subject, sum.sum));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Hands the tick's counts to the rules and kicks whom a firing rule names.
+    pub(super) fn judge(&mut self) {
+        if self.observed.is_empty() {
+            return;
+        }
+        let alerts = self.rooms.0.rules.observe(&self.rule_set, &self.key.0, &self.observed);
+        self.observed.clear();
+        for alert in alerts {
+            if alert.action == Action::Kick
+                && let Some(player) = &alert.player
+            {
+                tracing::warn!(player, rule = %alert.rule, "kicked by a rule: {alert}");
+                self.kick(player, alert.detail.clone().unwrap_or_default());
+            }
+        }
+    }
+
+    /// Removes `player`, telling them `reason`; `on-leave` runs at the next tick.
+    pub(super) fn kick(&mut self, player: &str, reason: String) {
+        if let Some((id, conn)) = self.members.remove_entry(player) {
+            self.direct_to(&conn, &id, &ServerEnvelope::Kicked { reason });
+            conn.in_room.store(false, Ordering::Release);
+            self.send_batch(&id, &conn);
+            self.leaving.push(id);
+        }
+    }
+}
