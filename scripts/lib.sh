@@ -28,6 +28,16 @@ ensure_minisign() {
     fi
 }
 
+# Debian's Chromium and chromedriver: the web pages' tests drive a real headless browser (tests/e2e/pages.rs).
+ensure_chromium() {
+    if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
+        say "installing Debian's chromium and chromium-driver packages (once)"
+        local sudo=""
+        [ "$(id -u)" -eq 0 ] || sudo="sudo"
+        $sudo apt-get install -y -q chromium chromium-driver >/dev/null || { $sudo apt-get update -q >/dev/null && $sudo apt-get install -y -q chromium chromium-driver >/dev/null; }
+    fi
+}
+
 # cargo-fuzz, for the fuzz targets in host/fuzz (libFuzzer needs a C++ compiler, which the machine has).
 # Its -Z flags run on the stable toolchain with RUSTC_BOOTSTRAP=1 (set by the callers).
 ensure_cargo_fuzz() {

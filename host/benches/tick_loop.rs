@@ -62,7 +62,13 @@ fn native_baseline() -> (f64, f64) {
     (times[times.len() / 2].as_secs_f64() * 1e6, times[times.len() * 99 / 100].as_secs_f64() * 1e6)
 }
 
+#[allow(dead_code)] // a module of the steer bench, which calls `run`
 fn main() {
+    run(|_, _| {});
+}
+
+/// The benchmark, with `setup` applied to the rooms and the game before the first player joins.
+pub fn run(setup: impl FnOnce(&Rooms, &Arc<GameEntry>)) {
     if !std::env::args().any(|a| a == "--bench") {
         return; // `cargo test --benches` builds this; the run is for `cargo bench`.
     }
@@ -80,7 +86,9 @@ fn main() {
     let game = Arc::new(GameEntry::new(plugin, Vec::new(), Default::default()));
     let tokio_rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     tokio_rt.block_on(async {
-        let rooms = Rooms::new(HashMap::from([("arena".to_string(), game)]), RoomConfig::default(), Arc::new(MemorySaves::default()));
+        let rooms =
+            Rooms::new(HashMap::from([("arena".to_string(), game.clone())]), RoomConfig::default(), Arc::new(MemorySaves::default()));
+        setup(&rooms, &game);
         let delivered = Arc::new(AtomicU64::new(0));
         let moved = Arc::new(AtomicU64::new(0));
         let mut handles = Vec::new();

@@ -341,7 +341,8 @@ impl Window {
 /// Every rule of the server with its windows, firings and recent alerts.
 pub struct Rules {
     set: ArcSwap<RuleSet>,
-    windows: Mutex<HashMap<(usize, String, Subject), Window>>,
+    /// By game, then by (rule index, subject).
+    windows: Mutex<HashMap<String, HashMap<(usize, Subject), Window>>>,
     recent: Mutex<VecDeque<Alert>>,
     fired: Mutex<BTreeMap<(String, Action), u64>>,
     sink: Mutex<Option<tokio::sync::mpsc::UnboundedSender<Alert>>>,
@@ -409,13 +410,16 @@ impl Rules {
         if !self.is_current(set) {
             return Vec::new();
         }
+        if !windows.contains_key(game) {
+            windows.insert(game.to_string(), HashMap::new());
+        }
+        let game_windows = windows.get_mut(game).expect("inserted above");
+        let elapsed_ms = now.duration_since(self.epoch).as_millis() as u64;
         for (i, subject, value) in observed {
             let (rule, _) = &set.rules[*i];
-            let width = (rule.window_ms / BUCKETS).max(1);
-            let bucket = now.duration_since(self.epoch).as_millis() as u64 / width;
-            let window = windows
-                .entry((*i, game.to_string(), subject.clone()))
-                .or_insert_with(|| Window { buckets: VecDeque::new(), quiet_until: None });
+            let bucket = elapsed_ms / (rule.window_ms / BUCKETS).max(1);
+            let window =
+                game_windows.entry((*i, subject.clone())).or_insert_with(|| Window { buckets: VecDeque::new(), quiet_until: None });
             let sum = window.add(bucket, *value);
             if sum > rule.limit && window.quiet_until.is_none_or(|t| now >= t) {
                 window.quiet_until = Some(now + Duration::from_millis(rule.window_ms));

@@ -2,6 +2,8 @@
 //! `Authorization: Bearer <token>`. `warden status`, `rollback`, `promote` and `pause` are its clients
 //! ([`Client`]); every action is an audit entry with the actor `admin`.
 //!
+//! - `GET /`: the operator page (HTML, CSS and JavaScript in the binary; it asks for the token once and
+//!   then uses the endpoints below, as the CLI does).
 //! - `GET /status`: [`Status`].
 //! - `GET /metrics`: the Prometheus exposition ([`metrics`]); `admin.metrics_public` serves it without
 //!   the token.
@@ -139,6 +141,9 @@ pub async fn serve(
     let rooms = metrics.rooms.clone();
     let state = AppState { deployer, rooms, token: token.into(), metrics, metrics_public: config.metrics_public, log };
     let app = Router::new()
+        .route("/", get(|| async { page("text/html; charset=utf-8", include_str!("page/index.html")) }))
+        .route("/page.js", get(|| async { page("text/javascript; charset=utf-8", include_str!("page/page.js")) }))
+        .route("/page.css", get(|| async { page("text/css; charset=utf-8", include_str!("page/page.css")) }))
         .route("/status", get(status))
         .route("/metrics", get(prometheus))
         .route("/admin/log", get(log_status).post(set_log))
@@ -160,6 +165,11 @@ pub async fn serve(
         }
     });
     Ok((local, task))
+}
+
+/// A file of the operator page (public: it holds no data; every figure it shows needs the token).
+fn page(content_type: &'static str, body: &'static str) -> axum::response::Response {
+    ([(axum::http::header::CONTENT_TYPE, content_type), (axum::http::header::CACHE_CONTROL, "no-cache")], body).into_response()
 }
 
 fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), (StatusCode, String)> {
