@@ -152,3 +152,60 @@ async fn the_operator_page_shows_live_rooms_switches_a_feature_and_rolls_a_versi
     page.close().await.unwrap();
     drop(serve);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_player_page_joins_arena_and_a_key_press_moves_the_player() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = Serve::start(dir.path(), &["arena", "chat"], &["--set", "plugins.chat.features=[\"chat\"]"]);
+    let token = std::fs::read_to_string(dir.path().join("admin.token")).unwrap().trim().to_string();
+    let admin = Admin::new(serve.admin, token);
+    let host = serve.ws.trim_start_matches("ws://").trim_end_matches("/ws").to_string();
+
+    let driver = start_driver();
+    let page = browser(&driver).await;
+    page.goto(&format!("http://{host}/play?room=web-play")).await.unwrap();
+    page.wait().at_most(WAIT).for_element(Locator::Css("body[data-ready]")).await.unwrap();
+    // The room's seed is a u64: the page shows it exactly (it would be rounded through a JS number).
+    let rooms = admin.rooms().await.unwrap();
+    let room = rooms.iter().find(|r| r.game == "arena" && r.room == "web-play").expect("the page's room is open");
+    let shown = page.find(Locator::Css("body")).await.unwrap().attr("data-seed").await.unwrap().unwrap();
+    assert_eq!(shown, room.seed.to_string(), "the seed survives JavaScript");
+
+    // A key press moves the player; the page shows the server's answer.
+    page.find(Locator::Css("#grid")).await.unwrap().send_keys("\u{E014}").await.unwrap(); // ArrowRight
+    page.wait().at_most(WAIT).for_element(Locator::Css("body[data-moved='1']")).await.unwrap();
+    let answer = page.find(Locator::Css("#answer")).await.unwrap().text().await.unwrap();
+    assert!(answer.starts_with("moved #1 to ("), "{answer}");
+    // The chat side joined too and shows what is said (typing "w", "a", "s" or "d" there moves no one).
+    page.find(Locator::Css("#chat-text")).await.unwrap().send_keys("hello from the browser\n").await.unwrap();
+    page.wait()
+        .at_most(WAIT)
+        .for_element(Locator::XPath("//div[@id='chat-lines']/div[contains(., 'hello from the browser')]"))
+        .await
+        .unwrap();
+    let moved = page.find(Locator::Css("body")).await.unwrap().attr("data-moved").await.unwrap();
+    assert_eq!(moved.as_deref(), Some("1"), "the w and s typed in the chat moved no one");
+    std::fs::write(screenshot_dir().join("play.png"), page.screenshot().await.unwrap()).unwrap();
+    page.close().await.unwrap();
+    drop(serve);
+}
+
+#[test]
+fn the_reference_client_keeps_64_bit_integers_exact() {
+    // The page's MessagePack codec, run by the machine's Node.js: u64 and i64 above 2^53 come back as
+    // BigInt, exactly; small ones as numbers.
+    let client = Path::new(env!("CARGO_MANIFEST_DIR")).join("../host/src/net/play/warden-client.js");
+    let script = format!(
+        r#"const {{ MsgPack }} = require({path:?});
+        const big = 18446744073709551557n, neg = -9007199254740993n;
+        const back = MsgPack.decode(MsgPack.encode({{ seed: big, nonce: neg, small: 42, name: "arena", data: new Uint8Array([1, 2]) }}));
+        if (back.seed !== big || back.nonce !== neg || back.small !== 42 || back.name !== "arena" || back.data[1] !== 2) {{
+            console.error(JSON.stringify(back, (k, v) => typeof v === "bigint" ? v.toString() : v)); process.exit(1);
+        }}
+        console.log("exact");"#,
+        path = client.display().to_string()
+    );
+    let out = Command::new("node").arg("-e").arg(&script).output().expect("node runs (Node.js is on the machine)");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "exact");
+}

@@ -25,11 +25,17 @@ struct WsState {
 /// Serves WebSocket sessions on `listener` until the server shuts down.
 pub async fn serve(listener: TcpListener, ctx: Arc<ServerCtx>, caps: Arc<ConnectionCaps>) -> std::io::Result<()> {
     let shutdown = ctx.shutdown.clone();
-    let app = Router::new()
+    let mut app = Router::new()
         .route("/ws", get(upgrade))
         .route("/health", get(health))
-        .route("/", get(|| async { "warden: connect a WebSocket to /ws (see docs/protocol.md)\n" }))
-        .with_state(WsState { ctx, caps });
+        .route("/", get(|| async { "warden: connect a WebSocket to /ws (see docs/protocol.md)\n" }));
+    if ctx.dev {
+        // The player page (dev mode: it plays as an anonymous guest) and the reference JavaScript client.
+        app = app
+            .route("/play", get(|| async { file("text/html; charset=utf-8", include_str!("play/play.html")) }))
+            .route("/warden-client.js", get(|| async { file("text/javascript; charset=utf-8", include_str!("play/warden-client.js")) }));
+    }
+    let app = app.with_state(WsState { ctx, caps });
     // Game traffic is small frames that must leave now: no Nagle delay (it adds up to 40 ms).
     let listener = listener.tap_io(|tcp| {
         if let Err(e) = tcp.set_nodelay(true) {
@@ -39,6 +45,11 @@ pub async fn serve(listener: TcpListener, ctx: Arc<ServerCtx>, caps: Arc<Connect
     axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await
+}
+
+fn file(content_type: &'static str, body: &'static str) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    ([(axum::http::header::CONTENT_TYPE, content_type), (axum::http::header::CACHE_CONTROL, "no-cache")], body).into_response()
 }
 
 /// `GET /health`: 200 when saves are being written, 503 with the store's error when they are not.
