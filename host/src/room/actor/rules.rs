@@ -1,14 +1,28 @@
 //! What a room counts for the threshold rules ([`crate::rules`]): messages (all, or of one `type`) and
 //! the metrics its plugin reports, per player, room or game. The room sums them per rule and subject
-//! itself and hands the sums to the rules every tenth of a second of ticks (one lock, one lookup per
+//! itself and hands the sums to the rules every quarter of a second of ticks (one lock, one lookup per
 //! subject, instead of per input); a kicking rule that fires removes the player (who gets `kicked` with
 //! the rule's reason; `on-leave` follows at the next tick, journaled like any leave).
 
 use super::*;
 use crate::rules::Action;
 
-/// The `type` field of a MessagePack map, borrowed from the payload (no allocation).
+/// The `type` field of a MessagePack map, borrowed from the payload (no allocation). The SDK's tagged
+/// enums write it first, which is read directly; any other map goes through serde.
 fn message_tag(payload: &[u8]) -> Option<&str> {
+    // fixmap, then the fixstr key "type", then a fixstr or str8 value.
+    if let [0x81..=0x8f, 0xa4, b't', b'y', b'p', b'e', rest @ ..] = payload {
+        let (len, at) = match rest {
+            [m @ 0xa0..=0xbf, ..] => (usize::from(m & 0x1f), 1),
+            [0xd9, n, ..] => (usize::from(*n), 2),
+            _ => return message_tag_any(payload),
+        };
+        return rest.get(at..at + len).and_then(|s| std::str::from_utf8(s).ok());
+    }
+    message_tag_any(payload)
+}
+
+fn message_tag_any(payload: &[u8]) -> Option<&str> {
     #[derive(serde::Deserialize)]
     struct Tagged<'a> {
         #[serde(rename = "type", borrow)]
@@ -65,10 +79,10 @@ impl Room {
         }
     }
 
-    /// Every tenth of a second of ticks (or when many subjects wait), hands the sums to the rules and
+    /// Every quarter of a second of ticks (or when many subjects wait), hands the sums to the rules and
     /// kicks whom a firing rule names.
     pub(super) fn judge(&mut self) {
-        let every = (u64::from(self.rooms.0.config.tick_hz) / 10).max(1);
+        let every = (u64::from(self.rooms.0.config.tick_hz) / 4).max(1);
         if self.observed.is_empty() || (!self.tick.is_multiple_of(every) && self.observed.len() < 64) {
             return;
         }
