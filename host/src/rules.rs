@@ -242,15 +242,21 @@ impl std::fmt::Display for Alert {
     }
 }
 
-/// The rules of one game, as its rooms need them: the indices of the rules per figure.
+/// The rules of one game, as its rooms need them. A room counts each distinct figure once, in a slot
+/// (per player and for the room), whatever number of rules read it; the rules read the slots when the
+/// room hands its counts over.
 #[derive(Clone, Debug, Default)]
 pub struct GameRules {
-    /// Rules on `messages`.
-    pub messages: Vec<usize>,
-    /// Rules on `messages:TYPE`.
+    /// How many slots a room counts.
+    pub slots: usize,
+    /// The slot of `messages`, if a rule counts it.
+    pub messages: Option<usize>,
+    /// The slots of `messages:TYPE`, by type.
     pub types: Vec<(String, usize)>,
-    /// Rules on `metric:NAME`.
+    /// The slots of `metric:NAME`, by name.
     pub metrics: Vec<(String, usize)>,
+    /// The rules counted in rooms: (rule index, slot, per).
+    pub counted: Vec<(usize, usize, Per)>,
     /// Rules on `joins`.
     pub joins: Vec<usize>,
 }
@@ -258,7 +264,7 @@ pub struct GameRules {
 impl GameRules {
     /// Whether a room of the game has nothing to count.
     pub fn is_empty(&self) -> bool {
-        self.messages.is_empty() && self.types.is_empty() && self.metrics.is_empty()
+        self.counted.is_empty()
     }
 }
 
@@ -290,28 +296,42 @@ impl RuleSet {
     /// What rooms of `game` count.
     pub fn for_game(&self, game: &str) -> GameRules {
         let mut g = GameRules::default();
+        let slot_of = |list: &mut Vec<(String, usize)>, key: &str, slots: &mut usize| match list.iter().find(|(k, _)| k == key) {
+            Some((_, s)) => *s,
+            None => {
+                list.push((key.to_string(), *slots));
+                *slots += 1;
+                *slots - 1
+            }
+        };
         for (i, (rule, figure)) in self.rules.iter().enumerate() {
             if !rule.applies_to(game) {
                 continue;
             }
-            match figure {
-                Figure::Messages => g.messages.push(i),
-                Figure::MessagesOfType(ty) => g.types.push((ty.clone(), i)),
-                Figure::Metric(name) => g.metrics.push((name.clone(), i)),
-                Figure::Joins => g.joins.push(i),
-                Figure::Connections => {}
-            }
+            let slot = match figure {
+                Figure::Messages => *g.messages.get_or_insert_with(|| {
+                    g.slots += 1;
+                    g.slots - 1
+                }),
+                Figure::MessagesOfType(ty) => slot_of(&mut g.types, ty, &mut g.slots),
+                Figure::Metric(name) => slot_of(&mut g.metrics, name, &mut g.slots),
+                Figure::Joins => {
+                    g.joins.push(i);
+                    continue;
+                }
+                Figure::Connections => continue,
+            };
+            g.counted.push((i, slot, rule.per));
         }
         g
     }
 
-    /// The subject of rule `i` for an input of `player` in `room`.
-    pub fn subject(&self, i: usize, player: Option<&Arc<str>>, room: &Arc<str>) -> Option<Subject> {
+    /// The subject of rule `i` for `player` (joins: per player, or the game).
+    pub fn subject(&self, i: usize, player: &Arc<str>) -> Option<Subject> {
         Some(match self.rules[i].0.per {
-            Per::Player => Subject::Player(player?.clone()),
-            Per::Room => Subject::Room(room.clone()),
+            Per::Player => Subject::Player(player.clone()),
             Per::Game => Subject::Game,
-            Per::Ip => return None,
+            Per::Room | Per::Ip => return None,
         })
     }
 }
@@ -338,11 +358,14 @@ impl Window {
     }
 }
 
+/// One game's windows, by (rule index, subject).
+type GameWindows = HashMap<(usize, Subject), Window>;
+
 /// Every rule of the server with its windows, firings and recent alerts.
 pub struct Rules {
     set: ArcSwap<RuleSet>,
     /// By game, then by (rule index, subject).
-    windows: Mutex<HashMap<String, HashMap<(usize, Subject), Window>>>,
+    windows: Mutex<HashMap<String, GameWindows>>,
     recent: Mutex<VecDeque<Alert>>,
     fired: Mutex<BTreeMap<(String, Action), u64>>,
     sink: Mutex<Option<tokio::sync::mpsc::UnboundedSender<Alert>>>,

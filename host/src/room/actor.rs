@@ -165,7 +165,7 @@ pub(super) struct Room {
     /// The server's rules as of this tick, what of them concerns this game, and this tick's counts.
     rule_set: Arc<crate::rules::RuleSet>,
     game_rules: crate::rules::GameRules,
-    observed: Vec<(usize, crate::rules::Subject, f64)>,
+    rule_counts: rules::RuleCounts,
 }
 
 /// The players in a room. If the room's task dies without closing (a panic in the host), dropping this
@@ -280,7 +280,7 @@ impl Room {
             room_id: Arc::from(key_room.as_str()),
             rule_set: Default::default(),
             game_rules: Default::default(),
-            observed: Vec::new(),
+            rule_counts: Default::default(),
         }
     }
 

@@ -641,8 +641,7 @@ impl Rooms {
         if joins.is_empty() {
             return Ok(());
         }
-        let room: Arc<str> = Arc::from("");
-        let observed: Vec<_> = joins.iter().filter_map(|&i| Some((i, set.subject(i, Some(player), &room)?, 1.0))).collect();
+        let observed: Vec<_> = joins.iter().filter_map(|&i| Some((i, set.subject(i, player)?, 1.0))).collect();
         match self.0.rules.observe(&set, game, &observed).into_iter().find(|a| a.action == crate::rules::Action::Kick) {
             Some(kick) => Err(JoinError::Refused(kick.detail.unwrap_or_default())),
             None => Ok(()),

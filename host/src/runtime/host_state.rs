@@ -341,7 +341,12 @@ impl HostState {
         std::mem::take(&mut self.kicks)
     }
 
-    /// What the plugin reported through `metric` since the last call, per name.
+    /// Whether the plugin reported anything through `metric` since the last take.
+    pub fn has_metrics(&self) -> bool {
+        !self.metrics.is_empty()
+    }
+
+    /// The metrics reported since the last take, by name.
     pub fn take_metrics(&mut self) -> std::collections::BTreeMap<String, MetricSum> {
         std::mem::take(&mut self.metrics)
     }

@@ -1,11 +1,12 @@
 //! What a room counts for the threshold rules ([`crate::rules`]): messages (all, or of one `type`) and
-//! the metrics its plugin reports, per player, room or game. The room sums them per rule and subject
-//! itself and hands the sums to the rules every quarter of a second of ticks (one lock, one lookup per
-//! subject, instead of per input); a kicking rule that fires removes the player (who gets `kicked` with
-//! the rule's reason; `on-leave` follows at the next tick, journaled like any leave).
+//! the metrics its plugin reports. The room counts each distinct figure once per input, in plain fields
+//! it owns (a row per player and one for the room, whatever the number of rules), and every quarter of
+//! a second of ticks turns the rows into per-player, per-room and per-game sums for the rules (one lock,
+//! one lookup per subject); a kicking rule that fires removes the player (who gets `kicked` with the
+//! rule's reason; `on-leave` follows at the next tick, journaled like any leave).
 
 use super::*;
-use crate::rules::Action;
+use crate::rules::{Action, Per, Subject};
 
 /// The `type` field of a MessagePack map, borrowed from the payload (no allocation). The SDK's tagged
 /// enums write it first, which is read directly; any other map goes through serde.
@@ -31,6 +32,40 @@ fn message_tag_any(payload: &[u8]) -> Option<&str> {
     rmp_serde::from_slice::<Tagged<'_>>(payload).ok().map(|t| t.ty)
 }
 
+/// A room's counts for the rules since it last handed them over: one row of slots per player, and the
+/// room's row (every input, a player's or not).
+#[derive(Default)]
+pub(super) struct RuleCounts {
+    players: Vec<(Arc<str>, Vec<f64>)>,
+    room: Vec<f64>,
+    any: bool,
+}
+
+impl RuleCounts {
+    fn add(&mut self, slots: usize, player: Option<&Arc<str>>, slot: usize, value: f64) {
+        if self.room.len() != slots {
+            self.room = vec![0.0; slots];
+        }
+        self.room[slot] += value;
+        self.any = true;
+        let Some(p) = player else { return };
+        let row = match self.players.iter().position(|(q, _)| Arc::ptr_eq(q, p) || q == p) {
+            Some(i) => &mut self.players[i].1,
+            None => {
+                self.players.push((p.clone(), vec![0.0; slots]));
+                &mut self.players.last_mut().expect("pushed").1
+            }
+        };
+        row[slot] += value;
+    }
+
+    fn clear(&mut self) {
+        self.players.clear();
+        self.room.iter_mut().for_each(|v| *v = 0.0);
+        self.any = false;
+    }
+}
+
 impl Room {
     /// Takes the server's rules if they changed (one pointer comparison a tick when not).
     pub(super) fn follow_rules(&mut self) {
@@ -40,54 +75,54 @@ impl Room {
         }
         self.rule_set = rules.current();
         self.game_rules = self.rule_set.for_game(&self.key.0);
-        self.observed.clear();
+        self.rule_counts = RuleCounts::default();
     }
 
     /// Counts a call that returned (`ok` or `err`) for the rules that ask about it.
     pub(super) fn count(&mut self, instance: &mut PluginInstance, player: Option<&Arc<str>>, input: Input<'_>) {
-        let set = &self.rule_set;
-        let observed = &mut self.observed;
-        let mut add = |i: usize, value: f64| {
-            let Some(subject) = set.subject(i, player, &self.room_id) else { return };
-            match observed.iter_mut().find(|(j, s, _)| *j == i && *s == subject) {
-                Some((_, _, sum)) => *sum += value,
-                None => observed.push((i, subject, value)),
-            }
-        };
+        let g = &self.game_rules;
+        let counts = &mut self.rule_counts;
         if let Input::Msg(_, payload) = input {
-            for &i in &self.game_rules.messages {
-                add(i, 1.0);
+            if let Some(slot) = g.messages {
+                counts.add(g.slots, player, slot, 1.0);
             }
-            if !self.game_rules.types.is_empty()
+            if !g.types.is_empty()
                 && let Some(ty) = message_tag(payload)
+                && let Some((_, slot)) = g.types.iter().find(|(t, _)| t == ty)
             {
-                for (t, i) in &self.game_rules.types {
-                    if t == ty {
-                        add(*i, 1.0);
-                    }
-                }
+                counts.add(g.slots, player, *slot, 1.0);
             }
         }
-        if !self.game_rules.metrics.is_empty() {
+        if !g.metrics.is_empty() && instance.host_mut().has_metrics() {
             for (name, sum) in instance.host_mut().take_metrics() {
-                for (n, i) in &self.game_rules.metrics {
-                    if *n == name {
-                        add(*i, sum.sum);
-                    }
+                if let Some((_, slot)) = g.metrics.iter().find(|(n, _)| *n == name) {
+                    counts.add(g.slots, player, *slot, sum.sum);
                 }
             }
         }
     }
 
-    /// Every quarter of a second of ticks (or when many subjects wait), hands the sums to the rules and
-    /// kicks whom a firing rule names.
+    /// Every quarter of a second of ticks, hands the counts to the rules and kicks whom a firing rule
+    /// names.
     pub(super) fn judge(&mut self) {
         let every = (u64::from(self.rooms.0.config.tick_hz) / 4).max(1);
-        if self.observed.is_empty() || (!self.tick.is_multiple_of(every) && self.observed.len() < 64) {
+        if !self.rule_counts.any || !self.tick.is_multiple_of(every) {
             return;
         }
-        let alerts = self.rooms.0.rules.observe(&self.rule_set, &self.key.0, &self.observed);
-        self.observed.clear();
+        let c = &self.rule_counts;
+        let mut observed = Vec::new();
+        for &(i, slot, per) in &self.game_rules.counted {
+            match per {
+                Per::Player => observed.extend(
+                    c.players.iter().filter(|(_, row)| row[slot] != 0.0).map(|(p, row)| (i, Subject::Player(p.clone()), row[slot])),
+                ),
+                Per::Room if c.room[slot] != 0.0 => observed.push((i, Subject::Room(self.room_id.clone()), c.room[slot])),
+                Per::Game if c.room[slot] != 0.0 => observed.push((i, Subject::Game, c.room[slot])),
+                _ => {}
+            }
+        }
+        self.rule_counts.clear();
+        let alerts = self.rooms.0.rules.observe(&self.rule_set, &self.key.0, &observed);
         for alert in alerts {
             if alert.action == Action::Kick
                 && let Some(player) = &alert.player
