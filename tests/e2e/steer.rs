@@ -20,6 +20,13 @@ fn ok(out: Output, what: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// `warden ARGS` against the server at `admin` whose data directory `data` (a `--set`) names.
+fn against(admin: &str, data: &str, args: &[&str], dir: &Path) -> Output {
+    let mut all = args.to_vec();
+    all.extend(["--admin", admin, "--set", data]);
+    warden(&all, dir)
+}
+
 /// Says hello as a guest and waits for the welcome: the server logs `hello` at debug before it answers.
 fn hello(ws: &str) {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
@@ -42,13 +49,8 @@ fn warden_log_changes_what_a_running_server_logs_and_a_timed_change_goes_back_by
     let d = dir.path();
     let log = d.join("server.log");
     let serve = Serve::start_logging_to(d, &["chat"], &[], &log);
-    let admin = serve.admin.to_string();
-    let data = format!("data_dir={:?}", d.display().to_string());
-    let cli = |args: &[&str]| {
-        let mut all = args.to_vec();
-        all.extend(["--admin", &admin, "--set", &data]);
-        warden(&all, d)
-    };
+    let (admin, data) = (serve.admin.to_string(), format!("data_dir={:?}", d.display().to_string()));
+    let cli = |args: &[&str]| against(&admin, &data, args, d);
 
     assert_eq!(ok(cli(&["log"]), "warden log").trim(), "log filter: warn");
     hello(&serve.ws);
@@ -93,13 +95,8 @@ fn warden_switch_flips_a_feature_and_closes_joins_and_status_shows_both() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let serve = Serve::start(d, &["chat"], &["--set", "plugins.chat.features=[\"chat\"]"]);
-    let admin = serve.admin.to_string();
-    let data = format!("data_dir={:?}", d.display().to_string());
-    let cli = |args: &[&str]| {
-        let mut all = args.to_vec();
-        all.extend(["--admin", &admin, "--set", &data]);
-        warden(&all, d)
-    };
+    let (admin, data) = (serve.admin.to_string(), format!("data_dir={:?}", d.display().to_string()));
+    let cli = |args: &[&str]| against(&admin, &data, args, d);
     let out = ok(cli(&["switch", "chat", "chat", "off"]), "warden switch chat chat off");
     assert!(out.contains("feature chat: on -> off"), "{out}");
     let out = ok(cli(&["switch", "chat", "--joins", "off"]), "warden switch --joins off");
