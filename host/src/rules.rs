@@ -257,6 +257,8 @@ pub struct GameRules {
     pub metrics: Vec<(String, usize)>,
     /// The rules counted in rooms: (rule index, slot, per).
     pub counted: Vec<(usize, usize, Per)>,
+    /// The shortest window among them.
+    pub shortest_window_ms: u64,
     /// Rules on `joins`.
     pub joins: Vec<usize>,
 }
@@ -265,6 +267,13 @@ impl GameRules {
     /// Whether a room of the game has nothing to count.
     pub fn is_empty(&self) -> bool {
         self.counted.is_empty()
+    }
+
+    /// How often (in ticks at `tick_hz`) a room hands its counts over: once per bucket of the shortest
+    /// window (a tenth of it: the window's own resolution), at most once a second, at least once a tick.
+    pub fn every_ticks(&self, tick_hz: u32) -> u64 {
+        let ms = (self.shortest_window_ms / BUCKETS).min(1000);
+        (ms * u64::from(tick_hz) / 1000).max(1)
     }
 }
 
@@ -322,6 +331,7 @@ impl RuleSet {
                 Figure::Connections => continue,
             };
             g.counted.push((i, slot, rule.per));
+            g.shortest_window_ms = if g.counted.len() == 1 { rule.window_ms } else { g.shortest_window_ms.min(rule.window_ms) };
         }
         g
     }
@@ -535,6 +545,26 @@ mod tests {
         let two = RuleSet::new(vec![rule("joins", Per::Player, Action::Log), rule("messages", Per::Room, Action::Log)]);
         assert!(two.unwrap_err().to_string().contains("two rules are named"));
         assert!(RuleSet::new(vec![rule("metric:gold_gained", Per::Player, Action::Kick)]).is_ok());
+    }
+
+    #[test]
+    fn rooms_count_a_figure_once_and_hand_it_over_once_per_bucket_of_the_shortest_window() {
+        let mut short = rule("messages", Per::Room, Action::Log);
+        (short.name, short.window_ms) = ("short".into(), 2_000);
+        let set = RuleSet::new(vec![rule("messages", Per::Player, Action::Log), short, {
+            let mut r = rule("messages:move", Per::Player, Action::Log);
+            r.name = "moves".into();
+            r
+        }])
+        .unwrap();
+        let g = set.for_game("arena");
+        assert_eq!((g.slots, g.messages, g.counted.len()), (2, Some(0), 3), "one slot for messages, read by two rules");
+        assert_eq!(g.every_ticks(20), 4, "a 2 s window has 200 ms buckets: every 4 ticks at 20 Hz");
+        assert_eq!(
+            RuleSet::new(vec![rule("messages", Per::Game, Action::Log)]).unwrap().for_game("x").every_ticks(20),
+            20,
+            "at most a second"
+        );
     }
 
     #[test]

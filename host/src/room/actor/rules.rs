@@ -1,9 +1,10 @@
 //! What a room counts for the threshold rules ([`crate::rules`]): messages (all, or of one `type`) and
 //! the metrics its plugin reports. The room counts each distinct figure once per input, in plain fields
-//! it owns (a row per player and one for the room, whatever the number of rules), and every quarter of
-//! a second of ticks turns the rows into per-player, per-room and per-game sums for the rules (one lock,
-//! one lookup per subject); a kicking rule that fires removes the player (who gets `kicked` with the
-//! rule's reason; `on-leave` follows at the next tick, journaled like any leave).
+//! it owns (a row per player and one for the room, whatever the number of rules), and once per bucket
+//! of the rules' windows (a tenth of the shortest, at most a second) turns the rows into per-player,
+//! per-room and per-game sums for the rules (one lock, one lookup per subject); a kicking rule that
+//! fires removes the player (who gets `kicked` with the rule's reason; `on-leave` follows at the next
+//! tick, journaled like any leave).
 
 use super::*;
 use crate::rules::{Action, Per, Subject};
@@ -42,21 +43,25 @@ pub(super) struct RuleCounts {
 }
 
 impl RuleCounts {
-    fn add(&mut self, slots: usize, player: Option<&Arc<str>>, slot: usize, value: f64) {
+    /// The row of `player` (found by pointer first: the room hands the same `Arc` for a member).
+    fn row(&mut self, slots: usize, player: Option<&Arc<str>>) -> Option<usize> {
         if self.room.len() != slots {
             self.room = vec![0.0; slots];
         }
+        let p = player?;
+        let found = self.players.iter().position(|(q, _)| Arc::ptr_eq(q, p)).or_else(|| self.players.iter().position(|(q, _)| q == p));
+        Some(found.unwrap_or_else(|| {
+            self.players.push((p.clone(), vec![0.0; slots]));
+            self.players.len() - 1
+        }))
+    }
+
+    fn add(&mut self, row: Option<usize>, slot: usize, value: f64) {
         self.room[slot] += value;
         self.any = true;
-        let Some(p) = player else { return };
-        let row = match self.players.iter().position(|(q, _)| Arc::ptr_eq(q, p) || q == p) {
-            Some(i) => &mut self.players[i].1,
-            None => {
-                self.players.push((p.clone(), vec![0.0; slots]));
-                &mut self.players.last_mut().expect("pushed").1
-            }
-        };
-        row[slot] += value;
+        if let Some(r) = row {
+            self.players[r].1[slot] += value;
+        }
     }
 
     fn clear(&mut self) {
@@ -82,31 +87,31 @@ impl Room {
     pub(super) fn count(&mut self, instance: &mut PluginInstance, player: Option<&Arc<str>>, input: Input<'_>) {
         let g = &self.game_rules;
         let counts = &mut self.rule_counts;
+        let row = counts.row(g.slots, player);
         if let Input::Msg(_, payload) = input {
             if let Some(slot) = g.messages {
-                counts.add(g.slots, player, slot, 1.0);
+                counts.add(row, slot, 1.0);
             }
             if !g.types.is_empty()
                 && let Some(ty) = message_tag(payload)
                 && let Some((_, slot)) = g.types.iter().find(|(t, _)| t == ty)
             {
-                counts.add(g.slots, player, *slot, 1.0);
+                counts.add(row, *slot, 1.0);
             }
         }
         if !g.metrics.is_empty() && instance.host_mut().has_metrics() {
             for (name, sum) in instance.host_mut().take_metrics() {
                 if let Some((_, slot)) = g.metrics.iter().find(|(n, _)| *n == name) {
-                    counts.add(g.slots, player, *slot, sum.sum);
+                    counts.add(row, *slot, sum.sum);
                 }
             }
         }
     }
 
-    /// Every quarter of a second of ticks, hands the counts to the rules and kicks whom a firing rule
-    /// names.
+    /// Once per bucket of the shortest window among the game's rules (a tenth of it, at most a second,
+    /// at least a tick), hands the counts to the rules and kicks whom a firing rule names.
     pub(super) fn judge(&mut self) {
-        let every = (u64::from(self.rooms.0.config.tick_hz) / 4).max(1);
-        if !self.rule_counts.any || !self.tick.is_multiple_of(every) {
+        if !self.rule_counts.any || !self.tick.is_multiple_of(self.game_rules.every_ticks(self.rooms.0.config.tick_hz)) {
             return;
         }
         let c = &self.rule_counts;
