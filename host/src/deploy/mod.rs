@@ -124,6 +124,10 @@ pub struct Deployer {
     counts: stats::Counter,
     /// Held while a switch changes ([`switches`]).
     switching: tokio::sync::Mutex<()>,
+    /// Held from a deploy's registry write until rooms and rollouts follow it, and by the operator's
+    /// rollback, promote and pause: an operator acting on what `warden status` (the registry) shows
+    /// never meets the rollout state of before that write.
+    operating: tokio::sync::Mutex<()>,
 }
 
 /// What `warden status` shows.
@@ -199,6 +203,7 @@ impl Deployer {
             events: broadcast::channel(1024).0,
             counts: stats::Counter::default(),
             switching: tokio::sync::Mutex::new(()),
+            operating: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -433,6 +438,7 @@ impl Deployer {
         };
         // A game added now starts with its stored switches (read before anything is written).
         let switches = if game.is_none() { self.starting_switches(&m.name).await.map_err(store_err)? } else { Default::default() };
+        let _operating = self.operating.lock().await;
         self.store.transition(&m.name, &transition).await.map_err(store_err)?;
         let signer = checked.signed.as_ref().map_or_else(|| "UNSIGNED (dev mode)".to_string(), |s| format!("signed by key {}", s.key_id));
         let from = current.as_ref().map_or_else(|| "first version".to_string(), |p| format!("replacing {}", p.manifest().version));

@@ -341,6 +341,7 @@ impl Deployer {
         force: bool,
         actor: &str,
     ) -> Result<(String, String), OperatorError> {
+        let _operating = self.operating.lock().await;
         let previous = self.previous_stable(name).await.map_err(OperatorError::Failed)?;
         if let Some(to) = to
             && previous.as_deref() != Some(to)
@@ -427,6 +428,7 @@ impl Deployer {
 
     /// Moves `plugin`'s rollout one phase on: canary -> every room (probation), probation -> stable.
     pub async fn advance(&self, name: &str, actor: &str, why: &str) -> Result<String> {
+        let _operating = self.operating.lock().await;
         let Some(game) = self.rooms.game(name) else { bail!("no plugin named {name:?} is loaded") };
         let Some(rollout) = self.rollouts.lock().unwrap().get(name).cloned() else { bail!("{name} has no rollout") };
         let version = rollout.version.manifest().version.clone();
@@ -474,6 +476,7 @@ impl Deployer {
     /// rollout to hold: that is refused. The registry is written first, so a store failure changes
     /// nothing.
     pub async fn pause(&self, name: &str, on: bool, actor: &str) -> Result<String> {
+        let _operating = self.operating.lock().await;
         let Some(current) = self.rollouts.lock().unwrap().get(name).cloned() else { bail!("no plugin named {name:?} is loaded") };
         let version = current.version.manifest().version.clone();
         if current.phase == Phase::Stable {
