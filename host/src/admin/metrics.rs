@@ -94,7 +94,7 @@ impl Sources {
         let mut switches = Vec::new();
         for game in self.rooms.games() {
             let Some(entry) = self.rooms.game(&game) else { continue };
-            switches.push((game.clone(), self.deployer.switch_statuses(&game, &entry.switches()).await?));
+            switches.push((game.clone(), self.deployer.switch_statuses(&game, &entry.switches())));
             for (version, health) in entry.healths() {
                 versions.push(VersionReading { plugin: game.clone(), version, total: health.total(), window: health.window() });
             }

@@ -124,6 +124,8 @@ pub struct Deployer {
     counts: stats::Counter,
     /// Held while a switch changes ([`switches`]).
     switching: tokio::sync::Mutex<()>,
+    /// Per plugin, the features the store holds a switch for.
+    stored_features: Mutex<HashMap<String, std::collections::BTreeSet<String>>>,
     /// Held from a deploy's registry write until rooms and rollouts follow it, and by the operator's
     /// rollback, promote and pause: an operator acting on what `warden status` (the registry) shows
     /// never meets the rollout state of before that write.
@@ -203,6 +205,7 @@ impl Deployer {
             events: broadcast::channel(1024).0,
             counts: stats::Counter::default(),
             switching: tokio::sync::Mutex::new(()),
+            stored_features: Mutex::new(HashMap::new()),
             operating: tokio::sync::Mutex::new(()),
         })
     }
@@ -532,7 +535,7 @@ impl Deployer {
                 });
             }
             versions.sort_by(|a, b| semver::Version::parse(&b.version).ok().cmp(&semver::Version::parse(&a.version).ok()));
-            let switches = self.switch_statuses(&name, &game.switches()).await?;
+            let switches = self.switch_statuses(&name, &game.switches());
             plugins.push(PluginStatus { name, versions, switches });
         }
         let rollbacks = self.store.audit_log(200).await?.into_iter().filter(|e| e.action == "rollback").take(5).collect();

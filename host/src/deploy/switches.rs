@@ -34,7 +34,10 @@ impl Deployer {
         let mut switches = self.default_switches(plugin);
         for (key, on) in self.store.switches(plugin).await.context("failed to read the stored switches")? {
             match Switch::from_key(&key) {
-                Some(switch) => switches = switches.set(&switch, on),
+                Some(switch) => {
+                    self.remember_switch(plugin, &switch);
+                    switches = switches.set(&switch, on);
+                }
                 None => tracing::warn!(plugin, key, "ignoring a stored switch this version of warden does not know"),
             }
         }
@@ -63,6 +66,7 @@ impl Deployer {
         let detail = format!("{switch}: {} -> {}", on_off(was), on_off(on));
         self.store.set_switch(plugin, &switch.key(), on, actor, &detail).await.context("failed to store the switch (nothing changed)")?;
         game.set_switches(before.set(switch, on));
+        self.remember_switch(plugin, switch);
         tracing::info!(plugin, %switch, on, actor, "switch changed");
         Ok(match switch {
             Switch::Feature(_) => format!("{plugin}: {detail}; every room takes it at its next tick"),
@@ -71,18 +75,22 @@ impl Deployer {
         })
     }
 
+    /// Notes a feature the store holds a value for (read at start, or just stored), so listings show it
+    /// when it is off without reading the store on every scrape.
+    fn remember_switch(&self, plugin: &str, switch: &Switch) {
+        if let Switch::Feature(name) = switch {
+            self.stored_features.lock().unwrap().entry(plugin.to_string()).or_default().insert(name.clone());
+        }
+    }
+
     /// Every switch of `plugin` worth showing: the features on now, those `warden.toml` names, and
     /// those the operator ever stored; then joins.
-    pub async fn switch_statuses(&self, plugin: &str, now: &Switches) -> Result<Vec<SwitchStatus>> {
+    pub fn switch_statuses(&self, plugin: &str, now: &Switches) -> Vec<SwitchStatus> {
         let defaults = self.default_switches(plugin);
-        let stored = self.store.switches(plugin).await?;
         let mut features: BTreeSet<String> = now.features.iter().chain(defaults.features.iter()).cloned().collect();
-        features.extend(stored.iter().filter_map(|(key, _)| match Switch::from_key(key) {
-            Some(Switch::Feature(name)) => Some(name),
-            _ => None,
-        }));
+        features.extend(self.stored_features.lock().unwrap().get(plugin).into_iter().flatten().cloned());
         let mut all: Vec<Switch> = features.into_iter().map(Switch::Feature).collect();
         all.push(Switch::Joins);
-        Ok(all.into_iter().map(|s| SwitchStatus { switch: s.key(), on: now.get(&s), default: defaults.get(&s) }).collect())
+        all.into_iter().map(|s| SwitchStatus { switch: s.key(), on: now.get(&s), default: defaults.get(&s) }).collect()
     }
 }

@@ -229,7 +229,7 @@ impl Room {
         let plugin_limits = plugin.limits().clone();
         let features = Features::default();
         features.set_all(game.switches().features.clone());
-        let key_room = key.1.clone();
+        let room_id: Arc<str> = key.1.as_str().into();
         Room {
             rooms,
             health: game.health(&plugin.manifest().version),
@@ -277,7 +277,7 @@ impl Room {
             incident: None,
             usage: Default::default(),
             recent_errors: VecDeque::new(),
-            room_id: Arc::from(key_room.as_str()),
+            room_id,
             rule_set: Default::default(),
             game_rules: Default::default(),
             rule_counts: Default::default(),
