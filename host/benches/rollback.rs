@@ -99,7 +99,7 @@ async fn tick_cost(plugin: &Arc<Plugin>, n: usize, secs: u64) -> [hdrhistogram::
     let stop = tokio_util::sync::CancellationToken::new();
     let mut sets = Vec::new();
     for journal in [false, true] {
-        let cfg = config(&[format!("rooms.journal={journal}"), "rooms.empty_grace_ms=600000".into()]);
+        let cfg = config(&[format!("rooms.journal={journal}"), "rooms.durability=\"memory\"".into(), "rooms.empty_grace_ms=600000".into()]);
         let game = Arc::new(GameEntry::new(plugin.clone(), Vec::new(), Switches::default()));
         let rooms = Rooms::new(HashMap::from([("arena".to_string(), game)]), cfg.rooms.clone(), Arc::new(MemorySaves::default()));
         open(&rooms, "r", n, 4, Duration::from_millis(200), &stop).await;

@@ -240,8 +240,25 @@ pub struct RoomConfig {
     /// operator has to deploy a fix before the same state is tried again.
     pub crash_cooldown_ms: u64,
     /// Journal every plugin call. Off, a trap ends the room and a rollback can only carry the bad
-    /// version's state over; it exists to measure what journaling costs.
+    /// version's state over; it exists to measure what journaling costs (it needs `durability =
+    /// "memory"`).
     pub journal: bool,
+    /// `durable` (default): each tick's journal is group-committed to the store before the tick's
+    /// answers leave, so a crash never takes back an answer a player received, and a restarted host
+    /// resumes every open room where its last answered tick left it. `memory`: the journal stays in
+    /// memory and answers leave at once (a few milliseconds less latency); a crash takes the room back
+    /// to its last checkpoint (up to `checkpoint_every_ms` of play).
+    pub durability: Durability,
+}
+
+/// Whether a room's journal is made durable before its answers leave (`rooms.durability`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// Group-committed each tick; answers wait for the commit.
+    Durable,
+    /// In memory; checkpoints only.
+    Memory,
 }
 
 /// Player authentication.
@@ -404,6 +421,7 @@ impl Default for RoomConfig {
             threads: 0,
             nice: 0,
             journal: true,
+            durability: Durability::Durable,
         }
     }
 }
@@ -448,6 +466,9 @@ impl Config {
         }
         if !(1..=1000).contains(&self.rooms.tick_hz) {
             bail!("rooms.tick_hz must be between 1 and 1000, not {}", self.rooms.tick_hz);
+        }
+        if !self.rooms.journal && self.rooms.durability == Durability::Durable {
+            bail!("rooms.journal = false needs rooms.durability = \"memory\": a durable room is its checkpoint plus its journal");
         }
         if self.rooms.max_players == 0
             || self.rooms.inbox == 0

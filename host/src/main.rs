@@ -36,6 +36,9 @@ enum Command {
     Bots(commands::bots::BotsArgs),
     /// Player saves: show one (size, revision, time, content as JSON), export and import.
     Saves(commands::saves::SavesArgs),
+    /// The store itself: `warden store migrate --from sqlite://... --to postgres://...` copies a single
+    /// host's store (saves, registry, floors, audit, checkpoints) into an empty one, e.g. for a fleet.
+    Store(commands::store::StoreArgs),
     /// Make a minisign key pair for signing plugins (NAME.key, NAME.pub) and print the warden.toml line
     /// that trusts it.
     Keygen(commands::sign::KeygenArgs),
@@ -119,6 +122,7 @@ fn main() -> ExitCode {
         Command::Dumps(args) => commands::dumps::run(args),
         Command::Bots(args) => commands::bots::run(args),
         Command::Saves(args) => commands::saves::run(args),
+        Command::Store(args) => commands::store::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

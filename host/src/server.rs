@@ -73,6 +73,12 @@ impl Server {
         if rooms.games().is_empty() {
             tracing::warn!("no plugin is serving from {}: joins are refused until one is deployed", config.plugin_dir.display());
         }
+        // Rooms that were open when this host stopped or crashed carry on where their last answered tick
+        // left them (their players rejoin).
+        let resumed = rooms.resume_open().await.context("failed to read which rooms were open")?;
+        if resumed > 0 {
+            tracing::info!(rooms = resumed, "resuming the rooms that were open");
+        }
         let deploy_stop = CancellationToken::new();
         let deploy_task = deployer.clone().spawn(deploy_stop.clone())?;
         rooms.rules().replace(crate::rules::RuleSet::new(config.rules.clone())?);

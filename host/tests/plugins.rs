@@ -189,6 +189,6 @@ fn restoring_a_snapshot_of_another_version_goes_through_migrate() {
     let mut v2 = fresh("arena", &env);
     v2.restore(&mp(&v1), "0.1.0").unwrap();
     let state = arena_state(&mut v2);
-    assert_eq!(state.players["a"], arena::Player { pos: Pos { x: 2, y: 3 }, score: 4, lifetime: 9, moves: 0 });
+    assert_eq!(state.players["a"], arena::Player { pos: Pos { x: 2, y: 3 }, score: 4, lifetime: 9, moves: 0, last_seq: 0 });
     assert_eq!(state.coins, [Pos { x: 5, y: 5 }]);
 }

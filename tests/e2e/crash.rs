@@ -1,13 +1,14 @@
 //! Crash safety with a real process: `warden saves stress` writes saves through the save queue and
 //! prints each acknowledgement; it is killed with SIGKILL at pseudo-random moments, 50 times. After each
 //! kill, every acknowledged save is in the database with a value at least as new, revisions never go
-//! down, and `PRAGMA integrity_check` is ok.
+//! down, and (SQLite) `PRAGMA integrity_check` is ok. On SQLite and on PostgreSQL.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use warden::storage::Store;
+use warden_tests::TestStore;
 
 /// 50 in the suite; `scripts/soak-saves` raises it with WARDEN_CRASH_KILLS.
 fn kills() -> u64 {
@@ -16,9 +17,19 @@ fn kills() -> u64 {
 const PLAYERS: u64 = 20;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn acknowledged_saves_survive_sigkill() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("crash.db").display());
+async fn acknowledged_saves_survive_sigkill_on_sqlite() {
+    acknowledged_saves_survive_sigkill(TestStore::sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_saves_survive_sigkill_on_postgres() {
+    if let Some(store) = TestStore::postgres("acknowledged_saves_survive_sigkill_on_postgres").await {
+        acknowledged_saves_survive_sigkill(store).await;
+    }
+}
+
+async fn acknowledged_saves_survive_sigkill(test_store: TestStore) {
+    let url = test_store.url.clone();
     let mut revisions: HashMap<String, i64> = HashMap::new();
     let mut total_acks = 0;
     for kill in 0..kills() {
@@ -54,8 +65,9 @@ async fn acknowledged_saves_survive_sigkill() {
         total_acks += acked.len();
 
         let store = Store::open(&url).await.unwrap();
-        let Store::Sqlite(sqlite) = &store;
-        assert_eq!(sqlite.integrity_check().await.unwrap(), "ok", "kill {kill}");
+        if let Store::Sqlite(sqlite) = &store {
+            assert_eq!(sqlite.integrity_check().await.unwrap(), "ok", "kill {kill}");
+        }
         for (player, round) in &acked {
             let save = store
                 .load_save("stress", player)
@@ -79,7 +91,18 @@ async fn acknowledged_saves_survive_sigkill() {
 /// The host itself, SIGKILLed while a player makes deposits: every deposit the player got a receipt for
 /// (a receipt leaves only once its critical save is durable) is in the balance after the restart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn receipted_deposits_survive_sigkill_of_the_host() {
+async fn receipted_deposits_survive_sigkill_of_the_host_on_sqlite() {
+    receipted_deposits_survive_sigkill_of_the_host(TestStore::sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receipted_deposits_survive_sigkill_of_the_host_on_postgres() {
+    if let Some(store) = TestStore::postgres("receipted_deposits_survive_sigkill_on_postgres").await {
+        receipted_deposits_survive_sigkill_of_the_host(store).await;
+    }
+}
+
+async fn receipted_deposits_survive_sigkill_of_the_host(store: TestStore) {
     use bank::{BankOut, Deposit};
     use warden::net::client::{self, Endpoint, Received};
     use warden::net::envelope::{ClientEnvelope, Format, ServerEnvelope};
@@ -92,7 +115,12 @@ async fn receipted_deposits_survive_sigkill_of_the_host() {
         let mut serve = warden_tests::Serve::start(
             dir.path(),
             &["bank"],
-            &["--set", &format!("auth.secret={:?}", std::str::from_utf8(secret).unwrap())],
+            &[
+                "--set",
+                &format!("auth.secret={:?}", std::str::from_utf8(secret).unwrap()),
+                "--set",
+                &format!("storage.url={:?}", store.url),
+            ],
         );
         let (mut tx, mut rx) = client::connect(&Endpoint::Ws(serve.ws.clone(), Format::MsgPack)).await.unwrap();
         client::handshake(&mut tx, &mut rx, Some(token(secret)), "bank", "vault").await.unwrap();

@@ -131,3 +131,101 @@ impl Drop for Serve {
         let _ = self.child.wait();
     }
 }
+
+/// A store for one test: a SQLite file in a temporary directory, or a database of its own on the
+/// PostgreSQL server that `WARDEN_TEST_DATABASE_URL` names (created for the test, dropped after it).
+pub struct TestStore {
+    /// The store's URL (`storage.url`).
+    pub url: String,
+    /// `sqlite` or `postgres`.
+    pub backend: &'static str,
+    /// The SQLite file's directory.
+    pub dir: Option<tempfile::TempDir>,
+    /// The server's URL and the database made for the test.
+    pg: Option<(String, String)>,
+}
+
+impl TestStore {
+    /// A SQLite store in a new temporary directory.
+    pub fn sqlite() -> TestStore {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let url = format!("sqlite://{}", dir.path().join("warden.db").display());
+        TestStore { url, backend: "sqlite", dir: Some(dir), pg: None }
+    }
+
+    /// A new, empty PostgreSQL database for `test`, or `None` (recorded as skipped) when
+    /// `WARDEN_TEST_DATABASE_URL` is not set.
+    pub async fn postgres(test: &str) -> Option<TestStore> {
+        let Ok(server) = std::env::var("WARDEN_TEST_DATABASE_URL") else {
+            record_skip(test);
+            return None;
+        };
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut name: String = format!("warden_{}_{}_{n}", test.to_ascii_lowercase(), std::process::id())
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        name = name.chars().rev().take(63).collect::<String>().chars().rev().collect();
+        let url = pg_database_url(&server, &name);
+        pg_admin(&server, &format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).await;
+        pg_admin(&server, &format!("CREATE DATABASE \"{name}\"")).await;
+        Some(TestStore { url, backend: "postgres", dir: None, pg: Some((server, name)) })
+    }
+
+    /// SQLite, and PostgreSQL when the machine has it: the backends a storage test runs against.
+    pub async fn all(test: &str) -> Vec<TestStore> {
+        let mut stores = vec![TestStore::sqlite()];
+        stores.extend(TestStore::postgres(test).await);
+        stores
+    }
+
+    /// A directory for the test's other files (the SQLite store's, or a new one).
+    pub fn scratch(&mut self) -> std::path::PathBuf {
+        self.dir.get_or_insert_with(|| tempfile::tempdir().expect("a temporary directory")).path().to_path_buf()
+    }
+}
+
+impl Drop for TestStore {
+    fn drop(&mut self) {
+        if let Some((server, name)) = self.pg.take() {
+            // A runtime of its own on a thread of its own: drop may run inside a test's runtime.
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
+                rt.block_on(pg_admin(&server, &format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")));
+            })
+            .join();
+        }
+    }
+}
+
+/// `server` (a PostgreSQL URL) with its database replaced by `database`.
+pub fn pg_database_url(server: &str, database: &str) -> String {
+    let (base, query) = server.split_once('?').map_or((server, None), |(b, q)| (b, Some(q)));
+    let (scheme, rest) = base.split_once("://").expect("a PostgreSQL URL has a scheme");
+    let authority = rest.split('/').next().unwrap_or(rest);
+    match query {
+        Some(q) => format!("{scheme}://{authority}/{database}?{q}"),
+        None => format!("{scheme}://{authority}/{database}"),
+    }
+}
+
+/// Runs one statement on the PostgreSQL server (panics with the reason if it cannot).
+async fn pg_admin(server: &str, sql: &str) {
+    use sqlx::Connection as _;
+    let mut conn = sqlx::PgConnection::connect(server)
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect to WARDEN_TEST_DATABASE_URL ({server}): {e}; is PostgreSQL running?"));
+    sqlx::query(sql).execute(&mut conn).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let _ = conn.close().await;
+}
+
+/// Notes that `test` did not run on PostgreSQL; `scripts/test` lists these at the end.
+fn record_skip(test: &str) {
+    use std::io::Write as _;
+    eprintln!("{test}: skipped on PostgreSQL (WARDEN_TEST_DATABASE_URL is not set)");
+    let path = target_dir().join("postgres-skipped.txt");
+    if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+        let _ = writeln!(f, "{test}");
+    }
+}

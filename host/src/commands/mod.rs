@@ -14,4 +14,5 @@ pub mod serve;
 pub mod sign;
 pub mod stamp;
 pub mod steer;
+pub mod store;
 pub mod token;

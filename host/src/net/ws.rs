@@ -56,13 +56,17 @@ fn file(content_type: &'static str, body: &'static str) -> axum::response::Respo
 async fn health(State(state): State<WsState>) -> (axum::http::StatusCode, Json<serde_json::Value>) {
     let saves = state.ctx.saves.stats();
     let error = state.ctx.saves.health();
-    let status = if error.is_some() { axum::http::StatusCode::SERVICE_UNAVAILABLE } else { axum::http::StatusCode::OK };
+    // Room writes (checkpoints and the durable journal) failing: rooms hold their answers meanwhile.
+    let room_error = state.ctx.rooms.writer_health();
+    let ok = error.is_none() && room_error.is_none();
+    let status = if ok { axum::http::StatusCode::OK } else { axum::http::StatusCode::SERVICE_UNAVAILABLE };
     let body = serde_json::json!({
-        "ok": error.is_none(),
+        "ok": ok,
         "rooms": state.ctx.rooms.list().len(),
         "connections": state.caps.open(),
         "saves": saves,
         "save_error": error.map(|(message, fatal)| serde_json::json!({"message": message, "fatal": fatal})),
+        "room_store_error": room_error,
     });
     (status, Json(body))
 }

@@ -119,6 +119,10 @@ pub(super) struct Room {
     journal: Journal,
     /// Whether calls are journaled (`rooms.journal`).
     journaling: bool,
+    /// Whether each tick's journal is made durable before its answers leave (`rooms.durability`).
+    durable: bool,
+    /// Where the journal not yet handed to the store's writer starts.
+    durable_mark: journal::ChunkMark,
     /// The feature switches its instance sees: the game's, taken at a tick's start.
     features: Features,
     /// Checkpoints taken (names them).
@@ -210,6 +214,9 @@ impl Drop for Members {
 enum End {
     Empty,
     Shutdown,
+    /// Shut down while its last tick was not durable: that tick's answers were not sent, and no final
+    /// checkpoint is taken (it would hold the tick).
+    Halted,
     Crashed(String),
 }
 
@@ -226,6 +233,7 @@ impl Room {
         let changed = game.changed.subscribe();
         let plugin = game.serving().target(&key.1).clone();
         let journaling = rooms.0.config.journal;
+        let durable = journaling && rooms.0.config.durability == crate::config::Durability::Durable;
         let plugin_limits = plugin.limits().clone();
         let features = Features::default();
         features.set_all(game.switches().features.clone());
@@ -245,10 +253,13 @@ impl Room {
                 timers: Vec::new(),
                 timer_seq: 0,
                 features: features.current(),
+                players: Vec::new(),
                 state: Vec::new(),
             },
             journal: Journal::default(),
             journaling,
+            durable,
+            durable_mark: Default::default(),
             features,
             checkpoints: 0,
             restarts: VecDeque::new(),
@@ -309,15 +320,18 @@ impl Room {
     #[tracing::instrument(name = "room", skip_all, fields(game = %self.key.0, room = %self.key.1))]
     pub(super) async fn run(mut self) {
         let stored = match self.rooms.0.store.get() {
-            Some(store) => match store.checkpoint(&self.key.0, &self.key.1).await {
+            Some(store) => match Self::load(store, &self.key).await {
                 Ok(c) => c,
                 Err(e) => {
-                    tracing::error!("failed to read the room's stored checkpoint (starting afresh): {e:#}");
+                    tracing::error!("failed to read the room's stored checkpoint and journal (starting afresh): {e:#}");
                     None
                 }
             },
             None => None,
         };
+        if let Some((c, journal)) = &stored {
+            self.preload_saves(c, journal).await;
+        }
         let mut instance = match self.start(stored) {
             Ok(instance) => instance,
             Err(reason) => {
@@ -374,6 +388,18 @@ impl Room {
                             tracing::error!("a critical save was not written: {e:#}");
                         }
                     }
+                    // Nor, in a durable room, before the journal that made it is (the output gate).
+                    if let Some(durable) = self.hand_over_journal() {
+                        tokio::select! {
+                            biased;
+                            _ = durable => {}
+                            // Shutting down while the store is away: what is not durable does not leave.
+                            _ = stop.cancelled() => {
+                                self.pending.clear();
+                                break End::Halted;
+                            }
+                        }
+                    }
                     self.flush();
                     self.health.add(&self.tally);
                     self.counts.add(&self.tally);
@@ -397,10 +423,15 @@ impl Room {
                 }
             }
         };
-        if !matches!(end, End::Crashed(_))
+        if !matches!(end, End::Crashed(_) | End::Halted)
             && let Err(e) = self.checkpoint(&mut instance)
         {
             tracing::warn!("no final checkpoint: {e}");
+        }
+        // A room that closed is not resumed by a restart (it opens again from its checkpoint when a
+        // player joins it); one the server stopped is.
+        if !matches!(end, End::Shutdown | End::Halted) {
+            self.write(crate::storage::RoomWrite::Running { game: self.key.0.clone(), room: self.key.1.clone(), version: None });
         }
         self.close(end);
     }
@@ -443,15 +474,7 @@ impl Room {
                         let id = conn.id.clone();
                         conn.in_room.store(true, Ordering::Release);
                         self.members.insert(id.clone(), conn);
-                        let joined = ServerEnvelope::Joined {
-                            game: self.key.0.clone(),
-                            room: self.key.1.clone(),
-                            version: self.version().to_string(),
-                            seed: self.seed,
-                            tick_hz: hz as u32,
-                            max_players,
-                            players: self.members.len() as u32,
-                        };
+                        let joined = self.joined(hz, max_players);
                         self.direct(&id, &joined);
                         let _ = reply.send(Ok(()));
                         self.call(instance, Some(&id), Input::Join(&id))?;
@@ -482,6 +505,19 @@ impl Room {
         let ticked = self.call(instance, None, Input::Tick(dt_ms));
         self.judge();
         ticked
+    }
+
+    /// The `joined` answer to a player taken in.
+    fn joined(&self, hz: u64, max_players: u32) -> ServerMsg {
+        ServerEnvelope::Joined {
+            game: self.key.0.clone(),
+            room: self.key.1.clone(),
+            version: self.version().to_string(),
+            seed: self.seed,
+            tick_hz: hz as u32,
+            max_players,
+            players: self.members.len() as u32,
+        }
     }
 
     /// Takes the game's feature switches if the operator changed them (one atomic load a tick when not),
@@ -725,7 +761,7 @@ impl Room {
     fn close(mut self, end: End) {
         let reason = match &end {
             End::Empty => None,
-            End::Shutdown => Some("the server is shutting down".to_string()),
+            End::Shutdown | End::Halted => Some("the server is shutting down".to_string()),
             End::Crashed(why) => {
                 Some(format!("the room's game was stopped: {why}; rejoining opens the room again from its last checkpoint"))
             }
@@ -742,7 +778,7 @@ impl Room {
         }
         let why = match end {
             End::Empty => super::stats::CloseReason::Empty,
-            End::Shutdown => super::stats::CloseReason::Shutdown,
+            End::Shutdown | End::Halted => super::stats::CloseReason::Shutdown,
             End::Crashed(_) => super::stats::CloseReason::Crashed,
         };
         self.rooms.0.lifecycle.closed(&self.key.0, why);

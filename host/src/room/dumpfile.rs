@@ -217,6 +217,7 @@ impl DumpFile {
             timers: c.timers.clone(),
             timer_seq: c.timer_seq,
             features: Arc::new(c.features.as_ref().unwrap_or(&self.features).iter().cloned().collect()),
+            players: Vec::new(),
             state: bytes("checkpoint", &c.state)?,
         };
         let mut journal = Journal::default();

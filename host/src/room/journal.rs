@@ -48,6 +48,8 @@ pub struct Base {
     pub timer_seq: u64,
     /// The feature switches that were on then (a replay starts from them).
     pub features: Arc<BTreeSet<String>>,
+    /// The players in the room then.
+    pub players: Vec<Arc<str>>,
     /// `snapshot()` bytes.
     pub state: Vec<u8>,
 }
@@ -67,9 +69,30 @@ impl Base {
             draws: self.draws,
             timers: self.timers.clone(),
             timer_seq: self.timer_seq,
+            features: Some(self.features.iter().cloned().collect()),
+            players: Some(self.players.iter().map(|p| p.to_string()).collect()),
             state: self.state.clone(),
         };
         rmp_serde::to_vec_named(&stored).expect("a checkpoint encodes")
+    }
+
+    /// The checkpoint the store holds (made by `version`), with `id`.
+    /// Its seed and hash key are those stored, or `seeds` for a checkpoint written before they were.
+    pub fn decode(bytes: &[u8], version: &str, id: u64, seeds: (u64, u64)) -> anyhow::Result<Base> {
+        let stored = Stored::decode(bytes)?;
+        Ok(Base {
+            id,
+            version: version.into(),
+            tick: stored.tick,
+            seed: stored.seed.unwrap_or(seeds.0),
+            hash_key: stored.hash_key.unwrap_or(seeds.1),
+            draws: stored.draws,
+            timers: stored.timers,
+            timer_seq: stored.timer_seq,
+            features: Arc::new(stored.features.unwrap_or_default().into_iter().collect()),
+            players: stored.players.unwrap_or_default().into_iter().map(Arc::from).collect(),
+            state: stored.state,
+        })
     }
 }
 
@@ -90,6 +113,12 @@ pub struct Stored {
     pub timers: Vec<Timer>,
     /// Timer sequence counter.
     pub timer_seq: u64,
+    /// The feature switches on (absent in checkpoints written before they were stored).
+    #[serde(default)]
+    pub features: Option<Vec<String>>,
+    /// The players in the room (likewise).
+    #[serde(default)]
+    pub players: Option<Vec<String>>,
     /// Snapshot bytes.
     #[serde(with = "serde_bytes")]
     pub state: Vec<u8>,
@@ -270,6 +299,131 @@ impl Journal {
     /// The entries, oldest first.
     pub fn entries(&self) -> Entries<'_> {
         Entries { journal: self, at: 0 }
+    }
+
+    /// Where a [`Chunk`] of what follows starts.
+    pub fn chunk_mark(&self) -> ChunkMark {
+        ChunkMark { bytes: self.bytes.len(), players: self.players.len(), entries: self.entries }
+    }
+
+    /// The entries since `mark`, encoded for the store with the players they introduced; `None` if there
+    /// are none (or the journal was cleared since).
+    pub fn chunk_since(&self, mark: ChunkMark) -> Option<Vec<u8>> {
+        if mark.bytes >= self.bytes.len() || mark.players > self.players.len() {
+            return None;
+        }
+        let mut out = Journal::default();
+        out.varint((self.players.len() - mark.players) as u64);
+        for p in &self.players[mark.players..] {
+            out.varint(p.len() as u64);
+            out.bytes.extend_from_slice(p.as_bytes());
+        }
+        out.varint((self.entries - mark.entries) as u64);
+        out.bytes.extend_from_slice(&self.bytes[mark.bytes..]);
+        Some(out.bytes)
+    }
+
+    /// Appends a chunk written by [`Journal::chunk_since`] of a journal that held what this one holds.
+    pub fn append_chunk(&mut self, chunk: &[u8]) -> Result<(), ChunkError> {
+        let mut r = Reader { bytes: chunk, at: 0 };
+        let players = r.varint()?;
+        let mut added = Vec::new();
+        for _ in 0..players {
+            let name = std::str::from_utf8(r.bytes()?).map_err(|_| ChunkError("a player id is not UTF-8"))?;
+            added.push(Arc::<str>::from(name));
+        }
+        let entries = r.varint()? as usize;
+        let body = &chunk[r.at..];
+        // Walk the entries once so that a damaged row is refused here, not met by a replay.
+        let table = self.players.len() + added.len();
+        let mut check = Reader { bytes: body, at: 0 };
+        for _ in 0..entries {
+            let tag = check.byte()?;
+            match tag {
+                BEGIN | TICK => {
+                    check.varint()?;
+                }
+                JOIN | LEAVE | MSG => {
+                    if check.varint()? as usize >= table {
+                        return Err(ChunkError("an entry names a player the journal does not hold"));
+                    }
+                    if tag == MSG {
+                        check.bytes()?;
+                    }
+                }
+                TIMER => {
+                    check.bytes()?;
+                }
+                FEATURES => {
+                    for _ in 0..check.varint()? {
+                        check.bytes()?;
+                    }
+                }
+                _ => return Err(ChunkError("an entry has an unknown tag")),
+            }
+        }
+        if check.at != body.len() {
+            return Err(ChunkError("bytes follow the last entry"));
+        }
+        self.players.extend(added);
+        self.bytes.extend_from_slice(body);
+        self.entries += entries;
+        Ok(())
+    }
+
+    /// The tick of the last `Begin` entry, if any.
+    pub fn last_tick(&self) -> Option<u64> {
+        self.entries().filter_map(|e| if let Entry::Begin(t) = e { Some(t) } else { None }).last()
+    }
+}
+
+/// Where a chunk starts: see [`Journal::chunk_mark`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ChunkMark {
+    bytes: usize,
+    players: usize,
+    entries: usize,
+}
+
+/// A stored journal chunk that does not decode.
+#[derive(Debug, thiserror::Error)]
+#[error("a stored journal row is damaged: {0}")]
+pub struct ChunkError(&'static str);
+
+/// Reads varints and length-prefixed bytes, refusing to run off the end.
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn byte(&mut self) -> Result<u8, ChunkError> {
+        let b = *self.bytes.get(self.at).ok_or(ChunkError("it ends early"))?;
+        self.at += 1;
+        Ok(b)
+    }
+
+    fn varint(&mut self) -> Result<u64, ChunkError> {
+        let (mut n, mut shift) = (0u64, 0);
+        loop {
+            let b = self.byte()?;
+            if shift > 63 {
+                return Err(ChunkError("a number is too long"));
+            }
+            n |= u64::from(b & 0x7f) << shift;
+            if b < 0x80 {
+                return Ok(n);
+            }
+            shift += 7;
+        }
+    }
+
+    fn bytes(&mut self) -> Result<&'a [u8], ChunkError> {
+        let len = self.varint()? as usize;
+        let end = self.at.checked_add(len).filter(|&e| e <= self.bytes.len()).ok_or(ChunkError("it ends early"))?;
+        let out = &self.bytes[self.at..end];
+        self.at = end;
+        Ok(out)
     }
 }
 
@@ -500,5 +654,50 @@ mod tests {
         assert_eq!(j.entries().collect::<Vec<_>>(), written);
         j.clear();
         assert!(j.is_empty() && j.entries().next().is_none());
+    }
+
+    #[test]
+    fn chunks_rebuild_the_journal_they_came_from_and_damaged_ones_are_refused() {
+        let (a, b): (Arc<str>, Arc<str>) = ("alice".into(), "bob".into());
+        let mut live = Journal::default();
+        let mut chunks = Vec::new();
+        let ticks: Vec<Vec<Entry>> = vec![
+            vec![Entry::Begin(1), Entry::Join(a.clone()), Entry::Tick(50)],
+            vec![
+                Entry::Begin(2),
+                Entry::Msg(a.clone(), vec![1, 2]),
+                Entry::Join(b.clone()),
+                Entry::Msg(b.clone(), vec![3]),
+                Entry::Tick(50),
+            ],
+            vec![
+                Entry::Begin(3),
+                Entry::Features(Arc::new(["chat".to_string()].into())),
+                Entry::Timer("t".into()),
+                Entry::Leave(a.clone()),
+            ],
+        ];
+        for tick in &ticks {
+            let mark = live.chunk_mark();
+            for e in tick {
+                live.push(e);
+            }
+            chunks.push(live.chunk_since(mark).unwrap());
+            assert_eq!(live.chunk_since(live.chunk_mark()), None, "nothing since a fresh mark");
+        }
+        let mut rebuilt = Journal::default();
+        for chunk in &chunks {
+            rebuilt.append_chunk(chunk).unwrap();
+        }
+        assert_eq!(rebuilt.entries().collect::<Vec<_>>(), live.entries().collect::<Vec<_>>());
+        assert_eq!((rebuilt.len(), rebuilt.last_tick()), (live.len(), Some(3)));
+        // A chunk that names a player introduced by an earlier chunk needs that chunk first.
+        assert!(Journal::default().append_chunk(&chunks[2]).is_err());
+        for cut in 1..chunks[1].len() {
+            let mut j = Journal::default();
+            j.append_chunk(&chunks[0]).unwrap();
+            assert!(j.append_chunk(&chunks[1][..cut]).is_err(), "a chunk cut at {cut} is refused");
+            assert_eq!(j.len(), 3, "a refused chunk adds nothing");
+        }
     }
 }

@@ -9,13 +9,14 @@ pub mod stats;
 pub mod switches;
 pub mod threads;
 pub mod usage;
+pub mod writer;
 
 use crate::config::RoomConfig;
 use crate::health::VersionHealth;
 use crate::health::crash::CrashReport;
 use crate::net::envelope::ErrorCode;
 use crate::runtime::{Plugin, SaveBackend};
-use crate::storage::{Checkpoint, Store};
+use crate::storage::Store;
 use arc_swap::ArcSwap;
 use std::collections::BTreeMap;
 use std::collections::{HashMap, HashSet};
@@ -335,12 +336,6 @@ pub struct RoomSummary {
 
 type RoomKey = (String, String);
 
-/// What goes to the checkpoint writer.
-enum CheckpointMsg {
-    Put(Checkpoint),
-    Flush(oneshot::Sender<()>),
-}
-
 struct Inner {
     games: RwLock<HashMap<String, Arc<GameEntry>>>,
     rooms: Mutex<HashMap<RoomKey, (RoomHandle, RoomSummary)>>,
@@ -360,9 +355,10 @@ struct Inner {
     swap_failures_rx: Mutex<Option<mpsc::UnboundedReceiver<SwapFailure>>>,
     /// Per-room rollbacks since the last `take_rollbacks`.
     rollbacks: Mutex<Vec<RollbackTiming>>,
-    /// Where checkpoints are read at room start and written to (none: in memory only).
+    /// Where checkpoints and journals are read at room start (none: in memory only).
     store: OnceLock<Store>,
-    checkpoints: OnceLock<mpsc::UnboundedSender<CheckpointMsg>>,
+    /// Where rooms write checkpoints, journals and versions ([`writer`]).
+    writer: OnceLock<writer::RoomWriter>,
     crashes: OnceLock<mpsc::UnboundedSender<CrashReport>>,
     /// Rooms closed for crashing: until when they refuse joins, and how often they were closed so.
     cooling: Mutex<HashMap<RoomKey, (std::time::Instant, u32)>>,
@@ -401,7 +397,7 @@ impl Rooms {
             swap_failures_rx: Mutex::new(Some(rx)),
             rollbacks: Mutex::new(Vec::new()),
             store: OnceLock::new(),
-            checkpoints: OnceLock::new(),
+            writer: OnceLock::new(),
             crashes: OnceLock::new(),
             cooling: Mutex::new(HashMap::new()),
             game_threads: OnceLock::new(),
@@ -415,38 +411,40 @@ impl Rooms {
         &self.0.rules
     }
 
-    /// Keeps room checkpoints in `store` (a room resumes from its stored checkpoint when it opens again,
-    /// after a restart too) and writes crash reports to `crash_dir`, kept under `crash_max_bytes`.
-    /// Checkpoints are written by one task, in batches, the latest per room.
+    /// Keeps room checkpoints (and, with `rooms.durability = "durable"`, their journals) in `store`: a
+    /// room resumes from them when it opens again, after a restart or a crash too. Writes crash reports
+    /// to `crash_dir`, kept under `crash_max_bytes`.
     pub fn attach(&self, store: Store, crash_dir: std::path::PathBuf, crash_max_bytes: u64) {
-        let (tx, mut rx) = mpsc::unbounded_channel::<CheckpointMsg>();
-        let writer = store.clone();
-        tokio::spawn(async move {
-            while let Some(first) = rx.recv().await {
-                let mut batch: HashMap<(String, String), Checkpoint> = HashMap::new();
-                let mut flushed = Vec::new();
-                for msg in std::iter::once(first).chain(std::iter::from_fn(|| rx.try_recv().ok())) {
-                    match msg {
-                        CheckpointMsg::Put(c) => {
-                            batch.insert((c.game.clone(), c.room.clone()), c);
-                        }
-                        CheckpointMsg::Flush(done) => flushed.push(done),
-                    }
-                }
-                let batch: Vec<Checkpoint> = batch.into_values().collect();
-                if !batch.is_empty()
-                    && let Err(e) = writer.put_checkpoints(&batch).await
-                {
-                    tracing::error!(rooms = batch.len(), "failed to write room checkpoints: {e:#}");
-                }
-                for done in flushed {
-                    let _ = done.send(());
-                }
-            }
-        });
-        let _ = self.0.checkpoints.set(tx);
+        let _ = self.0.writer.set(writer::RoomWriter::start(store.clone()));
         let _ = self.0.store.set(store);
         let _ = self.0.crashes.set(crate::health::crash::start_writer(crash_dir, crash_max_bytes));
+    }
+
+    /// The room writer's figures (none before [`Rooms::attach`]).
+    pub fn writer_stats(&self) -> Option<writer::WriterStats> {
+        self.0.writer.get().map(|w| w.stats())
+    }
+
+    /// Whether room writes fail now (the store is unreachable): the error being retried.
+    pub fn writer_health(&self) -> Option<String> {
+        self.0.writer.get().and_then(|w| w.health())
+    }
+
+    /// Opens every room the store says was open when this host last stopped (or crashed), on the games
+    /// loaded now; each resumes from its checkpoint and durable journal. Returns how many.
+    pub async fn resume_open(&self) -> anyhow::Result<usize> {
+        let Some(store) = self.0.store.get() else { return Ok(0) };
+        let mut resumed = 0;
+        for c in store.open_rooms().await? {
+            match self.game(&c.game) {
+                Some(entry) if valid_room_id(&c.room) => {
+                    self.get_or_create(&c.game, &c.room, &entry);
+                    resumed += 1;
+                }
+                _ => tracing::warn!(game = %c.game, room = %c.room, "an open room of a game that is not loaded is not resumed"),
+            }
+        }
+        Ok(resumed)
     }
 
     /// Runs every room created from now on on `threads` (see [`threads::GameThreads`]).
@@ -454,13 +452,10 @@ impl Rooms {
         let _ = self.0.game_threads.set(threads);
     }
 
-    /// Resolves once every checkpoint sent so far is written.
+    /// Resolves once every checkpoint (and journal row) sent so far is written.
     pub async fn flush_checkpoints(&self) {
-        if let Some(tx) = self.0.checkpoints.get() {
-            let (done, wait) = oneshot::channel();
-            if tx.send(CheckpointMsg::Flush(done)).is_ok() {
-                let _ = wait.await;
-            }
+        if let Some(writer) = self.0.writer.get() {
+            writer.flush().await;
         }
     }
 

@@ -1,12 +1,19 @@
 //! Persistence: player saves, the version registry, the operator's switches, the audit log and room
 //! checkpoints, in one store.
 //!
-//! [`Store`] is the one API; each backend is a file ([`sqlite`] now, PostgreSQL for fleets later).
-//! Plugins' saves reach it through the [`queue::SaveQueue`], which coalesces, batches and acknowledges
-//! only durable writes.
+//! [`Store`] is the one API; each backend is a file: [`sqlite`] (embedded, one host) and [`postgres`]
+//! (one database for a fleet of hosts). Plugins' saves reach it through the [`queue::SaveQueue`], which
+//! coalesces, batches and acknowledges only durable writes; rooms' checkpoints and durable journals
+//! through [`Store::commit_rooms`], the host's group commit.
 
+pub mod export;
+pub mod postgres;
 pub mod queue;
+pub mod rooms;
 pub mod sqlite;
+
+pub use export::StoreExport;
+pub use rooms::{RoomCommit, RoomWrite};
 
 use anyhow::{Result, bail};
 use serde::{Deserialize, Serialize};
@@ -172,8 +179,24 @@ pub struct Checkpoint {
     pub version: String,
     /// Game tick of the snapshot.
     pub tick: i64,
-    /// The snapshot bytes.
+    /// The encoded checkpoint ([`crate::room::journal::Base::encode`]).
     pub state: Vec<u8>,
+    /// The version the room runs while it is open (`None` once it closed cleanly). It differs from
+    /// `version` while the room runs a version on trial from the checkpoint taken before its swap.
+    pub running: Option<String>,
+}
+
+/// A stored tick of a room's durable journal.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JournalRow {
+    /// Game name.
+    pub game: String,
+    /// Room id.
+    pub room: String,
+    /// The tick whose calls it holds.
+    pub tick: i64,
+    /// The calls ([`crate::room::journal::Chunk`]).
+    pub data: Vec<u8>,
 }
 
 /// The store, whichever backend is behind it.
@@ -181,136 +204,168 @@ pub struct Checkpoint {
 pub enum Store {
     /// SQLite, embedded.
     Sqlite(sqlite::SqliteStore),
+    /// PostgreSQL, for fleets.
+    Postgres(postgres::PgStore),
+}
+
+/// Calls the same method on whichever backend is behind the store.
+macro_rules! backend {
+    ($store:expr, $s:ident => $call:expr) => {
+        match $store {
+            Store::Sqlite($s) => $call,
+            Store::Postgres($s) => $call,
+        }
+    };
 }
 
 impl Store {
-    /// Opens the store at `url` (`sqlite://path/to/file.db`), creating and migrating the schema.
+    /// Opens the store at `url` (`sqlite://path/to/file.db` or `postgres://user@host:port/database`),
+    /// creating (SQLite) and migrating the schema.
     pub async fn open(url: &str) -> Result<Store> {
         if url.starts_with("sqlite:") {
             return Ok(Store::Sqlite(sqlite::SqliteStore::open(url).await?));
         }
-        bail!("unsupported store URL {url:?}: use sqlite://PATH (PostgreSQL arrives with fleets)")
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(Store::Postgres(postgres::PgStore::open(url).await?));
+        }
+        bail!("unsupported store URL {:?}: use sqlite://PATH (embedded, one host) or postgres://USER@HOST:PORT/DATABASE", redact(url))
+    }
+
+    /// Which backend: `sqlite` or `postgres`.
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Store::Sqlite(_) => "sqlite",
+            Store::Postgres(_) => "postgres",
+        }
     }
 
     /// Writes a batch of saves (at most one per player) in one transaction; returns each save's new
     /// revision, in order.
     pub async fn write_saves(&self, batch: &[SaveWrite]) -> Result<Vec<i64>> {
-        match self {
-            Store::Sqlite(s) => s.write_saves(batch).await,
-        }
+        backend!(self, s => s.write_saves(batch).await)
     }
 
     /// The stored save of `player` in `game`.
     pub async fn load_save(&self, game: &str, player: &str) -> Result<Option<StoredSave>> {
-        match self {
-            Store::Sqlite(s) => s.load_save(game, player).await,
-        }
+        backend!(self, s => s.load_save(game, player).await)
     }
 
     /// Every save of `game` (or of every game), ordered by game and player.
     pub async fn all_saves(&self, game: Option<&str>) -> Result<Vec<(String, String, StoredSave)>> {
-        match self {
-            Store::Sqlite(s) => s.all_saves(game).await,
-        }
+        backend!(self, s => s.all_saves(game).await)
     }
 
     /// Names of every plugin in the registry.
     pub async fn plugins(&self) -> Result<Vec<String>> {
-        match self {
-            Store::Sqlite(s) => s.plugins().await,
-        }
+        backend!(self, s => s.plugins().await)
     }
 
     /// Every registered version of `plugin`.
     pub async fn versions(&self, plugin: &str) -> Result<Vec<VersionRecord>> {
-        match self {
-            Store::Sqlite(s) => s.versions(plugin).await,
-        }
+        backend!(self, s => s.versions(plugin).await)
     }
 
     /// The version floor of `plugin`, if any.
     pub async fn floor(&self, plugin: &str) -> Result<Option<semver::Version>> {
-        match self {
-            Store::Sqlite(s) => s.floor(plugin).await,
-        }
+        backend!(self, s => s.floor(plugin).await)
     }
 
     /// Raises the floor of `plugin` to `version`; a floor never goes down.
     pub async fn raise_floor(&self, plugin: &str, version: &semver::Version) -> Result<()> {
-        match self {
-            Store::Sqlite(s) => s.raise_floor(plugin, version).await,
-        }
+        backend!(self, s => s.raise_floor(plugin, version).await)
     }
 
     /// Applies a rollout step to the registry in one transaction.
     pub async fn transition(&self, plugin: &str, t: &Transition) -> Result<()> {
-        match self {
-            Store::Sqlite(s) => s.transition(plugin, t).await,
-        }
+        backend!(self, s => s.transition(plugin, t).await)
     }
 
     /// The stored rollout of `plugin`, if one is in progress.
     pub async fn rollout(&self, plugin: &str) -> Result<Option<RolloutRecord>> {
-        match self {
-            Store::Sqlite(s) => s.rollout(plugin).await,
-        }
+        backend!(self, s => s.rollout(plugin).await)
     }
 
     /// Records how long `plugin`'s rollout of `version` has run (if that rollout is still the stored one).
     pub async fn rollout_elapsed(&self, plugin: &str, version: &str, elapsed_ms: u64) -> Result<()> {
-        match self {
-            Store::Sqlite(s) => s.rollout_elapsed(plugin, version, elapsed_ms).await,
-        }
+        backend!(self, s => s.rollout_elapsed(plugin, version, elapsed_ms).await)
     }
 
     /// Appends an audit entry; returns its id.
     pub async fn audit(&self, actor: &str, action: &str, plugin: Option<&str>, version: Option<&str>, detail: &str) -> Result<i64> {
-        match self {
-            Store::Sqlite(s) => s.audit(actor, action, plugin, version, detail).await,
-        }
+        backend!(self, s => s.audit(actor, action, plugin, version, detail).await)
     }
 
     /// Stores switch `switch` (`feature:NAME` or `joins`) of `plugin` with its audit entry (action
     /// `switch`), in one transaction: a change is never stored unaudited. Returns the entry's id.
     pub async fn set_switch(&self, plugin: &str, switch: &str, on: bool, actor: &str, detail: &str) -> Result<i64> {
-        match self {
-            Store::Sqlite(s) => s.set_switch(plugin, switch, on, actor, detail).await,
-        }
+        backend!(self, s => s.set_switch(plugin, switch, on, actor, detail).await)
     }
 
     /// The stored switches of `plugin`: (switch, on), by switch.
     pub async fn switches(&self, plugin: &str) -> Result<Vec<(String, bool)>> {
-        match self {
-            Store::Sqlite(s) => s.switches(plugin).await,
-        }
+        backend!(self, s => s.switches(plugin).await)
     }
 
     /// The newest `limit` audit entries, newest first.
     pub async fn audit_log(&self, limit: i64) -> Result<Vec<AuditEntry>> {
-        match self {
-            Store::Sqlite(s) => s.audit_log(limit).await,
-        }
+        backend!(self, s => s.audit_log(limit).await)
     }
 
     /// Replaces a room's checkpoint.
     pub async fn put_checkpoint(&self, checkpoint: &Checkpoint) -> Result<()> {
-        match self {
-            Store::Sqlite(s) => s.put_checkpoint(checkpoint).await,
-        }
+        backend!(self, s => s.put_checkpoint(checkpoint).await)
     }
 
     /// Replaces the checkpoints of several rooms at once.
     pub async fn put_checkpoints(&self, batch: &[Checkpoint]) -> Result<()> {
-        match self {
-            Store::Sqlite(s) => s.put_checkpoints(batch).await,
-        }
+        backend!(self, s => s.put_checkpoints(batch).await)
     }
 
     /// A room's checkpoint.
     pub async fn checkpoint(&self, game: &str, room: &str) -> Result<Option<Checkpoint>> {
-        match self {
-            Store::Sqlite(s) => s.checkpoint(game, room).await,
+        backend!(self, s => s.checkpoint(game, room).await)
+    }
+
+    /// Commits what rooms wrote since the last commit, in one transaction (see [`RoomCommit`]).
+    pub async fn commit_rooms(&self, commit: &RoomCommit) -> Result<()> {
+        backend!(self, s => s.commit_rooms(commit).await)
+    }
+
+    /// The checkpoints of every room that was open (its `running` is set), by game and room.
+    pub async fn open_rooms(&self) -> Result<Vec<Checkpoint>> {
+        backend!(self, s => s.open_rooms().await)
+    }
+
+    /// A room's durable journal after `tick` (its checkpoint's), oldest first.
+    pub async fn journal(&self, game: &str, room: &str, after_tick: i64) -> Result<Vec<JournalRow>> {
+        backend!(self, s => s.journal(game, room, after_tick).await)
+    }
+
+    /// Everything the store holds, for `warden store migrate`.
+    pub async fn export(&self) -> Result<StoreExport> {
+        backend!(self, s => s.export().await)
+    }
+
+    /// Writes `data` into this store, which must be empty, in one transaction.
+    pub async fn import(&self, data: &StoreExport) -> Result<()> {
+        backend!(self, s => s.import(data).await)
+    }
+
+    /// Whether the store holds nothing yet (no save, version, audit entry or checkpoint).
+    pub async fn is_empty(&self) -> Result<bool> {
+        backend!(self, s => s.is_empty().await)
+    }
+}
+
+/// `url` with its password (if any) replaced by `***`, for messages and logs.
+pub fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
+    match rest.split_once('@') {
+        Some((user, host)) if user.contains(':') => {
+            let name = user.split(':').next().unwrap_or_default();
+            format!("{scheme}://{name}:***@{host}")
         }
+        _ => url.to_string(),
     }
 }
 

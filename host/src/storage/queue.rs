@@ -9,7 +9,8 @@
 //! - **Loads see the newest queued save first**, then what is known durable (written, or preloaded with
 //!   [`SaveQueue::preload`] when a player joins).
 //! - **Back-pressure, never loss**: past `high_water` pending saves or `high_water_bytes` pending
-//!   bytes *of one game* the queue reports back-pressure for that game, whose rooms then hold their
+//!   bytes *of one game*, or while writes fail with saves of that game pending, the queue reports
+//!   back-pressure for that game, whose rooms then hold their
 //!   inputs: the game that saves too much feels it, the others do not. It keeps every save. Batches are
 //!   bounded in bytes too, so that one game's flood does not sit in front of another game's critical
 //!   save for long. Transient store errors (busy, locked, disk full, read-only) are retried and
@@ -394,7 +395,9 @@ impl SaveBackend for SaveQueue {
 
     fn backpressure(&self, game: &str) -> bool {
         let s = self.0.state.lock().unwrap();
-        s.per_game.get(game).is_some_and(|&load| s.over(&self.0.config, load))
+        // Past a high-water mark, or holding saves of the game while the store fails (a lost database
+        // connection): the game's rooms hold their inputs until its saves are written again.
+        s.per_game.get(game).is_some_and(|&load| s.over(&self.0.config, load) || s.last_error.is_some())
     }
 
     fn preload<'a>(&'a self, game: &'a str, player: &'a str) -> crate::runtime::Preload<'a> {

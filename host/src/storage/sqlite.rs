@@ -1,7 +1,10 @@
 //! The SQLite backend: WAL journal, `synchronous=FULL` (a committed transaction survives power loss),
 //! schema created and migrated by the program (`host/migrations/sqlite`).
 
-use super::{AuditEntry, Checkpoint, RolloutRecord, SaveWrite, StoredSave, Transition, VersionRecord, VersionState, now_ms, pack, unpack};
+use super::{
+    AuditEntry, Checkpoint, JournalRow, RolloutRecord, RoomCommit, SaveWrite, StoreExport, StoredSave, Transition, VersionRecord,
+    VersionState, now_ms, pack, unpack,
+};
 use anyhow::{Context as _, Result};
 use sqlx::Row;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
@@ -159,29 +162,33 @@ impl SqliteStore {
             Some(None) => {
                 sqlx::query("DELETE FROM plugin_rollouts WHERE plugin = ?1").bind(plugin).execute(&mut *tx).await?;
             }
-            Some(Some(r)) => {
-                sqlx::query(
-                    "INSERT INTO plugin_rollouts (plugin, version, phase, elapsed_ms, paused, canary_rooms, previous_p99_us)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-                     ON CONFLICT (plugin) DO UPDATE SET version = excluded.version, phase = excluded.phase,
-                       elapsed_ms = excluded.elapsed_ms, paused = excluded.paused, canary_rooms = excluded.canary_rooms,
-                       previous_p99_us = excluded.previous_p99_us",
-                )
-                .bind(plugin)
-                .bind(&r.version)
-                .bind(&r.phase)
-                .bind(r.elapsed_ms as i64)
-                .bind(r.paused)
-                .bind(serde_json::to_string(&r.canary_rooms)?)
-                .bind(r.previous_p99_us.map(|p| p as i64))
-                .execute(&mut *tx)
-                .await?;
-            }
+            Some(Some(r)) => Self::put_rollout(&mut tx, plugin, r).await?,
         }
         if let Some((plugin, version)) = &t.floor {
             Self::raise_floor_in(&mut tx, plugin, version).await?;
         }
         tx.commit().await?;
+        Ok(())
+    }
+
+    /// Stores `plugin`'s rollout (replacing the one it had).
+    async fn put_rollout(tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>, plugin: &str, r: &RolloutRecord) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO plugin_rollouts (plugin, version, phase, elapsed_ms, paused, canary_rooms, previous_p99_us)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+             ON CONFLICT (plugin) DO UPDATE SET version = excluded.version, phase = excluded.phase,
+               elapsed_ms = excluded.elapsed_ms, paused = excluded.paused, canary_rooms = excluded.canary_rooms,
+               previous_p99_us = excluded.previous_p99_us",
+        )
+        .bind(plugin)
+        .bind(&r.version)
+        .bind(&r.phase)
+        .bind(r.elapsed_ms as i64)
+        .bind(r.paused)
+        .bind(serde_json::to_string(&r.canary_rooms)?)
+        .bind(r.previous_p99_us.map(|p| p as i64))
+        .execute(&mut **tx)
+        .await?;
         Ok(())
     }
 
@@ -336,8 +343,9 @@ impl SqliteStore {
 
     async fn put_one(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>, c: &Checkpoint) -> Result<()> {
         sqlx::query(
-            "INSERT INTO room_checkpoints (game, room, version, tick, state, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-             ON CONFLICT (game, room) DO UPDATE SET version = excluded.version, tick = excluded.tick, state = excluded.state, at = excluded.at",
+            "INSERT INTO room_checkpoints (game, room, version, tick, state, at, running) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+             ON CONFLICT (game, room) DO UPDATE SET version = excluded.version, tick = excluded.tick, state = excluded.state,
+               at = excluded.at, running = excluded.running",
         )
         .bind(&c.game)
         .bind(&c.room)
@@ -345,6 +353,7 @@ impl SqliteStore {
         .bind(c.tick)
         .bind(&c.state)
         .bind(now_ms())
+        .bind(&c.running)
         .execute(&mut **tx)
         .await?;
         Ok(())
@@ -352,18 +361,205 @@ impl SqliteStore {
 
     /// A room's checkpoint.
     pub async fn checkpoint(&self, game: &str, room: &str) -> Result<Option<Checkpoint>> {
-        let row = sqlx::query("SELECT version, tick, state FROM room_checkpoints WHERE game = ?1 AND room = ?2")
+        let row = sqlx::query("SELECT game, room, version, tick, state, running FROM room_checkpoints WHERE game = ?1 AND room = ?2")
             .bind(game)
             .bind(room)
             .fetch_optional(&self.pool)
             .await?;
-        Ok(row.map(|row| Checkpoint {
-            game: game.into(),
-            room: room.into(),
-            version: row.get("version"),
-            tick: row.get("tick"),
-            state: row.get("state"),
-        }))
+        Ok(row.as_ref().map(checkpoint))
+    }
+
+    /// Commits rooms' checkpoints, journal rows and versions in one `BEGIN IMMEDIATE` transaction.
+    pub async fn commit_rooms(&self, commit: &RoomCommit) -> Result<()> {
+        /// 4 parameters a row.
+        const ROWS_PER_STATEMENT: usize = 1_000;
+        let mut tx = self.begin_write().await?;
+        for c in &commit.checkpoints {
+            Self::put_one(&mut tx, c).await?;
+            sqlx::query("DELETE FROM room_journal WHERE game = ?1 AND room = ?2 AND tick <= ?3")
+                .bind(&c.game)
+                .bind(&c.room)
+                .bind(c.tick)
+                .execute(&mut *tx)
+                .await?;
+        }
+        for chunk in commit.journal.chunks(ROWS_PER_STATEMENT) {
+            let mut query = sqlx::QueryBuilder::new("INSERT INTO room_journal (game, room, tick, data) ");
+            query.push_values(chunk, |mut row, j| {
+                row.push_bind(&j.game).push_bind(&j.room).push_bind(j.tick).push_bind(&j.data);
+            });
+            query.push(" ON CONFLICT (game, room, tick) DO UPDATE SET data = excluded.data");
+            query.build().execute(&mut *tx).await?;
+        }
+        for (game, room, version) in &commit.running {
+            sqlx::query("UPDATE room_checkpoints SET running = ?3 WHERE game = ?1 AND room = ?2")
+                .bind(game)
+                .bind(room)
+                .bind(version)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The checkpoints of every room that was open.
+    pub async fn open_rooms(&self) -> Result<Vec<Checkpoint>> {
+        let rows = sqlx::query(
+            "SELECT game, room, version, tick, state, running FROM room_checkpoints WHERE running IS NOT NULL ORDER BY game, room",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(checkpoint).collect())
+    }
+
+    /// A room's durable journal after `after_tick`, oldest first.
+    pub async fn journal(&self, game: &str, room: &str, after_tick: i64) -> Result<Vec<JournalRow>> {
+        let rows = sqlx::query("SELECT tick, data FROM room_journal WHERE game = ?1 AND room = ?2 AND tick > ?3 ORDER BY tick")
+            .bind(game)
+            .bind(room)
+            .bind(after_tick)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| JournalRow { game: game.into(), room: room.into(), tick: row.get("tick"), data: row.get("data") })
+            .collect())
+    }
+
+    /// Whether the store holds nothing yet.
+    pub async fn is_empty(&self) -> Result<bool> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT (SELECT COUNT(*) FROM player_saves) + (SELECT COUNT(*) FROM plugin_versions)
+                  + (SELECT COUNT(*) FROM audit_log) + (SELECT COUNT(*) FROM room_checkpoints)",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(n == 0)
+    }
+
+    /// Everything the store holds.
+    pub async fn export(&self) -> Result<StoreExport> {
+        let mut out = StoreExport::default();
+        for row in sqlx::query("SELECT game, player, data, compressed, revision, updated_at FROM player_saves ORDER BY game, player")
+            .fetch_all(&self.pool)
+            .await?
+        {
+            out.saves.push((row.get("game"), row.get("player"), stored_save(&row)?));
+        }
+        for row in
+            sqlx::query("SELECT plugin, version, state, sha256, updated_at FROM plugin_versions ORDER BY plugin, updated_at, version")
+                .fetch_all(&self.pool)
+                .await?
+        {
+            let record = VersionRecord {
+                plugin: row.get("plugin"),
+                version: row.get("version"),
+                state: VersionState::parse(row.get("state"))?,
+                sha256: row.get("sha256"),
+            };
+            out.versions.push((record, row.get("updated_at")));
+        }
+        out.floors = sqlx::query_as("SELECT plugin, floor FROM version_floors ORDER BY plugin").fetch_all(&self.pool).await?;
+        let plugins: Vec<String> = sqlx::query_scalar("SELECT plugin FROM plugin_rollouts ORDER BY plugin").fetch_all(&self.pool).await?;
+        for plugin in plugins {
+            out.rollouts.extend(self.rollout(&plugin).await?);
+        }
+        for row in sqlx::query("SELECT plugin, switch, value, actor, updated_at FROM plugin_switches ORDER BY plugin, switch")
+            .fetch_all(&self.pool)
+            .await?
+        {
+            out.switches.push((
+                row.get("plugin"),
+                row.get("switch"),
+                row.get::<i64, _>("value") != 0,
+                row.get("actor"),
+                row.get("updated_at"),
+            ));
+        }
+        let mut audit = self.audit_log(i64::MAX).await?;
+        audit.reverse();
+        out.audit = audit;
+        let rows = sqlx::query("SELECT game, room, version, tick, state, running FROM room_checkpoints ORDER BY game, room")
+            .fetch_all(&self.pool)
+            .await?;
+        out.checkpoints = rows.iter().map(checkpoint).collect();
+        for row in sqlx::query("SELECT game, room, tick, data FROM room_journal ORDER BY game, room, tick").fetch_all(&self.pool).await? {
+            out.journal.push(JournalRow { game: row.get("game"), room: row.get("room"), tick: row.get("tick"), data: row.get("data") });
+        }
+        Ok(out)
+    }
+
+    /// Writes `data` into this (empty) store in one transaction.
+    pub async fn import(&self, data: &StoreExport) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        for (game, player, save) in &data.saves {
+            let (bytes, compressed) = pack(&save.data);
+            sqlx::query(
+                "INSERT INTO player_saves (game, player, revision, data, compressed, size, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )
+            .bind(game)
+            .bind(player)
+            .bind(save.revision)
+            .bind(bytes)
+            .bind(compressed)
+            .bind(save.data.len() as i64)
+            .bind(save.updated_at_ms)
+            .execute(&mut *tx)
+            .await?;
+        }
+        for (v, at) in &data.versions {
+            sqlx::query("INSERT INTO plugin_versions (plugin, version, state, sha256, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)")
+                .bind(&v.plugin)
+                .bind(&v.version)
+                .bind(v.state.as_str())
+                .bind(&v.sha256)
+                .bind(at)
+                .execute(&mut *tx)
+                .await?;
+        }
+        for (plugin, floor) in &data.floors {
+            sqlx::query("INSERT INTO version_floors (plugin, floor) VALUES (?1, ?2)").bind(plugin).bind(floor).execute(&mut *tx).await?;
+        }
+        for r in &data.rollouts {
+            Self::put_rollout(&mut tx, &r.plugin, r).await?;
+        }
+        for (plugin, switch, on, actor, at) in &data.switches {
+            sqlx::query("INSERT INTO plugin_switches (plugin, switch, value, actor, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)")
+                .bind(plugin)
+                .bind(switch)
+                .bind(i64::from(*on))
+                .bind(actor)
+                .bind(at)
+                .execute(&mut *tx)
+                .await?;
+        }
+        for e in &data.audit {
+            sqlx::query("INSERT INTO audit_log (id, at, actor, action, plugin, version, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")
+                .bind(e.id)
+                .bind(e.at_ms)
+                .bind(&e.actor)
+                .bind(&e.action)
+                .bind(&e.plugin)
+                .bind(&e.version)
+                .bind(&e.detail)
+                .execute(&mut *tx)
+                .await?;
+        }
+        for c in &data.checkpoints {
+            Self::put_one(&mut tx, c).await?;
+        }
+        for j in &data.journal {
+            sqlx::query("INSERT INTO room_journal (game, room, tick, data) VALUES (?1, ?2, ?3, ?4)")
+                .bind(&j.game)
+                .bind(&j.room)
+                .bind(j.tick)
+                .bind(&j.data)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     /// Runs one statement on the pool (tests: change a limit on a one-connection store).
@@ -389,110 +585,14 @@ fn stored_save(row: &sqlx::sqlite::SqliteRow) -> Result<StoredSave> {
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::storage::Store;
-
-    async fn store() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("w.db").display());
-        (dir, Store::open(&url).await.unwrap())
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn concurrent_read_then_write_transactions_wait_for_each_other_instead_of_failing() {
-        let (_dir, s) = store().await;
-        let writers: Vec<_> = (0..4)
-            .map(|w| {
-                let s = s.clone();
-                tokio::spawn(async move {
-                    for i in 0..40u64 {
-                        // Reads the floor, then writes it: the transaction upgrades from reader to writer.
-                        s.raise_floor(&format!("p{w}"), &semver::Version::new(1, 0, i)).await?;
-                        let save = SaveWrite { game: "g".into(), player: format!("w{w}"), data: vec![i as u8; 64] };
-                        s.write_saves(&[save]).await?;
-                    }
-                    anyhow::Ok(())
-                })
-            })
-            .collect();
-        for w in writers {
-            w.await.unwrap().expect("no write fails with 'database is locked'");
-        }
-        assert_eq!(s.floor("p3").await.unwrap(), Some(semver::Version::new(1, 0, 39)));
-    }
-
-    #[tokio::test]
-    async fn revisions_only_go_up_and_survive_reopening() {
-        let (dir, s) = store().await;
-        let save = |data: &[u8]| SaveWrite { game: "arena".into(), player: "ann".into(), data: data.to_vec() };
-        assert_eq!(s.write_saves(&[save(b"a")]).await.unwrap(), [1]);
-        assert_eq!(s.write_saves(&[save(b"b")]).await.unwrap(), [2]);
-        assert_eq!(s.write_saves(&[save(b"c")]).await.unwrap(), [3]);
-        drop(s);
-        let url = format!("sqlite://{}", dir.path().join("w.db").display());
-        let s = Store::open(&url).await.unwrap();
-        let got = s.load_save("arena", "ann").await.unwrap().unwrap();
-        assert_eq!((got.data.as_slice(), got.revision), (&b"c"[..], 3));
-        assert_eq!(s.write_saves(&[save(b"d")]).await.unwrap(), [4]);
-        assert_eq!(s.load_save("arena", "bob").await.unwrap(), None);
-        let Store::Sqlite(sqlite) = &s;
-        assert_eq!(sqlite.integrity_check().await.unwrap(), "ok");
-    }
-
-    #[tokio::test]
-    async fn a_batch_of_many_players_gets_each_its_own_revision() {
-        let (_dir, s) = store().await;
-        let batch: Vec<SaveWrite> =
-            (0..1_200).map(|i| SaveWrite { game: "g".into(), player: format!("p{i}"), data: vec![i as u8] }).collect();
-        assert!(s.write_saves(&batch).await.unwrap().iter().all(|&r| r == 1));
-        let again = s.write_saves(&batch[..700]).await.unwrap();
-        assert_eq!(again.len(), 700);
-        assert!(again.iter().all(|&r| r == 2), "rows across several statements each go up by one");
-        assert_eq!(s.load_save("g", "p1199").await.unwrap().unwrap().revision, 1);
-        assert_eq!(s.load_save("g", "p5").await.unwrap().unwrap().data, vec![5]);
-    }
-
-    #[tokio::test]
-    async fn large_saves_are_stored_compressed_and_load_back_whole() {
-        let (_dir, s) = store().await;
-        let data: Vec<u8> = (0..20_000u32).map(|i| (i % 7) as u8).collect();
-        s.write_saves(&[SaveWrite { game: "g".into(), player: "p".into(), data: data.clone() }]).await.unwrap();
-        let got = s.load_save("g", "p").await.unwrap().unwrap();
-        assert!(got.compressed);
-        assert_eq!(got.data, data);
-    }
-
-    #[tokio::test]
-    async fn registry_floors_audit_and_checkpoints() {
-        let (_dir, s) = store().await;
-        let v = |version: &str, state| VersionRecord { plugin: "arena".into(), version: version.into(), state, sha256: "00".into() };
-        let set = |r: VersionRecord| Transition { versions: vec![r], ..Transition::default() };
-        s.transition("arena", &set(v("1.0.0", VersionState::Staged))).await.unwrap();
-        s.transition("arena", &set(v("1.0.0", VersionState::Stable))).await.unwrap();
-        s.transition("arena", &set(v("1.1.0", VersionState::Bad))).await.unwrap();
-        let versions = s.versions("arena").await.unwrap();
-        assert_eq!(
-            versions.iter().map(|r| (r.version.as_str(), r.state)).collect::<Vec<_>>(),
-            [("1.0.0", VersionState::Stable), ("1.1.0", VersionState::Bad)]
-        );
-
-        assert_eq!(s.floor("arena").await.unwrap(), None);
-        s.raise_floor("arena", &semver::Version::new(1, 1, 0)).await.unwrap();
-        s.raise_floor("arena", &semver::Version::new(1, 0, 5)).await.unwrap();
-        assert_eq!(s.floor("arena").await.unwrap(), Some(semver::Version::new(1, 1, 0)), "a floor never goes down");
-
-        let first = s.audit("deploy", "reject", Some("arena"), Some("0.9.0"), "below the floor").await.unwrap();
-        let second = s.audit("operator", "rollback", Some("arena"), None, "manual").await.unwrap();
-        assert!(second > first);
-        let log = s.audit_log(10).await.unwrap();
-        assert_eq!(log.iter().map(|e| e.action.as_str()).collect::<Vec<_>>(), ["rollback", "reject"]);
-
-        let cp = Checkpoint { game: "arena".into(), room: "r1".into(), version: "1.0.0".into(), tick: 400, state: vec![1, 2, 3] };
-        s.put_checkpoint(&cp).await.unwrap();
-        s.put_checkpoint(&Checkpoint { tick: 500, ..cp.clone() }).await.unwrap();
-        assert_eq!(s.checkpoint("arena", "r1").await.unwrap().unwrap().tick, 500);
-        assert_eq!(s.checkpoint("arena", "nope").await.unwrap(), None);
+/// A checkpoint from a row with `game`, `room`, `version`, `tick`, `state` and `running`.
+fn checkpoint(row: &sqlx::sqlite::SqliteRow) -> Checkpoint {
+    Checkpoint {
+        game: row.get("game"),
+        room: row.get("room"),
+        version: row.get("version"),
+        tick: row.get("tick"),
+        state: row.get("state"),
+        running: row.get("running"),
     }
 }

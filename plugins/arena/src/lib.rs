@@ -143,6 +143,10 @@ pub struct Player {
     pub lifetime: u64,
     /// Moves made in this room (new in state format 2).
     pub moves: u64,
+    /// The highest move `seq` applied (0: none). A move at or below it is a client resending one whose
+    /// answer it did not get (its connection dropped): it is answered again, not applied twice.
+    #[serde(default)]
+    pub last_seq: u64,
 }
 
 /// State format 1 (arena 0.1), kept to migrate snapshots taken by those versions.
@@ -197,7 +201,15 @@ pub struct Arena {
     pub players: BTreeMap<String, Player>,
     /// Coins on the grid, in spawn order.
     pub coins: Vec<Pos>,
+    /// Players who left, the most recent last (at most [`DEPARTED_KEPT`]): one who rejoins carries on
+    /// where they were (position, score, moves). A restarted host hands every player in a room it
+    /// resumes `on-leave` and they rejoin, so this is also what carries a player across a host crash.
+    #[serde(default)]
+    pub departed: Vec<(String, Player)>,
 }
+
+/// Departed players a room remembers.
+pub const DEPARTED_KEPT: usize = 64;
 
 impl Arena {
     fn random_cell(&self, ctx: &mut Ctx<ArenaOut>) -> Pos {
@@ -237,15 +249,24 @@ impl Game for Arena {
 
     fn on_join(&mut self, ctx: &mut Ctx<ArenaOut>, player: &str) -> GameResult {
         let save: Save = ctx.load_save(player)?.unwrap_or_default();
-        let pos = self.random_cell(ctx);
-        self.players.insert(player.to_string(), Player { pos, score: 0, lifetime: save.total, moves: 0 });
+        let back = self.departed.iter().position(|(id, _)| id == player).map(|i| self.departed.remove(i).1);
+        let p = match back {
+            Some(p) => Player { lifetime: p.lifetime.max(save.total), ..p },
+            None => Player { pos: self.random_cell(ctx), score: 0, lifetime: save.total, moves: 0, last_seq: 0 },
+        };
         let (width, height) = (self.config.width, self.config.height);
-        ctx.send(player, &ArenaOut::Welcome { pos, total: save.total, width, height });
+        ctx.send(player, &ArenaOut::Welcome { pos: p.pos, total: p.lifetime, width, height });
+        self.players.insert(player.to_string(), p);
         Ok(())
     }
 
     fn on_leave(&mut self, _ctx: &mut Ctx<ArenaOut>, player: &str) -> GameResult {
-        self.players.remove(player);
+        if let Some(p) = self.players.remove(player) {
+            if self.departed.len() == DEPARTED_KEPT {
+                self.departed.remove(0);
+            }
+            self.departed.push((player.to_string(), p));
+        }
         Ok(())
     }
 
@@ -259,9 +280,15 @@ impl Game for Arena {
                 std::hint::black_box(&self.coins);
             },
         };
-        let Some(current) = self.players.get(player).map(|p| p.pos) else {
+        let Some(current) = self.players.get(player) else {
             return Err(format!("{player} moved but is not in the arena"));
         };
+        if seq != 0 && seq <= current.last_seq {
+            let (pos, score) = (current.pos, current.score);
+            ctx.send(player, &ArenaOut::Moved { seq, pos, score, picked: false });
+            return Ok(());
+        }
+        let current = current.pos;
         let pos = self.step(current, dir);
         let picked = match self.coins.iter().position(|c| *c == pos) {
             Some(i) => {
@@ -273,6 +300,7 @@ impl Game for Arena {
         let p = self.players.get_mut(player).expect("checked above");
         p.pos = pos;
         p.moves += 1;
+        p.last_seq = p.last_seq.max(seq);
         if picked {
             p.score += COIN_POINTS;
             p.lifetime += 1;
@@ -311,9 +339,12 @@ impl Game for Arena {
         }
         let old: v1::Arena =
             warden_sdk::decode(state).map_err(|e| format!("arena {from_version} snapshot (format 1) does not decode: {e}"))?;
-        let players =
-            old.players.into_iter().map(|(id, p)| (id, Player { pos: p.pos, score: p.score, lifetime: p.total, moves: 0 })).collect();
-        Ok(Arena { config: old.config, players, coins: old.coins })
+        let players = old
+            .players
+            .into_iter()
+            .map(|(id, p)| (id, Player { pos: p.pos, score: p.score, lifetime: p.total, moves: 0, last_seq: 0 }))
+            .collect();
+        Ok(Arena { config: old.config, players, coins: old.coins, departed: Vec::new() })
     }
 }
 

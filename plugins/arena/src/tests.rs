@@ -129,7 +129,7 @@ fn a_v1_snapshot_restores_into_v2_with_the_renamed_and_the_new_field() {
     let bytes = warden_sdk::encode(&old).unwrap();
 
     let v2 = Harness::<Arena>::restore_from("0.1.0", &bytes).unwrap();
-    assert_eq!(v2.players["ann"], Player { pos: Pos { x: 3, y: 4 }, score: 5, lifetime: 42, moves: 0 });
+    assert_eq!(v2.players["ann"], Player { pos: Pos { x: 3, y: 4 }, score: 5, lifetime: 42, moves: 0, last_seq: 0 });
     assert_eq!(v2.players["bob"].lifetime, 7);
     assert_eq!(v2.coins, coins);
     assert_eq!(v2.config, ArenaConfig::default());
@@ -140,4 +140,46 @@ fn a_v1_snapshot_restores_into_v2_with_the_renamed_and_the_new_field() {
     let again = Harness::<Arena>::restore_from("0.3.0", &warden_sdk::encode(&v2).unwrap()).unwrap();
     assert_eq!(again, v2);
     assert!(Harness::<Arena>::restore_from("0.3.0", &bytes).is_err(), "a format-1 state claiming a later version is refused");
+}
+
+#[test]
+fn a_resent_move_is_answered_again_but_applied_once() {
+    let mut r = Harness::<Arena>::new();
+    r.join("p").unwrap();
+    r.received::<ArenaOut>("p");
+    r.message("p", &mv(Dir::Right, 1)).unwrap();
+    r.message("p", &mv(Dir::Right, 2)).unwrap();
+    let before = r.game().players["p"].clone();
+    // The client lost the connection before the answer to 2 arrived, and sends it again.
+    r.message("p", &mv(Dir::Right, 2)).unwrap();
+    assert_eq!(r.game().players["p"], before, "a move is applied once");
+    let got = r.received::<ArenaOut>("p");
+    let ArenaOut::Moved { seq: 2, pos, .. } = got[2] else { panic!("{got:?}") };
+    assert_eq!((got.len(), pos), (3, before.pos), "and answered each time");
+    r.message("p", &mv(Dir::Right, 3)).unwrap();
+    assert_eq!(r.game().players["p"].moves, 3);
+}
+
+#[test]
+fn a_player_who_rejoins_carries_on_where_they_were_and_departed_players_are_bounded() {
+    let mut r = Harness::<Arena>::new();
+    r.join("p").unwrap();
+    for seq in 1..=3 {
+        r.message("p", &mv(Dir::Down, seq)).unwrap();
+    }
+    let before = r.game().players["p"].clone();
+    r.leave("p").unwrap();
+    assert!(!r.game().players.contains_key("p"));
+    r.received::<ArenaOut>("p");
+    r.join("p").unwrap();
+    assert_eq!(r.game().players["p"], before, "position, score, moves and the last seq come back");
+    let got = r.received::<ArenaOut>("p");
+    assert!(matches!(got[0], ArenaOut::Welcome { pos, .. } if pos == before.pos), "{got:?}");
+    for i in 0..DEPARTED_KEPT + 10 {
+        let id = format!("x{i}");
+        r.join(&id).unwrap();
+        r.leave(&id).unwrap();
+    }
+    assert_eq!(r.game().departed.len(), DEPARTED_KEPT, "a room remembers a bounded number of departed players");
+    assert_eq!(r.game().departed.last().unwrap().0, format!("x{}", DEPARTED_KEPT + 9));
 }

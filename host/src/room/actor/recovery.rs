@@ -6,12 +6,41 @@ use super::*;
 use crate::health::crash::{CheckpointRef, CrashReport, backtrace_of};
 
 impl Room {
-    /// The room's first instance: from its stored checkpoint if it has one its version can restore,
-    /// else a fresh `init`. Then the first checkpoint.
-    pub(super) fn start(&mut self, stored: Option<Checkpoint>) -> Result<PluginInstance, String> {
+    /// The room's stored checkpoint and, if it has one, its durable journal after it.
+    pub(super) async fn load(store: &crate::storage::Store, key: &RoomKey) -> anyhow::Result<Option<(Checkpoint, Journal)>> {
+        let Some(c) = store.checkpoint(&key.0, &key.1).await? else { return Ok(None) };
+        let mut journal = Journal::default();
+        for row in store.journal(&key.0, &key.1, c.tick).await? {
+            journal.append_chunk(&row.data).map_err(|e| anyhow::anyhow!("tick {}: {e}", row.tick))?;
+        }
+        Ok(Some((c, journal)))
+    }
+
+    /// Reads into the save queue the saves of every player a resumed room's replay will meet (the
+    /// players in its checkpoint and those its journal joins): `load-save` answers from memory only.
+    pub(super) async fn preload_saves(&self, c: &Checkpoint, journal: &Journal) {
+        let mut players: Vec<String> = journal::Stored::decode(&c.state).ok().and_then(|s| s.players).unwrap_or_default();
+        players.extend(journal.entries().filter_map(|e| if let journal::Entry::Join(p) = e { Some(p.to_string()) } else { None }));
+        players.sort();
+        players.dedup();
+        for player in players {
+            if let Err(e) = self.rooms.0.saves.preload(&self.key.0, &player).await {
+                tracing::error!(player, "failed to read the save of a player the room's replay meets: {e:#}");
+            }
+        }
+    }
+
+    /// The room's first instance: resumed from its stored checkpoint and journal if it has them and its
+    /// version can take them, else a fresh `init`. Then the first checkpoint.
+    pub(super) fn start(&mut self, stored: Option<(Checkpoint, Journal)>) -> Result<PluginInstance, String> {
         let mut resumed = None;
-        if let Some(c) = stored {
-            match self.resume(&c) {
+        if let Some((c, journal)) = stored {
+            let had_journal = !journal.is_empty();
+            match self.resume(&c, journal) {
+                // Resumed from a checkpoint and a durable journal: the room keeps both as its truth (a
+                // version on trial keeps its pre-swap checkpoint, so a rollback after the crash still
+                // replays from it).
+                Ok(instance) if had_journal => return Ok(instance),
                 Ok(instance) => resumed = Some(instance),
                 Err(e) => tracing::warn!(
                     version = %c.version,
@@ -40,24 +69,73 @@ impl Room {
         Ok(instance)
     }
 
-    pub(super) fn resume(&mut self, c: &Checkpoint) -> Result<PluginInstance, String> {
-        let stored = journal::Stored::decode(&c.state).map_err(|e| format!("{e:#}"))?;
-        let hz = u64::from(self.rooms.0.config.tick_hz);
-        self.clock.set(stored.tick, stored.tick * 1000 / hz);
+    /// Rebuilds the room from its stored checkpoint and the journal after it, in the version it runs
+    /// now (the replay a rollback uses: a room whose version was rolled back while the host was down
+    /// lands on the previous one with every input it answered). It ends at the last durable tick, with
+    /// its seed, random draws, timers and game clock. The players who were in it lost their connections
+    /// with the host: they are handed `on-leave` at its first tick, as after any disconnect, and rejoin.
+    pub(super) fn resume(&mut self, c: &Checkpoint, journal: Journal) -> Result<PluginInstance, String> {
+        let seeds = (self.seed, self.rng.hash_key());
+        let base = Base::decode(&c.state, &c.version, 0, seeds).map_err(|e| format!("{e:#}"))?;
         // The room's own random stream and hash order, not the ones this process would give it anew.
-        if let Some(seed) = stored.seed {
-            self.seed = seed;
-            self.rng = Arc::new(RoomRng::with_hash_key(seed, stored.hash_key.unwrap_or(self.rng.hash_key())));
-            self.rooms.reseeded(&self.key, seed);
+        if (base.seed, base.hash_key) != seeds {
+            self.seed = base.seed;
+            self.rng = Arc::new(RoomRng::with_hash_key(base.seed, base.hash_key));
+            self.rooms.reseeded(&self.key, base.seed);
         }
-        self.rng.set_draws(stored.draws);
-        let mut instance = self.plugin.instantiate(self.env()).map_err(|e| format!("{e:#}"))?;
-        instance.restore(&stored.state, &c.version).map_err(|e| e.to_string())?;
-        self.tick = stored.tick;
-        self.timers = stored.timers;
-        self.timer_seq = stored.timer_seq;
-        tracing::info!(tick = self.tick, from = %c.version, "room resumed from its stored checkpoint");
+        let replayed =
+            journal::replay(&self.plugin, &self.env(), self.rooms.0.config.tick_hz, &base, &journal, &[]).map_err(|e| e.to_string())?;
+        if !replayed.skipped.is_empty() {
+            tracing::warn!(skipped = replayed.skipped.len(), "calls of the durable journal trapped in the replay and were skipped");
+        }
+        let mut players: Vec<Arc<str>> = base.players.clone();
+        for entry in journal.entries() {
+            match entry {
+                journal::Entry::Join(p) => players.push(p),
+                journal::Entry::Leave(p) => players.retain(|q| *q != p),
+                _ => {}
+            }
+        }
+        self.tick = journal.last_tick().unwrap_or(base.tick);
+        self.timers = replayed.timers;
+        self.timer_seq = replayed.timer_seq;
+        let instance = replayed.instance;
+        tracing::info!(
+            tick = self.tick,
+            checkpoint_tick = c.tick,
+            from = %c.version,
+            calls = replayed.calls,
+            players = players.len(),
+            "room resumed from its stored checkpoint and journal"
+        );
+        self.leaving = players;
+        self.base = base;
+        self.journal = journal;
+        self.durable_mark = self.journal.chunk_mark();
+        // The version it runs now (another than before the crash if its version was rolled back meanwhile).
+        let version = Some(self.version().to_string());
+        self.write(crate::storage::RoomWrite::Running { game: self.key.0.clone(), room: self.key.1.clone(), version });
         Ok(instance)
+    }
+
+    /// Hands the store's writer what is stored of a room: in order with everything else it wrote.
+    pub(super) fn write(&self, write: crate::storage::RoomWrite) {
+        if let Some(writer) = self.rooms.0.writer.get() {
+            writer.write(write);
+        }
+    }
+
+    /// In a durable room, hands this tick's journal (and that of earlier ticks without answers) to the
+    /// writer if the tick has answers to send; the answers wait for the returned commit.
+    pub(super) fn hand_over_journal(&mut self) -> Option<tokio::sync::oneshot::Receiver<()>> {
+        if !self.durable || self.pending.is_empty() {
+            return None;
+        }
+        let writer = self.rooms.0.writer.get()?;
+        let data = self.journal.chunk_since(self.durable_mark)?;
+        self.durable_mark = self.journal.chunk_mark();
+        let row = crate::storage::JournalRow { game: self.key.0.clone(), room: self.key.1.clone(), tick: self.tick as i64, data };
+        Some(writer.write_durable(crate::storage::RoomWrite::Journal(row)))
     }
 
     /// Takes a checkpoint: the instance's snapshot with the room's random draws and timers. The journal
@@ -80,18 +158,20 @@ impl Room {
             timers: self.timers.clone(),
             timer_seq: self.timer_seq,
             features: self.features.current(),
+            // Everyone the plugin believes in the room: members, and those it has not been told left yet.
+            players: self.members.keys().chain(&self.leaving).cloned().collect(),
             state,
         };
         self.journal.clear();
-        if let Some(tx) = self.rooms.0.checkpoints.get() {
-            let _ = tx.send(crate::room::CheckpointMsg::Put(Checkpoint {
-                game: self.key.0.clone(),
-                room: self.key.1.clone(),
-                version: self.base.version().to_string(),
-                tick: self.tick as i64,
-                state: self.base.encode(),
-            }));
-        }
+        self.durable_mark = self.journal.chunk_mark();
+        self.write(crate::storage::RoomWrite::Checkpoint(Checkpoint {
+            game: self.key.0.clone(),
+            room: self.key.1.clone(),
+            version: self.base.version().to_string(),
+            tick: self.tick as i64,
+            state: self.base.encode(),
+            running: Some(self.version().to_string()),
+        }));
     }
 
     /// Checkpoints at the end of a tick if it is time: on the normal cadence while the room's version is
@@ -183,6 +263,8 @@ impl Room {
         self.health.add(&std::mem::take(&mut self.tally));
         self.health = self.game.health(&target.manifest().version);
         self.plugin = target;
+        let version = Some(self.version().to_string());
+        self.write(crate::storage::RoomWrite::Running { game: self.key.0.clone(), room: self.key.1.clone(), version });
         self.refused = None;
         self.retry_swap_at = None;
         self.swap_attempts = 0;

@@ -1,0 +1,147 @@
+//! What rooms write to the store: checkpoints, the durable journal and which version each open room
+//! runs. Rooms hand [`RoomWrite`]s to the host's one writer in the order they happened; the writer folds
+//! everything that arrived since its last commit into a [`RoomCommit`] and commits it in one
+//! transaction, so the store always holds, per room, a checkpoint and the journal after it.
+
+use super::{Checkpoint, JournalRow};
+use std::collections::HashMap;
+
+/// One change a room made, in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RoomWrite {
+    /// A new checkpoint: journal rows at or below its tick are deleted with it.
+    Checkpoint(Checkpoint),
+    /// The calls of one tick.
+    Journal(JournalRow),
+    /// The version the room runs from now (`None`: it closed cleanly).
+    Running {
+        /// Game name.
+        game: String,
+        /// Room id.
+        room: String,
+        /// The version, or `None`.
+        version: Option<String>,
+    },
+}
+
+impl RoomWrite {
+    fn key(&self) -> (&str, &str) {
+        match self {
+            RoomWrite::Checkpoint(c) => (&c.game, &c.room),
+            RoomWrite::Journal(j) => (&j.game, &j.room),
+            RoomWrite::Running { game, room, .. } => (game, room),
+        }
+    }
+}
+
+/// Writes folded per room: each room's newest checkpoint, the journal rows after it, and the version it
+/// runs at the end. Applied in one transaction: checkpoints, then the deletion of the journal rows they
+/// cover, then the new rows, then the versions.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RoomCommit {
+    /// The newest checkpoint of each room that took one.
+    pub checkpoints: Vec<Checkpoint>,
+    /// Journal rows after those checkpoints (after the stored one for the other rooms).
+    pub journal: Vec<JournalRow>,
+    /// Rooms whose version changed after their newest checkpoint here (or without one): the version.
+    pub running: Vec<(String, String, Option<String>)>,
+}
+
+impl RoomCommit {
+    /// Folds `writes` (in the order they happened).
+    pub fn fold(writes: impl IntoIterator<Item = RoomWrite>) -> RoomCommit {
+        #[derive(Default)]
+        struct Room {
+            checkpoint: Option<Checkpoint>,
+            journal: Vec<JournalRow>,
+            running: Option<Option<String>>,
+        }
+        let mut rooms: HashMap<(String, String), Room> = HashMap::new();
+        let mut order = Vec::new();
+        for write in writes {
+            let (game, room) = write.key();
+            let key = (game.to_string(), room.to_string());
+            let entry = rooms.entry(key.clone()).or_insert_with(|| {
+                order.push(key);
+                Room::default()
+            });
+            match write {
+                RoomWrite::Checkpoint(c) => {
+                    entry.journal.retain(|j| j.tick > c.tick);
+                    entry.running = None;
+                    entry.checkpoint = Some(c);
+                }
+                RoomWrite::Journal(j) => {
+                    // A tick written twice (never expected) keeps its last rows.
+                    entry.journal.retain(|k| k.tick != j.tick);
+                    entry.journal.push(j);
+                }
+                RoomWrite::Running { version, .. } => entry.running = Some(version),
+            }
+        }
+        let mut commit = RoomCommit::default();
+        for key in order {
+            let room = rooms.remove(&key).expect("every key has a room");
+            if let Some(c) = room.checkpoint {
+                commit.checkpoints.push(c);
+            }
+            commit.journal.extend(room.journal);
+            if let Some(version) = room.running {
+                commit.running.push((key.0, key.1, version));
+            }
+        }
+        commit
+    }
+
+    /// Whether there is nothing to write.
+    pub fn is_empty(&self) -> bool {
+        self.checkpoints.is_empty() && self.journal.is_empty() && self.running.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cp(room: &str, tick: i64, running: &str) -> RoomWrite {
+        RoomWrite::Checkpoint(Checkpoint {
+            game: "g".into(),
+            room: room.into(),
+            version: "1.0.0".into(),
+            tick,
+            state: vec![tick as u8],
+            running: Some(running.into()),
+        })
+    }
+
+    fn row(room: &str, tick: i64) -> RoomWrite {
+        RoomWrite::Journal(JournalRow { game: "g".into(), room: room.into(), tick, data: vec![tick as u8] })
+    }
+
+    #[test]
+    fn a_checkpoint_drops_the_rows_it_covers_and_a_later_version_change_wins() {
+        let commit = RoomCommit::fold([
+            row("a", 1),
+            row("a", 2),
+            row("b", 7),
+            cp("a", 2, "1.0.0"),
+            row("a", 3),
+            RoomWrite::Running { game: "g".into(), room: "a".into(), version: Some("1.1.0".into()) },
+            row("a", 4),
+            cp("b", 5, "1.0.0"),
+        ]);
+        assert_eq!(commit.checkpoints.iter().map(|c| (c.room.as_str(), c.tick)).collect::<Vec<_>>(), [("a", 2), ("b", 5)]);
+        assert_eq!(commit.journal.iter().map(|j| (j.room.as_str(), j.tick)).collect::<Vec<_>>(), [("a", 3), ("a", 4), ("b", 7)]);
+        assert_eq!(commit.running, [("g".to_string(), "a".to_string(), Some("1.1.0".to_string()))]);
+    }
+
+    #[test]
+    fn a_checkpoint_after_a_version_change_carries_the_version_itself() {
+        let commit = RoomCommit::fold([
+            RoomWrite::Running { game: "g".into(), room: "a".into(), version: Some("2.0.0".into()) },
+            cp("a", 9, "2.0.0"),
+        ]);
+        assert!(commit.running.is_empty());
+        assert_eq!(commit.checkpoints[0].running.as_deref(), Some("2.0.0"));
+    }
+}

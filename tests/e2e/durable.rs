@@ -1,0 +1,560 @@
+//! Durable rooms with a real process: `warden serve` with arena, 40 players in 10 rooms moving as fast as
+//! answers come back, SIGKILLed 20 times at different moments and restarted on the same store each
+//! time. Players reconnect to the new process, rejoin their room (which the host resumed from its
+//! checkpoint and durable journal), and send again the one move whose answer they were waiting for
+//! (arena answers a move it already applied again instead of applying it twice). After the last restart
+//! every player's move count in its room's state equals the moves they got answers for: no answered
+//! move was taken back by a crash (the output gate), and none was applied twice. On SQLite and on
+//! PostgreSQL.
+
+use base64::Engine as _;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+use warden::net::client::{self, Endpoint, Received};
+use warden::net::envelope::{ClientEnvelope, Format, ServerEnvelope};
+use warden_tests::{Serve, TestStore};
+
+const PLAYERS: usize = 40;
+const PER_ROOM: usize = 4;
+const SECRET: &str = "durable-test-secret-0123";
+
+/// 20 in the suite; WARDEN_DURABLE_KILLS changes it.
+fn kills() -> u64 {
+    std::env::var("WARDEN_DURABLE_KILLS").ok().and_then(|v| v.parse().ok()).unwrap_or(20)
+}
+
+/// What one player saw: the seqs of its moves that were answered, and what it did (shown on a failure).
+#[derive(Default)]
+struct Seen {
+    answered: BTreeSet<u64>,
+    /// The move sent and not answered yet.
+    outstanding: Option<u64>,
+    /// When each answered move was last sent, and when its answer came.
+    times: Vec<(Instant, Instant)>,
+    log: Vec<String>,
+}
+type Answered = Arc<Mutex<Seen>>;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_answered_move_is_lost_or_applied_twice_across_sigkills_on_sqlite() {
+    zero_lost_answers(TestStore::sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_answered_move_is_lost_or_applied_twice_across_sigkills_on_postgres() {
+    if let Some(store) = TestStore::postgres("no_answered_move_is_lost_on_postgres").await {
+        zero_lost_answers(store).await;
+    }
+}
+
+async fn zero_lost_answers(store: TestStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let args = ["--set".to_string(), format!("storage.url={:?}", store.url), "--set".to_string(), format!("auth.secret={SECRET:?}")];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (endpoint_tx, endpoint_rx) = watch::channel(None::<String>);
+    let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let answered: Vec<Answered> = (0..PLAYERS).map(|_| Answered::default()).collect();
+    let bots: Vec<_> = (0..PLAYERS).map(|i| tokio::spawn(bot(i, endpoint_rx.clone(), answered[i].clone(), stopping.clone()))).collect();
+    let total = || answered.iter().map(|a| a.lock().unwrap().answered.len()).sum::<usize>();
+
+    for kill in 0..kills() {
+        let mut serve = Serve::start(dir.path(), &["arena"], &args);
+        if kill > 0 {
+            check_resumed(&serve, dir.path(), &answered, store.backend, kill).await;
+        }
+        endpoint_tx.send_replace(Some(serve.ws.clone()));
+        // Let play get going (some answers on this process), then kill at a different moment each time.
+        let before = total();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while total() < before + PLAYERS && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(total() >= before + PLAYERS, "{}: kill {kill}: players got answers after the restart", store.backend);
+        tokio::time::sleep(Duration::from_millis(50 + (kill * 7919) % 700)).await;
+        endpoint_tx.send_replace(None);
+        serve.kill();
+    }
+
+    // The last restart: every player finishes its outstanding move, then the rooms are read.
+    let serve = Serve::start(dir.path(), &["arena"], &args);
+    let last_resume = check_resumed(&serve, dir.path(), &answered, store.backend, kills()).await;
+    endpoint_tx.send_replace(Some(serve.ws.clone()));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stopping.store(true, std::sync::atomic::Ordering::Relaxed);
+    // Each player stays connected (a player who leaves is out of the room's state) until it is read.
+    let mut connections = Vec::new();
+    for bot in bots {
+        connections.push(tokio::time::timeout(Duration::from_secs(120), bot).await.expect("every player finishes").unwrap());
+    }
+    let moves = room_moves(&serve, dir.path(), PLAYERS / PER_ROOM).await;
+    let mut all = 0;
+    for (i, answered) in answered.iter().enumerate() {
+        let seen = answered.lock().unwrap();
+        let answered = &seen.answered;
+        let n = answered.len() as u64;
+        if moves.get(&format!("bot-{i}")).copied() != Some(n) {
+            eprintln!("bot-{i} did: {}; at the last restart its room had {:?}", seen.log.join("; "), last_resume.get(&format!("bot-{i}")));
+        }
+        all += n;
+        assert_eq!(answered.iter().copied().collect::<Vec<_>>(), (1..=n).collect::<Vec<_>>(), "bot-{i}'s answers have no gaps");
+        assert_eq!(
+            moves.get(&format!("bot-{i}")).copied(),
+            Some(n),
+            "{}: bot-{i} got {n} moves answered; the room's state must hold exactly those",
+            store.backend
+        );
+    }
+    eprintln!("{}: {} kills, {all} answered moves, every one in the rooms' state exactly once", store.backend, kills());
+    drop(connections);
+}
+
+/// Before any player is back: each resumed room holds exactly the moves its players got answers for,
+/// plus at most the one each was waiting for (applied, its answer lost).
+async fn check_resumed(
+    serve: &Serve,
+    dir: &std::path::Path,
+    answered: &[Answered],
+    backend: &str,
+    kill: u64,
+) -> HashMap<String, (u64, u64)> {
+    let resumed = room_moves(serve, dir, answered.len().div_ceil(PER_ROOM)).await;
+    for (i, seen) in answered.iter().enumerate() {
+        let seen = seen.lock().unwrap();
+        let (n, got) = (seen.answered.len() as u64, resumed.get(&format!("bot-{i}")).copied());
+        let in_flight = seen.outstanding == Some(n + 1) && got == Some(n + 1);
+        if got != Some(n) && !in_flight {
+            panic!(
+                "{backend}: after kill {kill} bot-{i} had {n} moves answered but its room resumed with {got:?}; it did: {}",
+                seen.log.join("; ")
+            );
+        }
+    }
+    resumed.into_iter().map(|(k, v)| (k, (v, 0))).collect()
+}
+
+/// Every player's move count in the state of the rooms open on `serve`.
+async fn room_moves(serve: &Serve, dir: &std::path::Path, rooms: usize) -> HashMap<String, u64> {
+    let token = std::fs::read_to_string(dir.join("admin.token")).unwrap().trim().to_string();
+    let admin = warden::admin::Client::new(serve.admin, token);
+    let mut moves = HashMap::new();
+    for room in 0..rooms {
+        let dump = admin.room_dump("arena", &format!("r{room}")).await.unwrap();
+        let bytes = base64::engine::general_purpose::STANDARD.decode(dump.snapshot.expect("the room answers its snapshot")).unwrap();
+        let state: arena::Arena = rmp_serde::from_slice(&bytes).unwrap();
+        // Those it handed `on-leave` when it resumed (their connections were gone) are departed until they
+        // rejoin.
+        for (id, p) in state.departed.into_iter().chain(state.players) {
+            moves.insert(id, p.moves);
+        }
+    }
+    moves
+}
+
+/// One player: connects to whichever process serves now, joins its room, and moves, one move at a time;
+/// after a lost connection it sends the unanswered move again. Once told to stop and answered, it returns
+/// its connection, still in the room.
+async fn bot(
+    index: usize,
+    mut endpoint: watch::Receiver<Option<String>>,
+    answered: Answered,
+    stopping: Arc<std::sync::atomic::AtomicBool>,
+) -> (client::ClientTx, client::ClientRx) {
+    let player = format!("bot-{index}");
+    let room = format!("r{}", index / PER_ROOM);
+    let dirs = ["up", "right", "down", "left"];
+    let mut outstanding: Option<u64> = None;
+    let mut next = 1u64;
+    loop {
+        let Some(url) = endpoint.wait_for(Option::is_some).await.unwrap().clone() else { unreachable!() };
+        let token = warden::net::auth::mint(SECRET.as_bytes(), &player, warden::net::auth::unix_now() + 3600);
+        answered.lock().unwrap().log.push(format!("connect {url}"));
+        let Ok((mut tx, mut rx)) = client::connect(&Endpoint::Ws(url, Format::MsgPack)).await else {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            continue;
+        };
+        if let Err(e) = client::handshake(&mut tx, &mut rx, Some(token), "arena", &room).await {
+            answered.lock().unwrap().log.push(format!("handshake failed: {e:#}"));
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            continue;
+        }
+        loop {
+            let seq = match outstanding {
+                Some(seq) => seq,
+                None if stopping.load(std::sync::atomic::Ordering::Relaxed) => return (tx, rx),
+                None => {
+                    let seq = next;
+                    next += 1;
+                    seq
+                }
+            };
+            outstanding = Some(seq);
+            let sent = Instant::now();
+            {
+                let mut seen = answered.lock().unwrap();
+                seen.outstanding = outstanding;
+                seen.log.push(format!("send {seq}"));
+            }
+            let data =
+                rmp_serde::to_vec_named(&serde_json::json!({"type": "move", "dir": dirs[(seq as usize + index) % 4], "seq": seq})).unwrap();
+            if tx.send(&ClientEnvelope::Msg { data }).await.is_err() {
+                break;
+            }
+            let got = loop {
+                match rx.recv_within(Duration::from_secs(30)).await {
+                    Ok(Received::Envelope(ServerEnvelope::Msg { data })) => {
+                        if let Ok(arena::ArenaOut::Moved { seq: s, .. }) = rmp_serde::from_slice(&data)
+                            && s == seq
+                        {
+                            break true;
+                        }
+                    }
+                    // arena-chaos answers every fifth move, then reports an error for it.
+                    Ok(Received::Envelope(ServerEnvelope::Error { message, .. })) if message.starts_with("chaos:") => {}
+                    Ok(Received::Envelope(ServerEnvelope::Error { code, message, .. })) => {
+                        panic!("{player}: move {seq} got an error: {code:?} {message}")
+                    }
+                    Ok(Received::Envelope(_)) => {}
+                    Ok(Received::Closed(_)) | Err(_) => break false,
+                }
+            };
+            if !got {
+                answered.lock().unwrap().log.push("lost".into());
+                break;
+            }
+            {
+                let mut seen = answered.lock().unwrap();
+                seen.answered.insert(seq);
+                seen.outstanding = None;
+                seen.times.push((sent, Instant::now()));
+            }
+            outstanding = None;
+        }
+    }
+}
+
+/// A TCP proxy between the host and PostgreSQL that can cut every connection and refuse new ones.
+struct Proxy {
+    addr: std::net::SocketAddr,
+    cut: Arc<std::sync::atomic::AtomicBool>,
+    links: Arc<Mutex<Vec<tokio::task::AbortHandle>>>,
+}
+
+impl Proxy {
+    async fn start(target: String) -> Proxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let proxy = Proxy { addr: listener.local_addr().unwrap(), cut: Default::default(), links: Default::default() };
+        let (cut, links) = (proxy.cut.clone(), proxy.links.clone());
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                if cut.load(std::sync::atomic::Ordering::SeqCst) {
+                    continue; // dropped: the connection is refused
+                }
+                let target = target.clone();
+                let link = tokio::spawn(async move {
+                    if let Ok(mut server) = tokio::net::TcpStream::connect(&target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+                links.lock().unwrap().push(link.abort_handle());
+            }
+        });
+        proxy
+    }
+
+    /// Drops every connection through it and refuses new ones.
+    fn cut(&self) {
+        self.cut.store(true, std::sync::atomic::Ordering::SeqCst);
+        for link in self.links.lock().unwrap().drain(..) {
+            link.abort();
+        }
+    }
+
+    fn heal(&self) {
+        self.cut.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Waits (up to 60 s) until `done`.
+async fn wait_until(what: &str, done: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !done() {
+        assert!(Instant::now() < deadline, "{what} within 60 s");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// `GET /health` of a running server: the status code and the body.
+async fn health(serve: &Serve) -> (u16, serde_json::Value) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let addr = serve.ws.trim_start_matches("ws://").trim_end_matches("/ws").to_string();
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    conn.write_all(b"GET /health HTTP/1.0\r\nHost: warden\r\n\r\n").await.unwrap();
+    let mut text = String::new();
+    conn.read_to_string(&mut text).await.unwrap();
+    let status = text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| serde_json::from_str(b).unwrap_or_default()).unwrap_or_default();
+    (status, body)
+}
+
+/// PostgreSQL goes away mid-play for at least 5 s (a proxy drops every connection and refuses new ones):
+/// `/health` reports it while it lasts; rooms hold their answers (no answer to a move sent after the cut
+/// arrives before the store is back) and players' deposits get no receipt meanwhile; the host recovers by
+/// itself; afterwards every answered move is in the rooms' state exactly once and, after a SIGKILL and a
+/// restart straight on PostgreSQL, every receipted deposit is in the balance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_postgres_connection_holds_answers_and_loses_nothing() {
+    use bank::{BankOut, Deposit};
+    const BOTS: usize = 8;
+    let Some(store) = TestStore::postgres("a_lost_postgres_connection").await else { return };
+    let server = std::env::var("WARDEN_TEST_DATABASE_URL").unwrap();
+    let authority = server.split_once("://").unwrap().1.split('/').next().unwrap().to_string();
+    let target = authority.rsplit_once('@').map_or(authority.as_str(), |(_, host)| host).to_string();
+    let proxy = Proxy::start(target).await;
+    let proxied = store.url.replacen(&authority, &format!("{}@{}", authority.split('@').next().unwrap(), proxy.addr), 1);
+    assert_ne!(proxied, store.url, "the store is reached through the proxy");
+    let dir = tempfile::tempdir().unwrap();
+    let args =
+        |url: &str| vec!["--set".to_string(), format!("storage.url={url:?}"), "--set".to_string(), format!("auth.secret={SECRET:?}")];
+    let through_proxy = args(&proxied);
+    let serve = Serve::start(dir.path(), &["arena", "bank"], &through_proxy.iter().map(String::as_str).collect::<Vec<_>>());
+
+    let (endpoint_tx, endpoint_rx) = watch::channel(Some(serve.ws.clone()));
+    let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let answered: Vec<Answered> = (0..BOTS).map(|_| Answered::default()).collect();
+    let bots: Vec<_> = (0..BOTS).map(|i| tokio::spawn(bot(i, endpoint_rx.clone(), answered[i].clone(), stopping.clone()))).collect();
+    let total = || answered.iter().map(|a| a.lock().unwrap().answered.len()).sum::<usize>();
+    // A depositor: one deposit at a time, each receipt recorded with when it came.
+    let receipts: Arc<Mutex<Vec<(u64, Instant, Instant)>>> = Default::default();
+    let depositor = {
+        let (ws, receipts, stopping) = (serve.ws.clone(), receipts.clone(), stopping.clone());
+        tokio::spawn(async move {
+            let token = warden::net::auth::mint(SECRET.as_bytes(), "saver", warden::net::auth::unix_now() + 3600);
+            let (mut tx, mut rx) = client::connect(&Endpoint::Ws(ws, Format::MsgPack)).await.unwrap();
+            client::handshake(&mut tx, &mut rx, Some(token), "bank", "vault").await.unwrap();
+            while !stopping.load(std::sync::atomic::Ordering::Relaxed) {
+                let sent = Instant::now();
+                tx.send(&ClientEnvelope::Msg { data: rmp_serde::to_vec_named(&Deposit { amount: 1 }).unwrap() }).await.unwrap();
+                loop {
+                    let Received::Envelope(ServerEnvelope::Msg { data }) = rx.recv_within(Duration::from_secs(120)).await.unwrap() else {
+                        continue;
+                    };
+                    if let BankOut::Receipt { balance } = rmp_serde::from_slice(&data).unwrap() {
+                        receipts.lock().unwrap().push((balance, sent, Instant::now()));
+                        break;
+                    }
+                }
+            }
+            (tx, rx)
+        })
+    };
+    wait_until("play is under way", || total() >= 4 * BOTS && receipts.lock().unwrap().len() >= 4).await;
+    assert_eq!(health(&serve).await.0, 200);
+
+    let cut_at = Instant::now();
+    proxy.cut();
+    let mut reported = None;
+    while reported.is_none() || cut_at.elapsed() < Duration::from_secs(5) {
+        let (status, body) = health(&serve).await;
+        if status == 503 && reported.is_none() {
+            reported = Some(body);
+        }
+        assert!(cut_at.elapsed() < Duration::from_secs(60), "/health reports the outage within 60 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (before_heal, heal_at) = (total(), Instant::now());
+    proxy.heal();
+    let reported = reported.unwrap();
+    assert_eq!(reported["ok"], false, "{reported}");
+    assert!(!reported["room_store_error"].is_null() || !reported["save_error"].is_null(), "{reported}");
+    wait_until("play goes on after the store is back", || total() >= before_heal + 2 * BOTS).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while health(&serve).await.0 != 200 {
+        assert!(Instant::now() < deadline, "/health is ok again within 60 s of the store coming back");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Causality, not timing: nothing sent after the cut was answered before the store was back.
+    for (i, seen) in answered.iter().enumerate() {
+        for (sent, got) in &seen.lock().unwrap().times {
+            assert!(!(*sent > cut_at && *got < heal_at), "bot-{i}: a move sent during the outage was answered before it ended");
+        }
+    }
+    for (balance, sent, got) in receipts.lock().unwrap().iter() {
+        assert!(!(*sent > cut_at && *got < heal_at), "deposit {balance} was receipted during the outage");
+    }
+
+    stopping.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut connections = Vec::new();
+    for bot in bots {
+        connections.push(tokio::time::timeout(Duration::from_secs(120), bot).await.expect("every player finishes").unwrap());
+    }
+    let bank_connection = depositor.await.unwrap();
+    let moves = room_moves(&serve, dir.path(), BOTS / PER_ROOM).await;
+    for (i, seen) in answered.iter().enumerate() {
+        let n = seen.lock().unwrap().answered.len() as u64;
+        assert_eq!(moves.get(&format!("bot-{i}")).copied(), Some(n), "bot-{i}: every answered move is in the room, once");
+    }
+    let receipted = receipts.lock().unwrap().iter().map(|r| r.0).max().unwrap();
+    drop((connections, bank_connection, endpoint_tx));
+
+    // Saves: SIGKILL, then straight to PostgreSQL: the balance holds every receipted deposit.
+    let mut serve = serve;
+    serve.kill();
+    let direct = args(&store.url);
+    let serve = Serve::start(dir.path(), &["arena", "bank"], &direct.iter().map(String::as_str).collect::<Vec<_>>());
+    let token = warden::net::auth::mint(SECRET.as_bytes(), "saver", warden::net::auth::unix_now() + 3600);
+    let (mut tx, mut rx) = client::connect(&Endpoint::Ws(serve.ws.clone(), Format::MsgPack)).await.unwrap();
+    client::handshake(&mut tx, &mut rx, Some(token), "bank", "vault").await.unwrap();
+    let balance = loop {
+        if let Received::Envelope(ServerEnvelope::Msg { data }) = rx.recv_within(Duration::from_secs(60)).await.unwrap()
+            && let BankOut::Balance { balance } = rmp_serde::from_slice(&data).unwrap()
+        {
+            break balance;
+        }
+    };
+    assert!(balance >= receipted, "the balance {balance} holds every receipted deposit (up to {receipted})");
+    eprintln!("postgres outage: {} answered moves, {receipted} receipted deposits, none lost; /health said {reported}", total());
+}
+
+/// A version of arena: `build` (arena, arena-b or arena-chaos) stamped as `version`.
+fn arena_as(build: &str, version: &str) -> Vec<u8> {
+    let bytes = warden_tests::wasm_bytes(build);
+    let manifest = warden::runtime::manifest::read(&bytes).unwrap();
+    warden::runtime::manifest::stamp(&bytes, &warden::runtime::Manifest { version: version.into(), ..manifest })
+}
+
+/// Deploys `build` as `version` into the plugin directory the way a deploy tool does (write, rename).
+fn drop_arena(dir: &std::path::Path, build: &str, version: &str) {
+    let plugins = dir.join("plugins");
+    let temp = plugins.join(format!(".arena-{version}.tmp"));
+    std::fs::write(&temp, arena_as(build, version)).unwrap();
+    std::fs::rename(&temp, plugins.join(format!("arena-{version}.wasm"))).unwrap();
+}
+
+/// Waits until every open arena room (`rooms` of them) runs `version`.
+async fn rooms_on(admin: &warden::admin::Client, version: &str, rooms: usize) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let list = admin.rooms().await.unwrap();
+        if list.len() == rooms && list.iter().all(|r| r.version == version) {
+            return;
+        }
+        let versions: Vec<_> = list.iter().map(|r| r.version.clone()).collect();
+        assert!(Instant::now() < deadline, "rooms on {version} within 60 s: {versions:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn swaps_and_a_rollback_after_crash_restarts_carry_the_state_exactly_on_sqlite() {
+    swaps_and_rollback_across_crashes(TestStore::sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn swaps_and_a_rollback_after_crash_restarts_carry_the_state_exactly_on_postgres() {
+    if let Some(store) = TestStore::postgres("swaps_and_a_rollback_after_crash").await {
+        swaps_and_rollback_across_crashes(store).await;
+    }
+}
+
+/// Players play through a crash; a swap to a new version and a crash on it; a swap to a version that
+/// reports errors, a crash while it is on trial, and the operator's rollback after the restart. After
+/// every restart each room holds exactly the answered moves; at the end each room is exactly what the
+/// good version makes of its pre-swap checkpoint and every input since (an offline replay of its dump
+/// gives the same snapshot bytes), the bad version's era included, though a crash came in between.
+async fn swaps_and_rollback_across_crashes(store: TestStore) {
+    const BOTS: usize = 8;
+    const ROOMS: usize = BOTS / PER_ROOM;
+    let dir = tempfile::tempdir().unwrap();
+    let args: Vec<String> = [
+        format!("storage.url={:?}", store.url),
+        format!("auth.secret={SECRET:?}"),
+        "rollout.strategy=\"immediate\"".into(),
+        // Only the operator rolls back here (arena-chaos's errors would trip the error rate at once).
+        "health.max_error_rate=1.0".into(),
+    ]
+    .into_iter()
+    .flat_map(|a| ["--set".to_string(), a])
+    .collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (endpoint_tx, endpoint_rx) = watch::channel(None::<String>);
+    let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let answered: Vec<Answered> = (0..BOTS).map(|_| Answered::default()).collect();
+    let bots: Vec<_> = (0..BOTS).map(|i| tokio::spawn(bot(i, endpoint_rx.clone(), answered[i].clone(), stopping.clone()))).collect();
+    let total = || answered.iter().map(|a| a.lock().unwrap().answered.len()).sum::<usize>();
+    let admin = |serve: &Serve| {
+        let token = std::fs::read_to_string(dir.path().join("admin.token")).unwrap().trim().to_string();
+        warden::admin::Client::new(serve.admin, token)
+    };
+    let more_play = |n: usize| {
+        let target = total() + n;
+        wait_until("players get answers", move || total() >= target)
+    };
+    let mut kills = 0;
+    let mut restart = async |serve: Option<Serve>| {
+        if let Some(mut serve) = serve {
+            endpoint_tx.send_replace(None);
+            serve.kill();
+            kills += 1;
+            let serve = Serve::start(dir.path(), &["arena"], &args);
+            check_resumed(&serve, dir.path(), &answered, store.backend, kills).await;
+            endpoint_tx.send_replace(Some(serve.ws.clone()));
+            return serve;
+        }
+        let serve = Serve::start(dir.path(), &["arena"], &args);
+        endpoint_tx.send_replace(Some(serve.ws.clone()));
+        serve
+    };
+
+    let serve = restart(None).await;
+    more_play(2 * BOTS).await;
+    let serve = restart(Some(serve)).await;
+    more_play(2 * BOTS).await;
+
+    drop_arena(dir.path(), "arena-b", "0.2.1");
+    rooms_on(&admin(&serve), "0.2.1", ROOMS).await;
+    admin(&serve).action("arena", "promote", &serde_json::json!({})).await.unwrap();
+    more_play(2 * BOTS).await;
+    let serve = restart(Some(serve)).await;
+    rooms_on(&admin(&serve), "0.2.1", ROOMS).await;
+    more_play(2 * BOTS).await;
+
+    drop_arena(dir.path(), "arena-chaos", "0.2.2");
+    rooms_on(&admin(&serve), "0.2.2", ROOMS).await;
+    more_play(4 * BOTS).await;
+    let serve = restart(Some(serve)).await;
+    rooms_on(&admin(&serve), "0.2.2", ROOMS).await;
+    more_play(4 * BOTS).await;
+    let outcome = admin(&serve).action("arena", "rollback", &serde_json::json!({})).await.unwrap();
+    assert!(outcome.message.contains("0.2.1"), "{}", outcome.message);
+    rooms_on(&admin(&serve), "0.2.1", ROOMS).await;
+    more_play(2 * BOTS).await;
+
+    stopping.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut connections = Vec::new();
+    for bot in bots {
+        connections.push(tokio::time::timeout(Duration::from_secs(120), bot).await.expect("every player finishes").unwrap());
+    }
+    let moves = room_moves(&serve, dir.path(), ROOMS).await;
+    for (i, seen) in answered.iter().enumerate() {
+        let n = seen.lock().unwrap().answered.len() as u64;
+        assert_eq!(moves.get(&format!("bot-{i}")).copied(), Some(n), "{}: bot-{i}'s answered moves are in its room, once", store.backend);
+    }
+    let runtime = warden::runtime::Runtime::new(warden::runtime::Limits::default(), None).unwrap();
+    let good = runtime.load(&arena_as("arena-b", "0.2.1")).unwrap();
+    for room in 0..ROOMS {
+        let dump = admin(&serve).room_dump("arena", &format!("r{room}")).await.unwrap();
+        assert_eq!(dump.checkpoint.version, "0.2.1", "r{room}: the checkpoint is the one taken before the swap to 0.2.2");
+        let replay = dump.replay(&good).unwrap();
+        assert!(replay.calls > 0);
+        assert_eq!(
+            Some(warden::room::dumpfile::sha256(&replay.snapshot)),
+            dump.snapshot_sha256,
+            "{}: r{room} is exactly what 0.2.1 makes of its pre-swap checkpoint and every input since",
+            store.backend
+        );
+    }
+    eprintln!("{}: {kills} kills across two swaps and a rollback, {} answered moves, replay exact", store.backend, total());
+    drop(connections);
+}
