@@ -5,7 +5,8 @@
 //! latency of a critical save (submit to durable) while normal saves keep arriving; and one game's
 //! critical saves while another game floods the queue (2,000 players re-saving 64 KiB each as fast as the
 //! store takes them, the way a plugin saving from `on-tick` would), next to the same game alone, in the
-//! same run. SQLite with WAL and synchronous=FULL: every commit is an fsync.
+//! same run. SQLite with WAL and synchronous=FULL: every commit is an fsync. Then the same on PostgreSQL
+//! when `WARDEN_BENCH_DATABASE_URL` names a database (its saves are emptied before each part).
 
 use std::time::{Duration, Instant};
 use warden::runtime::{SaveBackend, SavePriority};
@@ -23,8 +24,23 @@ fn save(round: usize, player: usize) -> Vec<u8> {
     (0..SAVE_BYTES).map(|i| ((i * 31 + player * 7 + round) % 251) as u8).collect()
 }
 
-async fn open(dir: &tempfile::TempDir, name: &str) -> Store {
-    Store::open(&format!("sqlite://{}", dir.path().join(name).display())).await.unwrap()
+/// Where the stores go: a SQLite file per part in a temporary directory, or one PostgreSQL database.
+enum Backend {
+    Sqlite(tempfile::TempDir),
+    Postgres(String),
+}
+
+async fn open(backend: &Backend, name: &str) -> Store {
+    match backend {
+        Backend::Sqlite(dir) => Store::open(&format!("sqlite://{}", dir.path().join(name).display())).await.unwrap(),
+        Backend::Postgres(url) => {
+            let store = Store::open(url).await.unwrap();
+            if let Store::Postgres(pg) = &store {
+                pg.execute("TRUNCATE player_saves").await.unwrap();
+            }
+            store
+        }
+    }
 }
 
 fn main() {
@@ -32,9 +48,14 @@ fn main() {
         return; // `cargo test --benches` builds this; the run is for `cargo bench`.
     }
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
-    rt.block_on(async {
-        let dir = tempfile::tempdir().unwrap();
+    rt.block_on(bench(Backend::Sqlite(tempfile::tempdir().unwrap()), "SQLite, WAL, synchronous=FULL"));
+    if let Ok(url) = std::env::var("WARDEN_BENCH_DATABASE_URL") {
+        rt.block_on(bench(Backend::Postgres(url), "PostgreSQL, synchronous_commit=on"));
+    }
+}
 
+async fn bench(dir: Backend, label: &str) {
+    {
         // A plain loop: one transaction per save.
         let naive = open(&dir, "naive.db").await;
         let started = Instant::now();
@@ -103,7 +124,7 @@ fn main() {
         flood.abort();
         let (alone, flooded) = (percentiles(alone), percentiles(flooded));
         let ratio = queue_rate / naive_rate;
-        println!("saves: SQLite, WAL, synchronous=FULL, {SAVE_BYTES}-byte saves");
+        println!("saves: {label}, {SAVE_BYTES}-byte saves");
         println!("  one transaction per save        {naive_rate:>10.0} saves/s ({NAIVE_SAVES} saves)");
         println!("  save queue, batched             {queue_rate:>10.0} saves/s ({PLAYERS} players, median of {ROUNDS} rounds)");
         println!("  batched / one-per-transaction   {ratio:>10.1}x   (target >= 20x: {})", if ratio >= 20.0 { "met" } else { "MISSED" });
@@ -120,7 +141,7 @@ fn main() {
             if calm_held { "held" } else { "not held" },
             if flood_held && !calm_held { "met" } else { "MISSED" }
         );
-    });
+    }
 }
 
 /// Latencies of `CRITICAL_SAMPLES` critical saves of `game`, one every 5 ms.

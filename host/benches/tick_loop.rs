@@ -62,19 +62,40 @@ fn native_baseline() -> (f64, f64) {
     (times[times.len() / 2].as_secs_f64() * 1e6, times[times.len() * 99 / 100].as_secs_f64() * 1e6)
 }
 
-#[allow(dead_code)] // a module of the steer bench, which calls `run`
+#[allow(dead_code)] // a module of the steer and durable benches, which call `run` and `run_with`
 fn main() {
     run(|_, _| {});
 }
 
+/// What one run measured.
+#[allow(dead_code)]
+pub struct Figures {
+    /// Cores of CPU the process used while measuring.
+    pub cpu_cores: f64,
+    /// Tick time p50 and p99 (us).
+    pub p50_us: u64,
+    /// See `p50_us`.
+    pub p99_us: u64,
+    /// Ticks run per second.
+    pub ticks_per_sec: f64,
+    /// Frames delivered per second.
+    pub frames_per_sec: f64,
+}
+
 /// The benchmark, with `setup` applied to the rooms and the game before the first player joins.
+#[allow(dead_code)]
 pub fn run(setup: impl FnOnce(&Rooms, &Arc<GameEntry>)) {
     if !std::env::args().any(|a| a == "--bench") {
         return; // `cargo test --benches` builds this; the run is for `cargo bench`.
     }
+    run_with(RoomConfig::default(), async |rooms: &Rooms, game: &Arc<GameEntry>| setup(rooms, game));
+}
+
+/// The benchmark with the rooms' `config` and an async `setup`; returns what it measured (and prints it).
+pub fn run_with(config: RoomConfig, setup: impl AsyncFnOnce(&Rooms, &Arc<GameEntry>)) -> Figures {
     // Logging as `warden serve` sets it up (warn and above to stderr). Without any subscriber, tracing
     // falls back to the `log` crate and evaluates every disabled span's fields, which a server never does.
-    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::new("warn")).with_writer(std::io::stderr).init();
+    let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::new("warn")).with_writer(std::io::stderr).try_init();
     let rooms_n = knob("WARDEN_BENCH_ROOMS", 1_000) as usize;
     let warmup = Duration::from_secs(knob("WARDEN_BENCH_WARMUP", 3));
     let measure = Duration::from_secs(knob("WARDEN_BENCH_SECONDS", 10));
@@ -85,10 +106,9 @@ pub fn run(setup: impl FnOnce(&Rooms, &Arc<GameEntry>)) {
     let plugin = Arc::new(rt.load(&warden_tests::wasm_bytes("arena")).unwrap());
     let game = Arc::new(GameEntry::new(plugin, Vec::new(), Default::default()));
     let tokio_rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
-    tokio_rt.block_on(async {
-        let rooms =
-            Rooms::new(HashMap::from([("arena".to_string(), game.clone())]), RoomConfig::default(), Arc::new(MemorySaves::default()));
-        setup(&rooms, &game);
+    tokio_rt.block_on(async move {
+        let rooms = Rooms::new(HashMap::from([("arena".to_string(), game.clone())]), config, Arc::new(MemorySaves::default()));
+        setup(&rooms, &game).await;
         let delivered = Arc::new(AtomicU64::new(0));
         let moved = Arc::new(AtomicU64::new(0));
         let mut handles = Vec::new();
@@ -150,5 +170,12 @@ pub fn run(setup: impl FnOnce(&Rooms, &Arc<GameEntry>)) {
         println!("  process CPU                {:>10.2} cores (of 2)", cpu / wall);
         println!("  same room logic, native    {:>10.1} us p50, {:.1} us p99 per tick (SDK harness, no wasm)", native_p50, native_p99);
         println!("  totals: ticks={all_ticks} moves={all_moves}");
-    });
+        Figures {
+            cpu_cores: cpu / wall,
+            p50_us: ticks.value_at_quantile(0.5),
+            p99_us: ticks.value_at_quantile(0.99),
+            ticks_per_sec: ticks.len() as f64 / wall,
+            frames_per_sec: frames as f64 / wall,
+        }
+    })
 }

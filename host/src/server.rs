@@ -236,7 +236,13 @@ impl Server {
         }
         let _ = self.alerts.await;
         self.ctx.rooms.shutdown().await;
-        self.ctx.rooms.flush_checkpoints().await;
+        // The store may be away (its writer retries): a shutdown does not wait on it for ever. What is not
+        // written is not lost: each room resumes from its last stored checkpoint and durable journal.
+        if tokio::time::timeout(std::time::Duration::from_secs(30), self.ctx.rooms.flush_checkpoints()).await.is_err() {
+            tracing::error!(
+                "the rooms' last checkpoints were not written within 30 s (is the store reachable?); they resume from the ones before"
+            );
+        }
         if let Err(e) = self.saves.close().await {
             tracing::error!("failed to write the last saves at shutdown: {e:#}");
         }

@@ -126,6 +126,7 @@ impl Sources {
             deploys: self.deployer.counts(),
             saves: self.saves.stats(),
             save_error: self.saves.health().map(|(_, fatal)| fatal),
+            room_writes: self.rooms.writer_stats().unwrap_or_default(),
             net: NetReading::of(&self.net),
             live_instances: self.runtime.live_instances(),
             max_instances: self.max_instances,
@@ -233,6 +234,8 @@ struct Scrape {
     deploys: DeployCounts,
     saves: QueueStats,
     save_error: Option<bool>,
+    /// The room writer (checkpoints and the durable journal).
+    room_writes: crate::room::writer::WriterStats,
     net: NetReading,
     live_instances: usize,
     max_instances: u32,
@@ -560,7 +563,14 @@ impl Scrape {
             "critical_save_latency_seconds",
             "From a critical save's submission to its commit.",
             [(Labels::new(), &s.critical_us)],
-        )
+        )?;
+        let w = &self.room_writes;
+        out.counter("room_commits", "Group commits of room checkpoints and durable journals (one transaction each).", one(w.commits))?;
+        out.counter("room_journal_rows", "Journal rows committed (a room's ticks since its last hand-over).", one(w.journal_rows))?;
+        out.counter("room_checkpoints_written", "Room checkpoints committed.", one(w.checkpoints))?;
+        out.counter("room_commit_failures", "Group commits that failed and were retried (rooms held their answers).", one(w.retries))?;
+        out.gauge("room_store_failing", "1 while room commits fail (rooms hold their answers).", one(u64::from(w.error.is_some())))?;
+        out.histogram("room_commit_duration_seconds", "Time a group commit of room writes took.", [(Labels::new(), &w.commit_us)])
     }
 
     fn encode_process(&self, out: &mut Out) -> fmt::Result {

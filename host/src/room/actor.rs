@@ -28,6 +28,7 @@ use crate::health::{Counts, Export, Outcome, VersionHealth};
 use crate::net::envelope::{self, ErrorCode, Format, ServerEnvelope, ServerMsg};
 use crate::runtime::{CallError, Features, GameClock, InstanceEnv, Plugin, PluginInstance, Recipient, RoomInfo, RoomRng};
 
+mod output;
 mod recovery;
 mod rules;
 use crate::storage::Checkpoint;
@@ -157,6 +158,8 @@ pub(super) struct Room {
     timer_seq: u64,
     /// Players to hand `on-leave` at the next tick (kicked, or dropped as slow consumers).
     leaving: Vec<Arc<str>>,
+    /// Players kicked this tick: their last batch leaves at the tick's end.
+    kicked: Vec<(Arc<str>, PlayerConn)>,
     empty_since: Option<Instant>,
     /// The incident id of the last failure the supervisor reported (for the player whose input it was).
     pub(super) incident: Option<String>,
@@ -284,6 +287,7 @@ impl Room {
             timers: Vec::new(),
             timer_seq: 0,
             leaving: Vec::new(),
+            kicked: Vec::new(),
             empty_since: None,
             incident: None,
             usage: Default::default(),
@@ -392,7 +396,11 @@ impl Room {
                     if let Some(durable) = self.hand_over_journal() {
                         tokio::select! {
                             biased;
-                            _ = durable => {}
+                            written = durable => if written.is_err() {
+                                // The writer is gone: nothing of this room can be made durable again.
+                                self.pending.clear();
+                                break End::Crashed("the host's store writer stopped".to_string());
+                            },
                             // Shutting down while the store is away: what is not durable does not leave.
                             _ = stop.cancelled() => {
                                 self.pending.clear();
@@ -665,87 +673,6 @@ impl Room {
         }
     }
 
-    /// Moves the plugin's sends into the per-player batches (resolving recipients against the members
-    /// now), and its timers and kicks into the room.
-    fn collect(&mut self, instance: &mut PluginInstance) {
-        let host = instance.host_mut();
-        for timer in host.take_timers() {
-            self.timer_seq += 1;
-            self.timers.push(Timer { due_ms: timer.due_ms, seq: self.timer_seq, tag: timer.tag });
-        }
-        let kicks = host.take_kicks();
-        let outbox = host.take_outbox();
-        for out in outbox {
-            let mut frames: [Option<Bytes>; 2] = [None, None];
-            let env = ServerMsg::Msg { data: Bytes::from(out.payload) };
-            let mut push = |room: &mut Self, player: &Arc<str>| {
-                let Some(conn) = room.members.get(player) else { return };
-                let slot = &mut frames[(conn.format == Format::Json) as usize];
-                let frame = slot.get_or_insert_with(|| envelope::encode(&env, conn.format)).clone();
-                room.pending.entry(player.clone()).or_default().push(frame);
-            };
-            match &out.to {
-                Recipient::Player(p) => {
-                    if let Some((id, _)) = self.members.get_key_value(p.as_str()) {
-                        push(self, &id.clone());
-                    }
-                }
-                Recipient::All => {
-                    for id in self.members.keys().cloned().collect::<Vec<_>>() {
-                        push(self, &id);
-                    }
-                }
-                Recipient::AllExcept(except) => {
-                    for id in self.members.keys().filter(|id| ***id != **except).cloned().collect::<Vec<_>>() {
-                        push(self, &id);
-                    }
-                }
-            }
-        }
-        for kick in kicks {
-            self.kick(&kick.player, kick.reason);
-        }
-    }
-
-    /// Queues an envelope for a member, in order with the plugin's sends.
-    fn direct(&mut self, player: &Arc<str>, env: &ServerMsg) {
-        if let Some(conn) = self.members.get(player) {
-            let frame = envelope::encode(env, conn.format);
-            self.pending.entry(player.clone()).or_default().push(frame);
-        }
-    }
-
-    fn direct_to(&mut self, conn: &PlayerConn, id: &Arc<str>, env: &ServerMsg) {
-        let frame = envelope::encode(env, conn.format);
-        self.pending.entry(id.clone()).or_default().push(frame);
-    }
-
-    /// Sends a player's batch. A full queue means the player does not read: it is disconnected.
-    fn send_batch(&mut self, id: &Arc<str>, conn: &PlayerConn) -> bool {
-        let Some(frames) = self.pending.remove(id) else { return true };
-        if conn.out.push(conn.format, frames).is_ok() {
-            return true;
-        }
-        conn.kill.kill(ErrorCode::SlowConsumer, "the connection fell behind reading its messages and was closed");
-        false
-    }
-
-    /// Sends every player's batch of this tick.
-    fn flush(&mut self) {
-        let ids: Vec<Arc<str>> = self.pending.keys().cloned().collect();
-        for id in ids {
-            let Some(conn) = self.members.get(&id).cloned() else {
-                self.pending.remove(&id);
-                continue;
-            };
-            if !self.send_batch(&id, &conn) {
-                self.members.remove(&id);
-                conn.in_room.store(false, Ordering::Release);
-                self.leaving.push(id);
-            }
-        }
-    }
-
     /// Answers joins that will never be served and ends the room.
     fn refuse_all(mut self, why: JoinError) {
         self.rooms.0.lifecycle.closed(&self.key.0, super::stats::CloseReason::FailedToStart);
@@ -759,6 +686,13 @@ impl Room {
     }
 
     fn close(mut self, end: End) {
+        if self.durable {
+            // What the last tick queued was not made durable (the room ends mid-tick): it does not leave.
+            self.pending.clear();
+        }
+        for (id, conn) in std::mem::take(&mut self.kicked) {
+            self.members.insert(id, conn);
+        }
         let reason = match &end {
             End::Empty => None,
             End::Shutdown | End::Halted => Some("the server is shutting down".to_string()),

@@ -125,19 +125,6 @@ impl Room {
         }
     }
 
-    /// In a durable room, hands this tick's journal (and that of earlier ticks without answers) to the
-    /// writer if the tick has answers to send; the answers wait for the returned commit.
-    pub(super) fn hand_over_journal(&mut self) -> Option<tokio::sync::oneshot::Receiver<()>> {
-        if !self.durable || self.pending.is_empty() {
-            return None;
-        }
-        let writer = self.rooms.0.writer.get()?;
-        let data = self.journal.chunk_since(self.durable_mark)?;
-        self.durable_mark = self.journal.chunk_mark();
-        let row = crate::storage::JournalRow { game: self.key.0.clone(), room: self.key.1.clone(), tick: self.tick as i64, data };
-        Some(writer.write_durable(crate::storage::RoomWrite::Journal(row)))
-    }
-
     /// Takes a checkpoint: the instance's snapshot with the room's random draws and timers. The journal
     /// starts over, and the checkpoint goes to the store.
     pub(super) fn checkpoint(&mut self, instance: &mut PluginInstance) -> Result<(), CallError> {

@@ -143,7 +143,8 @@ impl Room {
         if let Some((id, conn)) = self.members.remove_entry(player) {
             self.direct_to(&conn, &id, &ServerEnvelope::Kicked { reason });
             conn.in_room.store(false, Ordering::Release);
-            self.send_batch(&id, &conn);
+            // Its batch (this tick's answers, then the kick) leaves with everyone's, after the output gate.
+            self.kicked.push((id.clone(), conn));
             self.leaving.push(id);
         }
     }
