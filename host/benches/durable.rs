@@ -29,17 +29,33 @@ fn main() {
     let mut runs: Vec<(Durability, tick_loop::Figures, String)> = Vec::new();
     for round in 0..rounds {
         for durability in [Durability::Memory, Durability::Durable] {
+            // WARDEN_BENCH_ONLY=durable (or memory) runs one side, e.g. under a profiler.
+            if std::env::var("WARDEN_BENCH_ONLY").is_ok_and(|only| !format!("{durability:?}").eq_ignore_ascii_case(&only)) {
+                continue;
+            }
             let dir = tempfile::tempdir().unwrap();
             let url = postgres.clone().unwrap_or_else(|| format!("sqlite://{}", dir.path().join("bench.db").display()));
             println!("\n== round {}, rooms.durability = {durability:?}, store: {backend}", round + 1);
             let kept: Arc<Mutex<Option<Rooms>>> = Default::default();
-            let config = RoomConfig { durability, ..RoomConfig::default() };
+            let mut config = RoomConfig { durability, ..RoomConfig::default() };
+            if let Some(ms) = std::env::var("WARDEN_BENCH_COMMIT_MS").ok().and_then(|v| v.parse().ok()) {
+                config.commit_interval_ms = ms;
+            }
             let crashes = dir.path().join("crashes");
             let figures = tick_loop::run_with(config, async |rooms: &Rooms, _: &Arc<warden::room::GameEntry>| {
                 rooms.attach(fresh_store(&url).await, crashes, 1 << 20);
                 *kept.lock().unwrap() = Some(rooms.clone());
             });
-            let stats = kept.lock().unwrap().take().and_then(|r| r.writer_stats()).unwrap_or_default();
+            let rooms = kept.lock().unwrap().take().unwrap();
+            let stats = rooms.writer_stats().unwrap_or_default();
+            let waits = rooms.take_gate_waits();
+            if !waits.is_empty() {
+                println!(
+                    "  answers' wait for the commit p50 {} us, p99 {} us (the output gate; not in the tick time)",
+                    waits.value_at_quantile(0.5),
+                    waits.value_at_quantile(0.99)
+                );
+            }
             let writes = format!(
                 "{} commits, {} journal rows ({:.1} a commit), {} checkpoints, commit p50 {} us, p99 {} us",
                 stats.commits,
@@ -52,6 +68,9 @@ fn main() {
             println!("  store writes (whole run)   {writes}");
             runs.push((durability, figures, writes));
         }
+    }
+    if runs.iter().map(|r| r.0).collect::<std::collections::HashSet<_>>().len() < 2 {
+        return;
     }
     let median = |mut v: Vec<f64>| {
         v.sort_by(|a, b| a.total_cmp(b));

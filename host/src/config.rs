@@ -249,10 +249,14 @@ pub struct RoomConfig {
     /// memory and answers leave at once (a few milliseconds less latency); a crash takes the room back
     /// to its last checkpoint (up to `checkpoint_every_ms` of play).
     pub durability: Durability,
+    /// The host's group commit of room checkpoints and durable journals starts at most this often, in
+    /// milliseconds: each commit carries every room that handed over its journal meanwhile (0: as soon
+    /// as the previous commit ends).
+    pub commit_interval_ms: u64,
 }
 
 /// Whether a room's journal is made durable before its answers leave (`rooms.durability`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Durability {
     /// Group-committed each tick; answers wait for the commit.
@@ -422,6 +426,7 @@ impl Default for RoomConfig {
             nice: 0,
             journal: true,
             durability: Durability::Durable,
+            commit_interval_ms: 2,
         }
     }
 }

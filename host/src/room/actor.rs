@@ -392,8 +392,11 @@ impl Room {
                             tracing::error!("a critical save was not written: {e:#}");
                         }
                     }
-                    // Nor, in a durable room, before the journal that made it is (the output gate).
+                    // Nor, in a durable room, before the journal that made it is (the output gate). The
+                    // wait is I/O, not the tick's work: it is recorded apart from the tick's time.
+                    let mut gate_wait = Duration::ZERO;
                     if let Some(durable) = self.hand_over_journal() {
+                        let waiting = Instant::now();
                         tokio::select! {
                             biased;
                             written = durable => if written.is_err() {
@@ -407,6 +410,8 @@ impl Room {
                                 break End::Halted;
                             }
                         }
+                        gate_wait = waiting.elapsed();
+                        self.rooms.record_gate_wait(gate_wait.as_micros() as u64);
                     }
                     self.flush();
                     self.health.add(&self.tally);
@@ -417,7 +422,7 @@ impl Room {
                     }
                     self.record_usage(&instance);
                     // Published with the next tick's counts.
-                    let micros = started.elapsed().as_micros() as u64;
+                    let micros = started.elapsed().saturating_sub(gate_wait).as_micros() as u64;
                     self.tally.tick(micros, late);
                     self.rooms.record_tick(micros);
                     if self.members.is_empty() {

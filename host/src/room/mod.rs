@@ -344,8 +344,10 @@ struct Inner {
     stop: CancellationToken,
     tasks: TaskTracker,
     seeds: RandomState,
-    /// Duration of every tick of every room, in microseconds.
+    /// Duration of every tick of every room, in microseconds (without the output gate's wait).
     tick_us: Mutex<hdrhistogram::Histogram<u64>>,
+    /// How long durable rooms' answers waited for their journal's commit, in microseconds.
+    gate_us: Mutex<hdrhistogram::Histogram<u64>>,
     /// How long each room paused to change version (snapshot + instantiate + restore), in microseconds.
     swap_us: Mutex<hdrhistogram::Histogram<u64>>,
     swap_failures: mpsc::UnboundedSender<SwapFailure>,
@@ -391,6 +393,7 @@ impl Rooms {
             tasks: TaskTracker::new(),
             seeds: RandomState::new(),
             tick_us: Mutex::new(hdrhistogram::Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds")),
+            gate_us: Mutex::new(hdrhistogram::Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds")),
             swap_us: Mutex::new(hdrhistogram::Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds")),
             swap_failures,
             swap_gate: Arc::new(tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get()))),
@@ -415,7 +418,8 @@ impl Rooms {
     /// room resumes from them when it opens again, after a restart or a crash too. Writes crash reports
     /// to `crash_dir`, kept under `crash_max_bytes`.
     pub fn attach(&self, store: Store, crash_dir: std::path::PathBuf, crash_max_bytes: u64) {
-        let _ = self.0.writer.set(writer::RoomWriter::start(store.clone()));
+        let interval = std::time::Duration::from_millis(self.0.config.commit_interval_ms);
+        let _ = self.0.writer.set(writer::RoomWriter::start(store.clone(), interval));
         let _ = self.0.store.set(store);
         let _ = self.0.crashes.set(crate::health::crash::start_writer(crash_dir, crash_max_bytes));
     }
@@ -730,6 +734,19 @@ impl Rooms {
 
     fn record_tick(&self, micros: u64) {
         self.0.tick_us.lock().unwrap().saturating_record(micros.max(1));
+    }
+
+    /// How long durable rooms' answers waited for the commit of their journal since the last call
+    /// (microseconds), and resets it.
+    pub fn take_gate_waits(&self) -> hdrhistogram::Histogram<u64> {
+        let mut h = self.0.gate_us.lock().unwrap();
+        let taken = h.clone();
+        h.reset();
+        taken
+    }
+
+    fn record_gate_wait(&self, micros: u64) {
+        self.0.gate_us.lock().unwrap().saturating_record(micros.max(1));
     }
 
     /// Stops every room: each finishes its tick, flushes, tells its players and ends. Resolves when all
