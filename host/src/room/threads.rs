@@ -74,6 +74,13 @@ mod tests {
             .handle()
             .block_on(async { tokio::spawn(async { (std::thread::current().name().map(str::to_string), current_nice()) }).await.unwrap() });
         assert!(name.is_some_and(|n| n.starts_with("warden-room-")));
-        assert_eq!(nice, current_nice() + 5, "five below the thread that started them");
+        // The configured value is absolute. From a thread already nicer than that (a test run under
+        // `nice`), only a privileged process may go back down to it.
+        let base = current_nice();
+        if base <= 5 {
+            assert_eq!(nice, 5, "the game threads run at nice 5, as configured");
+        } else {
+            assert!(nice == 5 || nice == base, "nice {nice} from a thread at {base}");
+        }
     }
 }
