@@ -112,13 +112,7 @@ async fn zero_lost_answers(store: TestStore) {
 
 /// Before any player is back: each resumed room holds exactly the moves its players got answers for,
 /// plus at most the one each was waiting for (applied, its answer lost).
-async fn check_resumed(
-    serve: &Serve,
-    dir: &std::path::Path,
-    answered: &[Answered],
-    backend: &str,
-    kill: u64,
-) -> HashMap<String, (u64, u64)> {
+async fn check_resumed(serve: &Serve, dir: &std::path::Path, answered: &[Answered], backend: &str, kill: u64) -> HashMap<String, u64> {
     let resumed = room_moves(serve, dir, answered.len().div_ceil(PER_ROOM)).await;
     for (i, seen) in answered.iter().enumerate() {
         let seen = seen.lock().unwrap();
@@ -131,7 +125,7 @@ async fn check_resumed(
             );
         }
     }
-    resumed.into_iter().map(|(k, v)| (k, (v, 0))).collect()
+    resumed
 }
 
 /// Every player's move count in the state of the rooms open on `serve`.

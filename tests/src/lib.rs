@@ -179,11 +179,6 @@ impl TestStore {
         stores.extend(TestStore::postgres(test).await);
         stores
     }
-
-    /// A directory for the test's other files (the SQLite store's, or a new one).
-    pub fn scratch(&mut self) -> std::path::PathBuf {
-        self.dir.get_or_insert_with(|| tempfile::tempdir().expect("a temporary directory")).path().to_path_buf()
-    }
 }
 
 impl Drop for TestStore {

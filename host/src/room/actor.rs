@@ -324,7 +324,7 @@ impl Room {
     #[tracing::instrument(name = "room", skip_all, fields(game = %self.key.0, room = %self.key.1))]
     pub(super) async fn run(mut self) {
         let stored = match self.rooms.0.store.get() {
-            Some(store) => match Self::load(store, &self.key).await {
+            Some(store) => match Self::load(store, &self.key, (self.seed, self.rng.hash_key())).await {
                 Ok(c) => c,
                 Err(e) => {
                     tracing::error!("failed to read the room's stored checkpoint and journal (starting afresh): {e:#}");
@@ -333,8 +333,8 @@ impl Room {
             },
             None => None,
         };
-        if let Some((c, journal)) = &stored {
-            self.preload_saves(c, journal).await;
+        if let Some((_, base, journal)) = &stored {
+            self.preload_saves(base, journal).await;
         }
         let mut instance = match self.start(stored) {
             Ok(instance) => instance,
@@ -487,7 +487,15 @@ impl Room {
                         let id = conn.id.clone();
                         conn.in_room.store(true, Ordering::Release);
                         self.members.insert(id.clone(), conn);
-                        let joined = self.joined(hz, max_players);
+                        let joined = ServerEnvelope::Joined {
+                            game: self.key.0.clone(),
+                            room: self.key.1.clone(),
+                            version: self.version().to_string(),
+                            seed: self.seed,
+                            tick_hz: hz as u32,
+                            max_players,
+                            players: self.members.len() as u32,
+                        };
                         self.direct(&id, &joined);
                         let _ = reply.send(Ok(()));
                         self.call(instance, Some(&id), Input::Join(&id))?;
@@ -518,19 +526,6 @@ impl Room {
         let ticked = self.call(instance, None, Input::Tick(dt_ms));
         self.judge();
         ticked
-    }
-
-    /// The `joined` answer to a player taken in.
-    fn joined(&self, hz: u64, max_players: u32) -> ServerMsg {
-        ServerEnvelope::Joined {
-            game: self.key.0.clone(),
-            room: self.key.1.clone(),
-            version: self.version().to_string(),
-            seed: self.seed,
-            tick_hz: hz as u32,
-            max_players,
-            players: self.members.len() as u32,
-        }
     }
 
     /// Takes the game's feature switches if the operator changed them (one atomic load a tick when not),
@@ -696,7 +691,7 @@ impl Room {
             self.pending.clear();
         }
         for (id, conn) in std::mem::take(&mut self.kicked) {
-            self.members.insert(id, conn);
+            self.send_batch(&id, &conn);
         }
         let reason = match &end {
             End::Empty => None,

@@ -6,20 +6,26 @@ use super::*;
 use crate::health::crash::{CheckpointRef, CrashReport, backtrace_of};
 
 impl Room {
-    /// The room's stored checkpoint and, if it has one, its durable journal after it.
-    pub(super) async fn load(store: &crate::storage::Store, key: &RoomKey) -> anyhow::Result<Option<(Checkpoint, Journal)>> {
+    /// The room's stored checkpoint (decoded, with `seeds` where an old one did not store its own) and,
+    /// if it has one, its durable journal after it.
+    pub(super) async fn load(
+        store: &crate::storage::Store,
+        key: &RoomKey,
+        seeds: (u64, u64),
+    ) -> anyhow::Result<Option<(Checkpoint, Base, Journal)>> {
         let Some(c) = store.checkpoint(&key.0, &key.1).await? else { return Ok(None) };
+        let base = Base::decode(&c.state, &c.version, 0, seeds)?;
         let mut journal = Journal::default();
         for row in store.journal(&key.0, &key.1, c.tick).await? {
             journal.append_chunk(&row.data).map_err(|e| anyhow::anyhow!("tick {}: {e}", row.tick))?;
         }
-        Ok(Some((c, journal)))
+        Ok(Some((c, base, journal)))
     }
 
     /// Reads into the save queue the saves of every player a resumed room's replay will meet (the
     /// players in its checkpoint and those its journal joins): `load-save` answers from memory only.
-    pub(super) async fn preload_saves(&self, c: &Checkpoint, journal: &Journal) {
-        let mut players: Vec<String> = journal::Stored::decode(&c.state).ok().and_then(|s| s.players).unwrap_or_default();
+    pub(super) async fn preload_saves(&self, base: &Base, journal: &Journal) {
+        let mut players: Vec<String> = base.players.iter().map(|p| p.to_string()).collect();
         players.extend(journal.entries().filter_map(|e| if let journal::Entry::Join(p) = e { Some(p.to_string()) } else { None }));
         players.sort();
         players.dedup();
@@ -32,11 +38,11 @@ impl Room {
 
     /// The room's first instance: resumed from its stored checkpoint and journal if it has them and its
     /// version can take them, else a fresh `init`. Then the first checkpoint.
-    pub(super) fn start(&mut self, stored: Option<(Checkpoint, Journal)>) -> Result<PluginInstance, String> {
+    pub(super) fn start(&mut self, stored: Option<(Checkpoint, Base, Journal)>) -> Result<PluginInstance, String> {
         let mut resumed = None;
-        if let Some((c, journal)) = stored {
+        if let Some((c, base, journal)) = stored {
             let had_journal = !journal.is_empty();
-            match self.resume(&c, journal) {
+            match self.resume(&c, base, journal) {
                 // Resumed from a checkpoint and a durable journal: the room keeps both as its truth (a
                 // version on trial keeps its pre-swap checkpoint, so a rollback after the crash still
                 // replays from it).
@@ -74,11 +80,9 @@ impl Room {
     /// lands on the previous one with every input it answered). It ends at the last durable tick, with
     /// its seed, random draws, timers and game clock. The players who were in it lost their connections
     /// with the host: they are handed `on-leave` at its first tick, as after any disconnect, and rejoin.
-    pub(super) fn resume(&mut self, c: &Checkpoint, journal: Journal) -> Result<PluginInstance, String> {
-        let seeds = (self.seed, self.rng.hash_key());
-        let base = Base::decode(&c.state, &c.version, 0, seeds).map_err(|e| format!("{e:#}"))?;
+    pub(super) fn resume(&mut self, c: &Checkpoint, base: Base, journal: Journal) -> Result<PluginInstance, String> {
         // The room's own random stream and hash order, not the ones this process would give it anew.
-        if (base.seed, base.hash_key) != seeds {
+        if (base.seed, base.hash_key) != (self.seed, self.rng.hash_key()) {
             self.seed = base.seed;
             self.rng = Arc::new(RoomRng::with_hash_key(base.seed, base.hash_key));
             self.rooms.reseeded(&self.key, base.seed);
