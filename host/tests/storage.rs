@@ -236,3 +236,112 @@ async fn migrate_copies_everything_between_backends_and_refuses_a_non_empty_targ
         assert!(target.import(&exported).await.is_err(), "{}: importing twice fails instead of mixing", test_store.backend);
     }
 }
+
+/// A random run of commits (rooms writing ticks, checkpointing now and then, one room that never
+/// checkpoints again, reopening the store) against a model of what each room's journal must be: the rows
+/// after its last checkpoint, nothing more, nothing less. On SQLite the journal is written as one segment
+/// a commit; the run also checks that segments go once checkpoints cover them, that a segment kept only
+/// by a room that stopped checkpointing moves out (its rows to per-room rows), and that reopening
+/// rebuilds the same journals.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_rooms_journal_is_exactly_its_rows_after_its_checkpoint_through_many_commits() {
+    for test_store in TestStore::all("every_rooms_journal_is_exactly").await {
+        let backend = test_store.backend;
+        let mut s = Store::open(&test_store.url).await.unwrap();
+        let rooms = ["a", "b", "c", "d", "e", "pinned"];
+        let mut tick = [0i64; 6];
+        let mut floor = [0i64; 6];
+        let mut model: Vec<Vec<JournalRow>> = vec![Vec::new(); 6];
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let mut segments_seen = 0;
+        let pool = match &s {
+            Store::Sqlite(_) => Some(sqlx::SqlitePool::connect(&test_store.url).await.unwrap()),
+            _ => None,
+        };
+        let count = |table: &'static str| {
+            let pool = pool.clone().expect("SQLite");
+            async move { sqlx::query_scalar::<_, i64>(&format!("SELECT COUNT(*) FROM {table}")).fetch_one(&pool).await.unwrap() }
+        };
+        for step in 0..400 {
+            let mut writes = Vec::new();
+            for r in 0..rooms.len() {
+                if next(3) > 0 {
+                    tick[r] += 1;
+                    let row = JournalRow { data: vec![r as u8, tick[r] as u8, step as u8], ..row(rooms[r], tick[r]) };
+                    model[r].push(row.clone());
+                    writes.push(RoomWrite::Journal(row));
+                }
+                // Every room but the pinned one checkpoints now and then (after step 50, it never does).
+                if (r < 5 || step < 50) && next(8) == 0 {
+                    floor[r] = tick[r];
+                    model[r].clear();
+                    writes.push(RoomWrite::Checkpoint(checkpoint(rooms[r], tick[r], Some("1.0.0"))));
+                }
+            }
+            s.commit_rooms(&RoomCommit::fold(writes)).await.unwrap();
+            if let Store::Sqlite(sqlite) = &s {
+                segments_seen = segments_seen.max(sqlite.journal_segments().await.unwrap());
+                // From step 200 on, segments older than none at all move out: the pinned room's rows go to
+                // per-room rows and the segments it kept are deleted.
+                sqlite.set_spill_after(std::time::Duration::from_secs(if step >= 200 { 0 } else { 3600 }));
+            }
+            if step % 97 == 96 {
+                drop(s);
+                s = Store::open(&test_store.url).await.unwrap();
+            }
+            if step % 10 == 9 || step == 399 {
+                for r in 0..rooms.len() {
+                    assert_eq!(
+                        s.journal("arena", rooms[r], floor[r]).await.unwrap(),
+                        model[r],
+                        "{backend}: room {} at step {step}",
+                        rooms[r]
+                    );
+                }
+                if let Store::Sqlite(sqlite) = &s {
+                    let live = sqlite.journal_segments().await.unwrap() as i64;
+                    assert_eq!(
+                        count("room_journal_segments").await,
+                        live,
+                        "step {step}: the table holds exactly the segments still needed"
+                    );
+                }
+            }
+        }
+        assert!(model[5].len() > 200, "the pinned room kept a long journal");
+        let exported = s.export().await.unwrap();
+        let mut expected: Vec<JournalRow> = model.concat();
+        expected.sort_by(|a, b| (&a.room, a.tick).cmp(&(&b.room, b.tick)));
+        assert_eq!(exported.journal, expected, "{backend}: the export holds every room's journal after its checkpoint");
+        if let Store::Sqlite(sqlite) = &s {
+            // Before step 200 the pinned room kept every segment since its last checkpoint.
+            assert!(segments_seen > 100, "segments accumulated while a room did not checkpoint: {segments_seen}");
+            let live = sqlite.journal_segments().await.unwrap();
+            assert!(live <= 10, "spilled segments are deleted, the others freed by checkpoints: {live} left");
+            assert_eq!(count("room_journal_segments").await, live as i64, "the table holds exactly the segments still needed");
+            // A segment holds at most one row of a room: what the pinned room has not in segments, it has in
+            // per-room rows.
+            let moved: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM room_journal WHERE room = 'pinned'")
+                .fetch_one(pool.as_ref().unwrap())
+                .await
+                .unwrap();
+            assert!(moved <= model[5].len() as i64 && moved + live as i64 >= model[5].len() as i64, "{moved} rows moved, {live} segments");
+            // Every room checkpoints (no segment old enough to move out): nothing is left in either table.
+            sqlite.set_spill_after(std::time::Duration::from_secs(3600));
+            s.commit_rooms(&RoomCommit::fold([RoomWrite::Journal(row("a", tick[0] + 1))])).await.unwrap();
+            tick[0] += 1;
+            assert_eq!(sqlite.journal_segments().await.unwrap(), live + 1);
+            let all: Vec<RoomWrite> =
+                (0..rooms.len()).map(|r| RoomWrite::Checkpoint(checkpoint(rooms[r], tick[r], Some("1.0.0")))).collect();
+            s.commit_rooms(&RoomCommit::fold(all)).await.unwrap();
+            assert_eq!((count("room_journal_segments").await, count("room_journal").await), (0, 0));
+            assert_eq!(sqlite.journal_segments().await.unwrap(), 0);
+        }
+    }
+}

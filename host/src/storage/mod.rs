@@ -10,6 +10,7 @@ pub mod export;
 pub mod postgres;
 pub mod queue;
 pub mod rooms;
+pub mod segments;
 pub mod sqlite;
 
 pub use export::StoreExport;

@@ -1,6 +1,7 @@
 //! The SQLite backend: WAL journal, `synchronous=FULL` (a committed transaction survives power loss),
 //! schema created and migrated by the program (`host/migrations/sqlite`).
 
+use super::segments::{self, SegmentIndex};
 use super::{
     AuditEntry, Checkpoint, JournalRow, RolloutRecord, RoomCommit, SaveWrite, StoreExport, StoredSave, Transition, VersionRecord,
     VersionState, now_ms, pack, unpack,
@@ -9,12 +10,18 @@ use anyhow::{Context as _, Result};
 use sqlx::Row;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// An open SQLite store.
 #[derive(Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// Which rooms need which journal segments: built on first use, guarded for the whole of a commit.
+    index: Arc<tokio::sync::Mutex<Option<SegmentIndex>>>,
+    /// [`segments::SPILL_AFTER`], in ms (tests shorten it).
+    spill_after_ms: Arc<AtomicU64>,
 }
 
 impl SqliteStore {
@@ -43,7 +50,11 @@ impl SqliteStore {
             .await
             .with_context(|| format!("failed to open the SQLite database {url}"))?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await.with_context(|| format!("failed to migrate the schema of {url}"))?;
-        Ok(SqliteStore { pool })
+        Ok(SqliteStore {
+            pool,
+            index: Default::default(),
+            spill_after_ms: Arc::new(AtomicU64::new(segments::SPILL_AFTER.as_millis() as u64)),
+        })
     }
 
     /// Writes a batch of saves in one transaction; each save's revision goes up by one. Rows go in
@@ -333,29 +344,31 @@ impl SqliteStore {
 
     /// Replaces the checkpoints of several rooms in one transaction.
     pub async fn put_checkpoints(&self, batch: &[Checkpoint]) -> Result<()> {
-        let mut tx = self.begin_write().await?;
-        for c in batch {
-            Self::put_one(&mut tx, c).await?;
-        }
-        tx.commit().await?;
-        Ok(())
+        self.commit_rooms(&RoomCommit { checkpoints: batch.to_vec(), ..RoomCommit::default() }).await
     }
 
-    async fn put_one(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>, c: &Checkpoint) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO room_checkpoints (game, room, version, tick, state, at, running) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-             ON CONFLICT (game, room) DO UPDATE SET version = excluded.version, tick = excluded.tick, state = excluded.state,
-               at = excluded.at, running = excluded.running",
-        )
-        .bind(&c.game)
-        .bind(&c.room)
-        .bind(&c.version)
-        .bind(c.tick)
-        .bind(&c.state)
-        .bind(now_ms())
-        .bind(&c.running)
-        .execute(&mut **tx)
-        .await?;
+    /// Upserts checkpoints, in multi-row statements.
+    async fn put_many(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>, batch: &[Checkpoint]) -> Result<()> {
+        /// 7 parameters a row.
+        const ROWS_PER_STATEMENT: usize = 1_000;
+        let at = now_ms();
+        for chunk in batch.chunks(ROWS_PER_STATEMENT) {
+            let mut query = sqlx::QueryBuilder::new("INSERT INTO room_checkpoints (game, room, version, tick, state, at, running) ");
+            query.push_values(chunk, |mut row, c| {
+                row.push_bind(&c.game)
+                    .push_bind(&c.room)
+                    .push_bind(&c.version)
+                    .push_bind(c.tick)
+                    .push_bind(&c.state)
+                    .push_bind(at)
+                    .push_bind(&c.running);
+            });
+            query.push(
+                " ON CONFLICT (game, room) DO UPDATE SET version = excluded.version, tick = excluded.tick, state = excluded.state,
+                   at = excluded.at, running = excluded.running",
+            );
+            query.build().execute(&mut **tx).await?;
+        }
         Ok(())
     }
 
@@ -369,28 +382,39 @@ impl SqliteStore {
         Ok(row.as_ref().map(checkpoint))
     }
 
-    /// Commits rooms' checkpoints, journal rows and versions in one `BEGIN IMMEDIATE` transaction.
+    /// Commits rooms' checkpoints, journal rows and versions in one `BEGIN IMMEDIATE` transaction: the
+    /// checkpoints, the deletion of the journal they cover, the journal rows as one segment
+    /// ([`segments`]), the versions.
     pub async fn commit_rooms(&self, commit: &RoomCommit) -> Result<()> {
-        /// 4 parameters a row.
-        const ROWS_PER_STATEMENT: usize = 1_000;
+        let mut guard = self.index().await?;
+        let index = guard.as_mut().expect("built by index()");
+        // Segments still needed long after they were written: the rows still needed move out first.
+        for seq in index.overdue(Duration::from_millis(self.spill_after_ms.load(Ordering::Relaxed))) {
+            let mut tx = self.begin_write().await?;
+            let moved = index.spill(&mut tx, seq).await?;
+            tx.commit().await?;
+            index.spilled(seq, moved);
+        }
+        let checkpoints = || commit.checkpoints.iter().map(|c| (c.game.as_str(), c.room.as_str(), c.tick));
+        let plan = index.plan(checkpoints(), !commit.journal.is_empty());
         let mut tx = self.begin_write().await?;
-        for c in &commit.checkpoints {
-            Self::put_one(&mut tx, c).await?;
+        Self::put_many(&mut tx, &commit.checkpoints).await?;
+        for (game, room, tick) in &plan.clear_spilled {
             sqlx::query("DELETE FROM room_journal WHERE game = ?1 AND room = ?2 AND tick <= ?3")
-                .bind(&c.game)
-                .bind(&c.room)
-                .bind(c.tick)
+                .bind(game)
+                .bind(room)
+                .bind(tick)
                 .execute(&mut *tx)
                 .await?;
         }
-        for chunk in commit.journal.chunks(ROWS_PER_STATEMENT) {
-            let mut query = sqlx::QueryBuilder::new("INSERT INTO room_journal (game, room, tick, data) ");
-            query.push_values(chunk, |mut row, j| {
-                row.push_bind(&j.game).push_bind(&j.room).push_bind(j.tick).push_bind(&j.data);
-            });
-            query.push(" ON CONFLICT (game, room, tick) DO UPDATE SET data = excluded.data");
-            query.build().execute(&mut *tx).await?;
+        if let Some(seq) = plan.seq {
+            sqlx::query("INSERT INTO room_journal_segments (seq, data) VALUES (?1, ?2)")
+                .bind(seq)
+                .bind(segments::encode(&commit.journal))
+                .execute(&mut *tx)
+                .await?;
         }
+        segments::delete_segments(&mut tx, &plan.dead).await?;
         for (game, room, version) in &commit.running {
             sqlx::query("UPDATE room_checkpoints SET running = ?3 WHERE game = ?1 AND room = ?2")
                 .bind(game)
@@ -400,7 +424,27 @@ impl SqliteStore {
                 .await?;
         }
         tx.commit().await?;
+        index.apply(plan, checkpoints(), &commit.journal);
         Ok(())
+    }
+
+    /// The segment index, built on first use.
+    async fn index(&self) -> Result<tokio::sync::MutexGuard<'_, Option<SegmentIndex>>> {
+        let mut guard = self.index.lock().await;
+        if guard.is_none() {
+            *guard = Some(SegmentIndex::build(&self.pool).await.context("failed to read the durable journal's segments")?);
+        }
+        Ok(guard)
+    }
+
+    /// Journal segments still needed by some room (tests and diagnostics).
+    pub async fn journal_segments(&self) -> Result<usize> {
+        Ok(self.index().await?.as_ref().map_or(0, SegmentIndex::live))
+    }
+
+    /// Shortens how long a segment may stay before its rows still needed move to per-room rows (tests).
+    pub fn set_spill_after(&self, after: Duration) {
+        self.spill_after_ms.store(after.as_millis() as u64, Ordering::Relaxed);
     }
 
     /// The checkpoints of every room that was open.
@@ -415,16 +459,8 @@ impl SqliteStore {
 
     /// A room's durable journal after `after_tick`, oldest first.
     pub async fn journal(&self, game: &str, room: &str, after_tick: i64) -> Result<Vec<JournalRow>> {
-        let rows = sqlx::query("SELECT tick, data FROM room_journal WHERE game = ?1 AND room = ?2 AND tick > ?3 ORDER BY tick")
-            .bind(game)
-            .bind(room)
-            .bind(after_tick)
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(rows
-            .into_iter()
-            .map(|row| JournalRow { game: game.into(), room: room.into(), tick: row.get("tick"), data: row.get("data") })
-            .collect())
+        let guard = self.index().await?;
+        guard.as_ref().expect("built by index()").journal(&self.pool, game, room, after_tick).await
     }
 
     /// Whether the store holds nothing yet.
@@ -484,9 +520,7 @@ impl SqliteStore {
             .fetch_all(&self.pool)
             .await?;
         out.checkpoints = rows.iter().map(checkpoint).collect();
-        for row in sqlx::query("SELECT game, room, tick, data FROM room_journal ORDER BY game, room, tick").fetch_all(&self.pool).await? {
-            out.journal.push(JournalRow { game: row.get("game"), room: row.get("room"), tick: row.get("tick"), data: row.get("data") });
-        }
+        out.journal = self.index().await?.as_ref().expect("built by index()").all(&self.pool).await?;
         Ok(out)
     }
 
@@ -546,9 +580,8 @@ impl SqliteStore {
                 .execute(&mut *tx)
                 .await?;
         }
-        for c in &data.checkpoints {
-            Self::put_one(&mut tx, c).await?;
-        }
+        Self::put_many(&mut tx, &data.checkpoints).await?;
+        // Imported journal rows go in per-room rows (room_journal); the segment index is read afresh.
         for j in &data.journal {
             sqlx::query("INSERT INTO room_journal (game, room, tick, data) VALUES (?1, ?2, ?3, ?4)")
                 .bind(&j.game)
@@ -559,6 +592,7 @@ impl SqliteStore {
                 .await?;
         }
         tx.commit().await?;
+        *self.index.lock().await = None;
         Ok(())
     }
 

@@ -151,6 +151,10 @@ async fn a_full_store_reports_the_error_keeps_every_save_and_recovers() {
         "nothing is acknowledged while failing"
     );
     assert_eq!(store.load_save("g", "early").await.unwrap().unwrap().data, vec![1; 100], "what was acknowledged is still there");
+    // 200 saves are far below the high-water mark, but the store fails: the game's rooms are held.
+    assert!(q.stats().pending < QueueConfig::default().high_water);
+    assert!(SaveBackend::backpressure(&q, "g"), "a game with saves pending while the store fails is held");
+    assert!(!SaveBackend::backpressure(&q, "other"), "a game with nothing pending is not");
 
     // Space again: the queue's retries get everything written.
     sqlite.execute("PRAGMA max_page_count = 1073741823").await.unwrap();
@@ -159,6 +163,7 @@ async fn a_full_store_reports_the_error_keeps_every_save_and_recovers() {
     }
     assert_eq!(q.stats().pending, 0);
     assert!(q.health().is_none(), "the error clears once writes succeed");
+    assert!(!SaveBackend::backpressure(&q, "g"), "and the game's rooms go on");
     assert_eq!(store.load_save("g", "p199").await.unwrap().unwrap().data, vec![7; 4000]);
 }
 
