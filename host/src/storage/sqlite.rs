@@ -397,6 +397,18 @@ impl SqliteStore {
         }
         let checkpoints = || commit.checkpoints.iter().map(|c| (c.game.as_str(), c.room.as_str(), c.tick));
         let plan = index.plan(checkpoints(), !commit.journal.is_empty());
+        // Most commits are a segment alone: one statement, its own transaction, one round trip to
+        // SQLite's worker thread instead of three.
+        if let Some(seq) = plan.seq.filter(|_| commit.checkpoints.is_empty() && commit.running.is_empty()) {
+            debug_assert!(plan.dead.is_empty() && plan.clear_spilled.is_empty(), "only checkpoints free anything");
+            sqlx::query("INSERT INTO room_journal_segments (seq, data) VALUES (?1, ?2)")
+                .bind(seq)
+                .bind(segments::encode(&commit.journal))
+                .execute(&self.pool)
+                .await?;
+            index.apply(plan, checkpoints(), &commit.journal);
+            return Ok(());
+        }
         let mut tx = self.begin_write().await?;
         Self::put_many(&mut tx, &commit.checkpoints).await?;
         for (game, room, tick) in &plan.clear_spilled {
