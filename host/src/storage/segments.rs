@@ -258,12 +258,8 @@ impl SegmentIndex {
         }
         let seqs: Vec<i64> = r.segments.iter().map(|(seq, _)| *seq).collect();
         for chunk in seqs.chunks(500) {
-            let mut query = sqlx::QueryBuilder::new("SELECT seq, data FROM room_journal_segments WHERE seq IN (");
-            let mut list = query.separated(", ");
-            for seq in chunk {
-                list.push_bind(*seq);
-            }
-            query.push(") ORDER BY seq");
+            let mut query = with_seqs("SELECT seq, data FROM room_journal_segments WHERE seq IN (", chunk);
+            query.push(" ORDER BY seq");
             for row in query.build().fetch_all(pool).await? {
                 for s in decode(row.get("seq"), row.get("data"))?.into_iter().filter(|s| s.game == game && s.room == room) {
                     ticks.extend(s.ticks.into_iter().filter(|t| t.0 > after_tick).map(|(tick, bytes)| (tick, bytes.into_vec())));
@@ -294,13 +290,18 @@ impl SegmentIndex {
 /// Deletes segments by sequence number.
 pub async fn delete_segments(tx: &mut Transaction<'_, Sqlite>, seqs: &[i64]) -> Result<()> {
     for chunk in seqs.chunks(1_000) {
-        let mut query = sqlx::QueryBuilder::new("DELETE FROM room_journal_segments WHERE seq IN (");
-        let mut list = query.separated(", ");
-        for seq in chunk {
-            list.push_bind(*seq);
-        }
-        query.push(")");
-        query.build().execute(&mut **tx).await?;
+        with_seqs("DELETE FROM room_journal_segments WHERE seq IN (", chunk).build().execute(&mut **tx).await?;
     }
     Ok(())
+}
+
+/// `sql` followed by `seqs` as bound parameters and a closing parenthesis.
+fn with_seqs<'a>(sql: &str, seqs: &[i64]) -> sqlx::QueryBuilder<'a, Sqlite> {
+    let mut query = sqlx::QueryBuilder::new(sql);
+    let mut list = query.separated(", ");
+    for seq in seqs {
+        list.push_bind(*seq);
+    }
+    query.push(")");
+    query
 }
