@@ -392,9 +392,9 @@ impl Rooms {
             stop: CancellationToken::new(),
             tasks: TaskTracker::new(),
             seeds: RandomState::new(),
-            tick_us: Mutex::new(hdrhistogram::Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds")),
-            gate_us: Mutex::new(hdrhistogram::Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds")),
-            swap_us: Mutex::new(hdrhistogram::Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds")),
+            tick_us: micros_histogram(),
+            gate_us: micros_histogram(),
+            swap_us: micros_histogram(),
             swap_failures,
             swap_gate: Arc::new(tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get()))),
             swap_failures_rx: Mutex::new(Some(rx)),
@@ -538,14 +538,11 @@ impl Rooms {
 
     /// Per-room swap pauses since the last call (microseconds), and resets them.
     pub fn take_swap_times(&self) -> hdrhistogram::Histogram<u64> {
-        let mut h = self.0.swap_us.lock().unwrap();
-        let taken = h.clone();
-        h.reset();
-        taken
+        take(&self.0.swap_us)
     }
 
     fn swapped(&self, key: &RoomKey, version: &str, micros: u64) {
-        self.0.swap_us.lock().unwrap().saturating_record(micros.max(1));
+        record(&self.0.swap_us, micros);
         self.0.lifecycle.swapped(&key.0);
         if let Some((_, summary)) = self.0.rooms.lock().unwrap().get_mut(key) {
             summary.version = version.to_string();
@@ -726,27 +723,21 @@ impl Rooms {
 
     /// Tick durations of all rooms since the last call (microseconds), and resets them.
     pub fn take_tick_times(&self) -> hdrhistogram::Histogram<u64> {
-        let mut h = self.0.tick_us.lock().unwrap();
-        let taken = h.clone();
-        h.reset();
-        taken
+        take(&self.0.tick_us)
     }
 
     fn record_tick(&self, micros: u64) {
-        self.0.tick_us.lock().unwrap().saturating_record(micros.max(1));
+        record(&self.0.tick_us, micros);
     }
 
     /// How long durable rooms' answers waited for the commit of their journal since the last call
     /// (microseconds), and resets it.
     pub fn take_gate_waits(&self) -> hdrhistogram::Histogram<u64> {
-        let mut h = self.0.gate_us.lock().unwrap();
-        let taken = h.clone();
-        h.reset();
-        taken
+        take(&self.0.gate_us)
     }
 
     fn record_gate_wait(&self, micros: u64) {
-        self.0.gate_us.lock().unwrap().saturating_record(micros.max(1));
+        record(&self.0.gate_us, micros);
     }
 
     /// Stops every room: each finishes its tick, flushes, tells its players and ends. Resolves when all
@@ -760,3 +751,21 @@ impl Rooms {
 
 #[cfg(test)]
 mod tests;
+
+/// A histogram of durations from 1 µs to a minute.
+fn micros_histogram() -> Mutex<hdrhistogram::Histogram<u64>> {
+    Mutex::new(hdrhistogram::Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds"))
+}
+
+/// A histogram's figures since the last call, leaving it empty.
+fn take(h: &Mutex<hdrhistogram::Histogram<u64>>) -> hdrhistogram::Histogram<u64> {
+    let mut h = h.lock().unwrap();
+    let taken = h.clone();
+    h.reset();
+    taken
+}
+
+/// Records a duration in microseconds (at least 1, the histogram's lowest value).
+fn record(h: &Mutex<hdrhistogram::Histogram<u64>>, micros: u64) {
+    h.lock().unwrap().saturating_record(micros.max(1));
+}

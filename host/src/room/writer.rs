@@ -7,7 +7,7 @@
 //! leave only after the commit that holds the tick's journal. One commit is in flight at a time, and one
 //! starts at most every `rooms.commit_interval_ms` (2 ms: 25 per tick interval at 20 Hz): the commit cost
 //! is paid per interval, however many rooms and inputs a commit carries (1,000 rooms at 20 Hz hand over
-//! about 40 ticks per commit); while the store is slow, more arrives per commit instead of more commits
+//! about 18 ticks per commit); while the store is slow, more arrives per commit instead of more commits
 //! queueing.
 //!
 //! A commit that fails (a lost PostgreSQL connection, a locked or full SQLite file) is retried with

@@ -136,7 +136,7 @@ impl SegmentIndex {
         Ok(index)
     }
 
-    /// What a commit of `checkpoints` (game, room, tick) and of journal rows for `rooms` changes.
+    /// What a commit of `checkpoints` (game, room, tick), and of journal rows if `has_rows`, changes.
     pub fn plan<'a>(&self, checkpoints: impl Iterator<Item = (&'a str, &'a str, i64)>, has_rows: bool) -> Plan {
         let mut freed: HashMap<i64, u32> = HashMap::new();
         let mut clear_spilled = Vec::new();
@@ -285,6 +285,12 @@ impl SegmentIndex {
     pub fn live(&self) -> usize {
         self.segments.len()
     }
+}
+
+/// Writes `rows` as segment `seq`.
+pub async fn insert<'e>(executor: impl sqlx::Executor<'e, Database = Sqlite>, seq: i64, rows: &[JournalRow]) -> Result<()> {
+    sqlx::query("INSERT INTO room_journal_segments (seq, data) VALUES (?1, ?2)").bind(seq).bind(encode(rows)).execute(executor).await?;
+    Ok(())
 }
 
 /// Deletes segments by sequence number.

@@ -401,11 +401,7 @@ impl SqliteStore {
         // SQLite's worker thread instead of three.
         if let Some(seq) = plan.seq.filter(|_| commit.checkpoints.is_empty() && commit.running.is_empty()) {
             debug_assert!(plan.dead.is_empty() && plan.clear_spilled.is_empty(), "only checkpoints free anything");
-            sqlx::query("INSERT INTO room_journal_segments (seq, data) VALUES (?1, ?2)")
-                .bind(seq)
-                .bind(segments::encode(&commit.journal))
-                .execute(&self.pool)
-                .await?;
+            segments::insert(&self.pool, seq, &commit.journal).await?;
             index.apply(plan, checkpoints(), &commit.journal);
             return Ok(());
         }
@@ -420,11 +416,7 @@ impl SqliteStore {
                 .await?;
         }
         if let Some(seq) = plan.seq {
-            sqlx::query("INSERT INTO room_journal_segments (seq, data) VALUES (?1, ?2)")
-                .bind(seq)
-                .bind(segments::encode(&commit.journal))
-                .execute(&mut *tx)
-                .await?;
+            segments::insert(&mut *tx, seq, &commit.journal).await?;
         }
         segments::delete_segments(&mut tx, &plan.dead).await?;
         for (game, room, version) in &commit.running {
