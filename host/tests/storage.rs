@@ -252,6 +252,9 @@ async fn every_rooms_journal_is_exactly_its_rows_after_its_checkpoint_through_ma
         let mut tick = [0i64; 6];
         let mut floor = [0i64; 6];
         let mut model: Vec<Vec<JournalRow>> = vec![Vec::new(); 6];
+        // The version each room runs, as its stored checkpoint says (a room without one has nothing).
+        let mut running: Vec<Option<String>> = vec![None; 6];
+        let mut checkpointed = [false; 6];
         let mut seed = 0x9e37_79b9_7f4a_7c15u64;
         let mut next = move |n: u64| {
             seed ^= seed << 13;
@@ -277,12 +280,27 @@ async fn every_rooms_journal_is_exactly_its_rows_after_its_checkpoint_through_ma
                     model[r].push(row.clone());
                     writes.push(RoomWrite::Journal(row));
                 }
+                // A version change, before or after the room's checkpoint of this commit, if any.
+                let change = (next(6) == 0).then(|| {
+                    let version = (next(4) > 0).then(|| format!("1.{step}.{r}"));
+                    (next(2) == 0, RoomWrite::Running { game: "arena".into(), room: rooms[r].into(), version })
+                });
+                fn change_now(change: &Option<(bool, RoomWrite)>, after: bool, running: &mut Option<String>, writes: &mut Vec<RoomWrite>) {
+                    if let Some((_, write @ RoomWrite::Running { version, .. })) = change.as_ref().filter(|c| c.0 == after) {
+                        *running = version.clone();
+                        writes.push(write.clone());
+                    }
+                }
+                change_now(&change, false, &mut running[r], &mut writes);
                 // Every room but the pinned one checkpoints now and then (after step 50, it never does).
                 if (r < 5 || step < 50) && next(8) == 0 {
                     floor[r] = tick[r];
                     model[r].clear();
                     writes.push(RoomWrite::Checkpoint(checkpoint(rooms[r], tick[r], Some("1.0.0"))));
+                    checkpointed[r] = true;
+                    running[r] = Some("1.0.0".into());
                 }
+                change_now(&change, true, &mut running[r], &mut writes);
             }
             s.commit_rooms(&RoomCommit::fold(writes)).await.unwrap();
             if let Store::Sqlite(sqlite) = &s {
@@ -301,6 +319,13 @@ async fn every_rooms_journal_is_exactly_its_rows_after_its_checkpoint_through_ma
                         s.journal("arena", rooms[r], floor[r]).await.unwrap(),
                         model[r],
                         "{backend}: room {} at step {step}",
+                        rooms[r]
+                    );
+                    let stored = s.checkpoint("arena", rooms[r]).await.unwrap();
+                    assert_eq!(
+                        stored.map(|c| c.running),
+                        checkpointed[r].then(|| running[r].clone()),
+                        "{backend}: room {}'s version at step {step}",
                         rooms[r]
                     );
                 }

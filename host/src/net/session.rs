@@ -236,7 +236,8 @@ impl Session {
         let net = &self.ctx.net;
         let handshake = Duration::from_millis(net.handshake_timeout_ms);
         let idle = Duration::from_millis(net.idle_timeout_ms);
-        let shutdown = self.ctx.shutdown.clone();
+        // The session's own token (see the room loop's): no lock shared with every other session.
+        let shutdown = self.ctx.shutdown.child_token();
         let kill = self.kill.clone();
         let opened = Instant::now();
         let mut last_seen = opened;

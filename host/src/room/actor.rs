@@ -351,7 +351,9 @@ impl Room {
         let grace = Duration::from_millis(cfg.empty_grace_ms);
         let mut ticks = tokio::time::interval_at(Instant::now() + period, period);
         ticks.set_missed_tick_behavior(MissedTickBehavior::Burst);
-        let stop = self.rooms.0.stop.clone();
+        // A token of the room's own: waiting on the host's token itself would register every room in
+        // one shared waiter list, under one lock, at every turn of every room's loop.
+        let stop = self.rooms.0.stop.child_token();
         let gate = self.rooms.0.swap_gate.clone();
         let end = loop {
             tokio::select! {

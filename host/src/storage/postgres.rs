@@ -322,14 +322,10 @@ impl PgStore {
         self.put_checkpoints(std::slice::from_ref(c)).await
     }
 
-    /// Replaces the checkpoints of several rooms in one transaction.
+    /// Replaces the checkpoints of several rooms (and drops the journal rows they cover) in one
+    /// transaction.
     pub async fn put_checkpoints(&self, batch: &[Checkpoint]) -> Result<()> {
-        let mut tx = self.begin_write().await?;
-        for c in batch {
-            Self::put_one(&mut tx, c).await?;
-        }
-        tx.commit().await?;
-        Ok(())
+        self.commit_rooms(&RoomCommit { checkpoints: batch.to_vec(), ..RoomCommit::default() }).await
     }
 
     async fn put_one(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, c: &Checkpoint) -> Result<()> {
@@ -360,45 +356,52 @@ impl PgStore {
         Ok(row.as_ref().map(checkpoint))
     }
 
-    /// Commits rooms' checkpoints, journal rows and versions in one transaction; the rows go in one
-    /// statement over arrays.
+    /// Commits rooms' checkpoints, journal rows and versions in one transaction.
     pub async fn commit_rooms(&self, commit: &RoomCommit) -> Result<()> {
-        let mut tx = self.begin_write().await?;
-        for c in &commit.checkpoints {
-            Self::put_one(&mut tx, c).await?;
-            sqlx::query("DELETE FROM room_journal WHERE game = $1 AND room = $2 AND tick <= $3")
-                .bind(&c.game)
-                .bind(&c.room)
-                .bind(c.tick)
-                .execute(&mut *tx)
-                .await?;
-        }
-        if !commit.journal.is_empty() {
-            let games: Vec<&str> = commit.journal.iter().map(|j| j.game.as_str()).collect();
-            let rooms: Vec<&str> = commit.journal.iter().map(|j| j.room.as_str()).collect();
-            let ticks: Vec<i64> = commit.journal.iter().map(|j| j.tick).collect();
-            let data: Vec<&[u8]> = commit.journal.iter().map(|j| j.data.as_slice()).collect();
-            sqlx::query(
-                "INSERT INTO room_journal (game, room, tick, data)
-                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bytea[])
-                 ON CONFLICT (game, room, tick) DO UPDATE SET data = EXCLUDED.data",
-            )
-            .bind(&games)
-            .bind(&rooms)
-            .bind(&ticks)
-            .bind(&data)
-            .execute(&mut *tx)
-            .await?;
-        }
-        for (game, room, version) in &commit.running {
-            sqlx::query("UPDATE room_checkpoints SET running = $3 WHERE game = $1 AND room = $2")
-                .bind(game)
-                .bind(room)
-                .bind(version)
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
+        // One statement, so one round trip and its own transaction: the checkpoints, the deletion of the
+        // journal rows they cover, the new rows and the version changes. The parts of a statement do not
+        // see each other's changes; they need not, as a fold never has two of them touch one row: rows
+        // after a room's checkpoint are newer than the ones it deletes, and a version change comes
+        // without a checkpoint of the same room (after one, it is in the checkpoint).
+        let c = &commit.checkpoints;
+        let j = &commit.journal;
+        let r = &commit.running;
+        sqlx::query(
+            "WITH checkpoints AS (
+                 INSERT INTO room_checkpoints (game, room, version, tick, state, at, running)
+                 SELECT game, room, version, tick, state, $7, running
+                 FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bytea[], $6::text[])
+                     AS c(game, room, version, tick, state, running)
+                 ON CONFLICT (game, room) DO UPDATE SET version = excluded.version, tick = excluded.tick,
+                     state = excluded.state, at = excluded.at, running = excluded.running
+             ), covered AS (
+                 DELETE FROM room_journal USING UNNEST($1::text[], $2::text[], $4::bigint[]) AS c(game, room, tick)
+                 WHERE room_journal.game = c.game AND room_journal.room = c.room AND room_journal.tick <= c.tick
+             ), rows AS (
+                 INSERT INTO room_journal (game, room, tick, data)
+                 SELECT * FROM UNNEST($8::text[], $9::text[], $10::bigint[], $11::bytea[])
+                 ON CONFLICT (game, room, tick) DO UPDATE SET data = excluded.data
+             )
+             UPDATE room_checkpoints SET running = v.running
+             FROM UNNEST($12::text[], $13::text[], $14::text[]) AS v(game, room, running)
+             WHERE room_checkpoints.game = v.game AND room_checkpoints.room = v.room",
+        )
+        .bind(c.iter().map(|c| c.game.as_str()).collect::<Vec<_>>())
+        .bind(c.iter().map(|c| c.room.as_str()).collect::<Vec<_>>())
+        .bind(c.iter().map(|c| c.version.as_str()).collect::<Vec<_>>())
+        .bind(c.iter().map(|c| c.tick).collect::<Vec<_>>())
+        .bind(c.iter().map(|c| c.state.as_slice()).collect::<Vec<_>>())
+        .bind(c.iter().map(|c| c.running.as_deref()).collect::<Vec<_>>())
+        .bind(now_ms())
+        .bind(j.iter().map(|j| j.game.as_str()).collect::<Vec<_>>())
+        .bind(j.iter().map(|j| j.room.as_str()).collect::<Vec<_>>())
+        .bind(j.iter().map(|j| j.tick).collect::<Vec<_>>())
+        .bind(j.iter().map(|j| j.data.as_slice()).collect::<Vec<_>>())
+        .bind(r.iter().map(|r| r.0.as_str()).collect::<Vec<_>>())
+        .bind(r.iter().map(|r| r.1.as_str()).collect::<Vec<_>>())
+        .bind(r.iter().map(|r| r.2.as_deref()).collect::<Vec<_>>())
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 

@@ -43,7 +43,8 @@ pub struct RoomCommit {
     pub checkpoints: Vec<Checkpoint>,
     /// Journal rows after those checkpoints (after the stored one for the other rooms).
     pub journal: Vec<JournalRow>,
-    /// Rooms whose version changed after their newest checkpoint here (or without one): the version.
+    /// Rooms without a checkpoint here whose version changed: the version (after a checkpoint, the
+    /// checkpoint carries it).
     pub running: Vec<(String, String, Option<String>)>,
 }
 
@@ -56,15 +57,26 @@ impl RoomCommit {
             journal: Vec<JournalRow>,
             running: Option<Option<String>>,
         }
-        let mut rooms: HashMap<(String, String), Room> = HashMap::new();
-        let mut order = Vec::new();
-        for write in writes {
-            let (game, room) = write.key();
-            let key = (game.to_string(), room.to_string());
-            let entry = rooms.entry(key.clone()).or_insert_with(|| {
-                order.push(key);
-                Room::default()
-            });
+        let writes: Vec<RoomWrite> = writes.into_iter().collect();
+        // Each write's room, numbered in order of first appearance (keys borrowed: no copies of names).
+        let slots: Vec<usize> = {
+            let mut seen: HashMap<(&str, &str), usize> = HashMap::new();
+            writes
+                .iter()
+                .map(|w| {
+                    let next = seen.len();
+                    *seen.entry(w.key()).or_insert(next)
+                })
+                .collect()
+        };
+        let mut rooms: Vec<Room> = Vec::new();
+        let mut keys: Vec<Option<(String, String)>> = Vec::new();
+        for (write, slot) in writes.into_iter().zip(slots) {
+            if slot == rooms.len() {
+                rooms.push(Room::default());
+                keys.push(None);
+            }
+            let entry = &mut rooms[slot];
             match write {
                 RoomWrite::Checkpoint(c) => {
                     entry.journal.retain(|j| j.tick > c.tick);
@@ -76,18 +88,24 @@ impl RoomCommit {
                     entry.journal.retain(|k| k.tick != j.tick);
                     entry.journal.push(j);
                 }
-                RoomWrite::Running { version, .. } => entry.running = Some(version),
+                // After a checkpoint of this commit, the checkpoint carries it.
+                RoomWrite::Running { game, room, version } => match &mut entry.checkpoint {
+                    Some(c) => c.running = version,
+                    None => {
+                        entry.running = Some(version);
+                        keys[slot] = Some((game, room));
+                    }
+                },
             }
         }
         let mut commit = RoomCommit::default();
-        for key in order {
-            let room = rooms.remove(&key).expect("every key has a room");
+        for (room, key) in rooms.into_iter().zip(keys) {
             if let Some(c) = room.checkpoint {
                 commit.checkpoints.push(c);
             }
             commit.journal.extend(room.journal);
-            if let Some(version) = room.running {
-                commit.running.push((key.0, key.1, version));
+            if let (Some(version), Some((game, room))) = (room.running, key) {
+                commit.running.push((game, room, version));
             }
         }
         commit
@@ -132,7 +150,9 @@ mod tests {
         ]);
         assert_eq!(commit.checkpoints.iter().map(|c| (c.room.as_str(), c.tick)).collect::<Vec<_>>(), [("a", 2), ("b", 5)]);
         assert_eq!(commit.journal.iter().map(|j| (j.room.as_str(), j.tick)).collect::<Vec<_>>(), [("a", 3), ("a", 4), ("b", 7)]);
-        assert_eq!(commit.running, [("g".to_string(), "a".to_string(), Some("1.1.0".to_string()))]);
+        assert!(commit.running.is_empty(), "the checkpoint carries the version that came after it");
+        assert_eq!(commit.checkpoints[0].running.as_deref(), Some("1.1.0"));
+        assert_eq!(commit.checkpoints[1].running.as_deref(), Some("1.0.0"));
     }
 
     #[test]

@@ -79,26 +79,34 @@ impl Room {
         if conn.out.push(conn.format, frames).is_ok() {
             return true;
         }
-        conn.kill.kill(ErrorCode::SlowConsumer, "the connection fell behind reading its messages and was closed");
+        conn.kill.kill(ErrorCode::SlowConsumer, SLOW_CONSUMER);
         false
     }
 
     /// Sends every player's batch of this tick.
+    ///
+    /// In a durable room this runs after the wait for the commit, often on the other worker thread and
+    /// with the room's data out of cache: it borrows the members instead of cloning their handles (each
+    /// clone an atomic write to a line the connection's task shares), and keeps the batches' map.
     pub(super) fn flush(&mut self) {
         for (id, conn) in std::mem::take(&mut self.kicked) {
             self.send_batch(&id, &conn);
         }
-        let ids: Vec<Arc<str>> = self.pending.keys().cloned().collect();
-        for id in ids {
-            let Some(conn) = self.members.get(&id).cloned() else {
-                self.pending.remove(&id);
+        let mut pending = std::mem::take(&mut self.pending);
+        for (id, frames) in pending.drain() {
+            let Some(conn) = self.members.get(&id) else { continue };
+            if conn.out.push(conn.format, frames).is_ok() {
                 continue;
-            };
-            if !self.send_batch(&id, &conn) {
-                self.members.remove(&id);
-                conn.in_room.store(false, Ordering::Release);
-                self.leaving.push(id);
             }
+            conn.kill.kill(ErrorCode::SlowConsumer, SLOW_CONSUMER);
+            if let Some(conn) = self.members.remove(&id) {
+                conn.in_room.store(false, Ordering::Release);
+            }
+            self.leaving.push(id);
         }
+        self.pending = pending;
     }
 }
+
+/// What a player who does not read its messages is told as it is disconnected.
+const SLOW_CONSUMER: &str = "the connection fell behind reading its messages and was closed";
