@@ -56,6 +56,8 @@ impl RoomCommit {
             checkpoint: Option<Checkpoint>,
             journal: Vec<JournalRow>,
             running: Option<Option<String>>,
+            /// The room's names, kept only for a version change without a checkpoint.
+            key: Option<(String, String)>,
         }
         let writes: Vec<RoomWrite> = writes.into_iter().collect();
         // Each write's room, numbered in order of first appearance (keys borrowed: no copies of names).
@@ -70,11 +72,9 @@ impl RoomCommit {
                 .collect()
         };
         let mut rooms: Vec<Room> = Vec::new();
-        let mut keys: Vec<Option<(String, String)>> = Vec::new();
         for (write, slot) in writes.into_iter().zip(slots) {
             if slot == rooms.len() {
                 rooms.push(Room::default());
-                keys.push(None);
             }
             let entry = &mut rooms[slot];
             match write {
@@ -93,18 +93,18 @@ impl RoomCommit {
                     Some(c) => c.running = version,
                     None => {
                         entry.running = Some(version);
-                        keys[slot] = Some((game, room));
+                        entry.key = Some((game, room));
                     }
                 },
             }
         }
         let mut commit = RoomCommit::default();
-        for (room, key) in rooms.into_iter().zip(keys) {
+        for room in rooms {
             if let Some(c) = room.checkpoint {
                 commit.checkpoints.push(c);
             }
             commit.journal.extend(room.journal);
-            if let (Some(version), Some((game, room))) = (room.running, key) {
+            if let (Some(version), Some((game, room))) = (room.running, room.key) {
                 commit.running.push((game, room, version));
             }
         }

@@ -73,14 +73,10 @@ impl Room {
         self.pending.entry(id.clone()).or_default().push(frame);
     }
 
-    /// Sends a player's batch. A full queue means the player does not read: it is disconnected.
+    /// Sends a player's batch (see [`deliver`]).
     pub(super) fn send_batch(&mut self, id: &Arc<str>, conn: &PlayerConn) -> bool {
         let Some(frames) = self.pending.remove(id) else { return true };
-        if conn.out.push(conn.format, frames).is_ok() {
-            return true;
-        }
-        conn.kill.kill(ErrorCode::SlowConsumer, SLOW_CONSUMER);
-        false
+        deliver(conn, frames)
     }
 
     /// Sends every player's batch of this tick.
@@ -95,10 +91,9 @@ impl Room {
         let mut pending = std::mem::take(&mut self.pending);
         for (id, frames) in pending.drain() {
             let Some(conn) = self.members.get(&id) else { continue };
-            if conn.out.push(conn.format, frames).is_ok() {
+            if deliver(conn, frames) {
                 continue;
             }
-            conn.kill.kill(ErrorCode::SlowConsumer, SLOW_CONSUMER);
             if let Some(conn) = self.members.remove(&id) {
                 conn.in_room.store(false, Ordering::Release);
             }
@@ -108,5 +103,11 @@ impl Room {
     }
 }
 
-/// What a player who does not read its messages is told as it is disconnected.
-const SLOW_CONSUMER: &str = "the connection fell behind reading its messages and was closed";
+/// Queues a batch for a player; a full queue means the player does not read: it is disconnected (false).
+fn deliver(conn: &PlayerConn, frames: Vec<Bytes>) -> bool {
+    if conn.out.push(conn.format, frames).is_ok() {
+        return true;
+    }
+    conn.kill.kill(ErrorCode::SlowConsumer, "the connection fell behind reading its messages and was closed");
+    false
+}
