@@ -84,6 +84,13 @@ fn main() {
     let p99_ms = (p99_d - p99_m) / 1000.0;
     println!("\ndurable vs memory, {backend}, medians of {rounds} runs each:");
     println!("  process CPU      {cpu_m:.2} -> {cpu_d:.2} cores: {cpu_pct:+.1}% (target: at most +10%: {})", met(cpu_pct <= 10.0));
+    // Where the difference goes: each kind of thread's median on either side.
+    let kinds: std::collections::BTreeSet<&str> = runs.iter().flat_map(|r| r.1.cores_by_thread.iter().map(|(k, _)| k.as_str())).collect();
+    for kind in kinds {
+        let of = |f: &tick_loop::Figures| f.cores_by_thread.iter().find(|(k, _)| k == kind).map_or(0.0, |(_, c)| *c);
+        let (m, d) = (pick(Durability::Memory, &of), pick(Durability::Durable, &of));
+        println!("    {kind:<20} {m:.2} -> {d:.2} cores ({:+.2})", d - m);
+    }
     println!("  tick p50         {:.2} -> {:.2} ms", p50_m / 1000.0, p50_d / 1000.0);
     println!(
         "  tick p99         {:.2} -> {:.2} ms: {p99_ms:+.2} ms (target: at most +2 ms: {})",

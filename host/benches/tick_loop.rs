@@ -33,6 +33,24 @@ fn cpu_seconds() -> f64 {
     (fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap()) / 100.0
 }
 
+/// CPU seconds per kind of thread (the name with its trailing number dropped: `tokio-runtime-w`,
+/// `sqlx-sqlite-wor`, ...), of the threads alive now.
+pub fn cpu_by_thread() -> std::collections::BTreeMap<String, f64> {
+    let mut by = std::collections::BTreeMap::new();
+    for task in std::fs::read_dir("/proc/self/task").into_iter().flatten().flatten() {
+        let (Ok(stat), Ok(comm)) = (std::fs::read_to_string(task.path().join("stat")), std::fs::read_to_string(task.path().join("comm")))
+        else {
+            continue;
+        };
+        let Some((_, rest)) = stat.rsplit_once(')') else { continue };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let secs = (fields[11].parse::<f64>().unwrap_or(0.0) + fields[12].parse::<f64>().unwrap_or(0.0)) / 100.0;
+        let kind = comm.trim().trim_end_matches(|c: char| c.is_ascii_digit() || c == '-').to_string();
+        *by.entry(kind).or_insert(0.0) += secs;
+    }
+    by
+}
+
 fn move_payload(seq: u64) -> Vec<u8> {
     rmp_serde::to_vec_named(&arena::ArenaIn::Move {
         dir: [arena::Dir::Up, arena::Dir::Left, arena::Dir::Down, arena::Dir::Right][seq as usize % 4],
@@ -80,6 +98,8 @@ pub struct Figures {
     pub ticks_per_sec: f64,
     /// Frames delivered per second.
     pub frames_per_sec: f64,
+    /// Cores used per kind of thread while measuring (see [`cpu_by_thread`]).
+    pub cores_by_thread: Vec<(String, f64)>,
 }
 
 /// The benchmark, with `setup` applied to the rooms and the game before the first player joins.
@@ -152,8 +172,10 @@ pub fn run_with(config: RoomConfig, setup: impl AsyncFnOnce(&Rooms, &Arc<GameEnt
         tokio::time::sleep(warmup).await;
         let warm_ticks = rooms.take_tick_times().len();
         let (cpu0, sent0, t0) = (cpu_seconds(), delivered.load(Ordering::Relaxed), Instant::now());
+        let threads0 = cpu_by_thread();
         tokio::time::sleep(measure).await;
         let ticks = rooms.take_tick_times();
+        let threads = cpu_by_thread();
         let (cpu, frames, wall) = (cpu_seconds() - cpu0, delivered.load(Ordering::Relaxed) - sent0, t0.elapsed().as_secs_f64());
         // Whole-run totals (every tick and move until the rooms are shut), the denominators for an
         // instruction count of the whole run.
@@ -168,6 +190,13 @@ pub fn run_with(config: RoomConfig, setup: impl AsyncFnOnce(&Rooms, &Arc<GameEnt
         println!("  tick time max              {:>10} us", ticks.max());
         println!("  frames delivered           {:>10.0}/s", frames as f64 / wall);
         println!("  process CPU                {:>10.2} cores (of 2)", cpu / wall);
+        let cores_by_thread: Vec<(String, f64)> = threads
+            .iter()
+            .map(|(kind, secs)| (kind.clone(), (secs - threads0.get(kind).unwrap_or(&0.0)) / wall))
+            .filter(|(_, c)| *c >= 0.005)
+            .collect();
+        let shares: Vec<String> = cores_by_thread.iter().map(|(kind, c)| format!("{kind} {c:.2}")).collect();
+        println!("  by thread                  {}", shares.join(", "));
         println!("  same room logic, native    {:>10.1} us p50, {:.1} us p99 per tick (SDK harness, no wasm)", native_p50, native_p99);
         println!("  totals: ticks={all_ticks} moves={all_moves}");
         Figures {
@@ -176,6 +205,7 @@ pub fn run_with(config: RoomConfig, setup: impl AsyncFnOnce(&Rooms, &Arc<GameEnt
             p99_us: ticks.value_at_quantile(0.99),
             ticks_per_sec: ticks.len() as f64 / wall,
             frames_per_sec: frames as f64 / wall,
+            cores_by_thread,
         }
     })
 }

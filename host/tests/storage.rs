@@ -239,8 +239,8 @@ async fn migrate_copies_everything_between_backends_and_refuses_a_non_empty_targ
 
 /// A random run of commits (rooms writing ticks, checkpointing now and then, one room that never
 /// checkpoints again, reopening the store) against a model of what each room's journal must be: the rows
-/// after its last checkpoint, nothing more, nothing less. On SQLite the journal is written as one segment
-/// a commit; the run also checks that segments go once checkpoints cover them, that a segment kept only
+/// after its last checkpoint, nothing more, nothing less. The journal is written as one segment a commit
+/// (on both backends); the run also checks that segments go once checkpoints cover them, that a segment kept only
 /// by a room that stopped checkpointing moves out (its rows to per-room rows), and that reopening
 /// rebuilds the same journals.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -264,13 +264,19 @@ async fn every_rooms_journal_is_exactly_its_rows_after_its_checkpoint_through_ma
         };
         let mut segments_seen = 0;
         let pool = match &s {
-            Store::Sqlite(_) => Some(sqlx::SqlitePool::connect(&test_store.url).await.unwrap()),
-            _ => None,
+            Store::Sqlite(_) => Err(sqlx::SqlitePool::connect(&test_store.url).await.unwrap()),
+            Store::Postgres(_) => Ok(sqlx::PgPool::connect(&test_store.url).await.unwrap()),
         };
-        let count = |table: &'static str| {
-            let pool = pool.clone().expect("SQLite");
-            async move { sqlx::query_scalar::<_, i64>(&format!("SELECT COUNT(*) FROM {table}")).fetch_one(&pool).await.unwrap() }
+        let count = |sql: &'static str| {
+            let pool = pool.clone();
+            async move {
+                match pool {
+                    Err(sqlite) => sqlx::query_scalar::<_, i64>(sql).fetch_one(&sqlite).await.unwrap(),
+                    Ok(pg) => sqlx::query_scalar::<_, i64>(sql).fetch_one(&pg).await.unwrap(),
+                }
+            }
         };
+        let segments_stored = || count("SELECT COUNT(*) FROM room_journal_segments");
         for step in 0..400 {
             let mut writes = Vec::new();
             for r in 0..rooms.len() {
@@ -303,12 +309,10 @@ async fn every_rooms_journal_is_exactly_its_rows_after_its_checkpoint_through_ma
                 change_now(&change, true, &mut running[r], &mut writes);
             }
             s.commit_rooms(&RoomCommit::fold(writes)).await.unwrap();
-            if let Store::Sqlite(sqlite) = &s {
-                segments_seen = segments_seen.max(sqlite.journal_segments().await.unwrap());
-                // From step 200 on, segments older than none at all move out: the pinned room's rows go to
-                // per-room rows and the segments it kept are deleted.
-                sqlite.set_spill_after(std::time::Duration::from_secs(if step >= 200 { 0 } else { 3600 }));
-            }
+            segments_seen = segments_seen.max(s.journal_segments().await.unwrap());
+            // From step 200 on, segments older than none at all move out: the pinned room's rows go to
+            // per-room rows and the segments it kept are deleted.
+            s.set_spill_after(std::time::Duration::from_secs(if step >= 200 { 0 } else { 3600 }));
             if step % 97 == 96 {
                 drop(s);
                 s = Store::open(&test_store.url).await.unwrap();
@@ -329,14 +333,8 @@ async fn every_rooms_journal_is_exactly_its_rows_after_its_checkpoint_through_ma
                         rooms[r]
                     );
                 }
-                if let Store::Sqlite(sqlite) = &s {
-                    let live = sqlite.journal_segments().await.unwrap() as i64;
-                    assert_eq!(
-                        count("room_journal_segments").await,
-                        live,
-                        "step {step}: the table holds exactly the segments still needed"
-                    );
-                }
+                let live = s.journal_segments().await.unwrap() as i64;
+                assert_eq!(segments_stored().await, live, "{backend}: step {step}: the table holds exactly the segments still needed");
             }
         }
         assert!(model[5].len() > 200, "the pinned room kept a long journal");
@@ -344,29 +342,26 @@ async fn every_rooms_journal_is_exactly_its_rows_after_its_checkpoint_through_ma
         let mut expected: Vec<JournalRow> = model.concat();
         expected.sort_by(|a, b| (&a.room, a.tick).cmp(&(&b.room, b.tick)));
         assert_eq!(exported.journal, expected, "{backend}: the export holds every room's journal after its checkpoint");
-        if let Store::Sqlite(sqlite) = &s {
+        {
             // Before step 200 the pinned room kept every segment since its last checkpoint.
-            assert!(segments_seen > 100, "segments accumulated while a room did not checkpoint: {segments_seen}");
-            let live = sqlite.journal_segments().await.unwrap();
-            assert!(live <= 10, "spilled segments are deleted, the others freed by checkpoints: {live} left");
-            assert_eq!(count("room_journal_segments").await, live as i64, "the table holds exactly the segments still needed");
+            assert!(segments_seen > 100, "{backend}: segments accumulated while a room did not checkpoint: {segments_seen}");
+            let live = s.journal_segments().await.unwrap();
+            assert!(live <= 10, "{backend}: spilled segments are deleted, the others freed by checkpoints: {live} left");
+            assert_eq!(segments_stored().await, live as i64, "{backend}: the table holds exactly the segments still needed");
             // A segment holds at most one row of a room: what the pinned room has not in segments, it has in
             // per-room rows.
-            let moved: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM room_journal WHERE room = 'pinned'")
-                .fetch_one(pool.as_ref().unwrap())
-                .await
-                .unwrap();
+            let moved = count("SELECT COUNT(*) FROM room_journal WHERE room = 'pinned'").await;
             assert!(moved <= model[5].len() as i64 && moved + live as i64 >= model[5].len() as i64, "{moved} rows moved, {live} segments");
             // Every room checkpoints (no segment old enough to move out): nothing is left in either table.
-            sqlite.set_spill_after(std::time::Duration::from_secs(3600));
+            s.set_spill_after(std::time::Duration::from_secs(3600));
             s.commit_rooms(&RoomCommit::fold([RoomWrite::Journal(row("a", tick[0] + 1))])).await.unwrap();
             tick[0] += 1;
-            assert_eq!(sqlite.journal_segments().await.unwrap(), live + 1);
+            assert_eq!(s.journal_segments().await.unwrap(), live + 1);
             let all: Vec<RoomWrite> =
                 (0..rooms.len()).map(|r| RoomWrite::Checkpoint(checkpoint(rooms[r], tick[r], Some("1.0.0")))).collect();
             s.commit_rooms(&RoomCommit::fold(all)).await.unwrap();
-            assert_eq!((count("room_journal_segments").await, count("room_journal").await), (0, 0));
-            assert_eq!(sqlite.journal_segments().await.unwrap(), 0);
+            assert_eq!((segments_stored().await, count("SELECT COUNT(*) FROM room_journal").await), (0, 0), "{backend}");
+            assert_eq!(s.journal_segments().await.unwrap(), 0);
         }
     }
 }

@@ -342,6 +342,17 @@ impl Store {
         backend!(self, s => s.journal(game, room, after_tick).await)
     }
 
+    /// Journal segments still needed by some room ([`segments`]; tests and diagnostics).
+    pub async fn journal_segments(&self) -> Result<usize> {
+        backend!(self, s => s.journal_segments().await)
+    }
+
+    /// Shortens how long a journal segment may stay before the rows still needed in it move to per-room
+    /// rows (tests).
+    pub fn set_spill_after(&self, after: std::time::Duration) {
+        backend!(self, s => s.set_spill_after(after))
+    }
+
     /// Everything the store holds, for `warden store migrate`.
     pub async fn export(&self) -> Result<StoreExport> {
         backend!(self, s => s.export().await)

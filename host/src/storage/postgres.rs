@@ -4,6 +4,7 @@
 //! retried by its caller (the save queue and the room writer retry with back-off, holding what they have
 //! not had acknowledged).
 
+use super::segments::{self, SegmentIndex};
 use super::{
     AuditEntry, Checkpoint, JournalRow, RolloutRecord, RoomCommit, SaveWrite, StoreExport, StoredSave, Transition, VersionRecord,
     VersionState, now_ms, pack, unpack,
@@ -12,12 +13,18 @@ use anyhow::{Context as _, Result};
 use sqlx::Row;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// An open PostgreSQL store.
 #[derive(Clone)]
 pub struct PgStore {
     pool: PgPool,
+    /// Which rooms need which journal segments: built on first use, guarded for the whole of a commit.
+    index: Arc<tokio::sync::Mutex<Option<SegmentIndex>>>,
+    /// [`segments::SPILL_AFTER`], in ms (tests shorten it).
+    spill_after_ms: Arc<AtomicU64>,
 }
 
 impl PgStore {
@@ -37,7 +44,7 @@ impl PgStore {
                 format!("failed to connect to PostgreSQL at {shown} (is the server up, and does the database exist? `createdb` makes it)")
             })?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await.with_context(|| format!("failed to migrate the schema of {shown}"))?;
-        Ok(PgStore { pool })
+        Ok(PgStore { pool, index: Default::default(), spill_after_ms: Arc::new(AtomicU64::new(segments::SPILL_AFTER.as_millis() as u64)) })
     }
 
     /// Writes a batch of saves in one transaction, as one statement over arrays; each save's revision
@@ -356,17 +363,52 @@ impl PgStore {
         Ok(row.as_ref().map(checkpoint))
     }
 
-    /// Commits rooms' checkpoints, journal rows and versions in one transaction.
+    /// Commits rooms' checkpoints, journal rows and versions: one statement, so one round trip and its
+    /// own transaction (after moving out any segment that grew old, [`segments`]).
     pub async fn commit_rooms(&self, commit: &RoomCommit) -> Result<()> {
-        // One statement, so one round trip and its own transaction: the checkpoints, the deletion of the
-        // journal rows they cover, the new rows and the version changes. The parts of a statement do not
-        // see each other's changes; they need not, as a fold never has two of them touch one row: rows
-        // after a room's checkpoint are newer than the ones it deletes, and a version change comes
-        // without a checkpoint of the same room (after one, it is in the checkpoint).
+        let mut guard = self.index().await?;
+        let result = Self::commit_indexed(&self.pool, guard.as_mut().expect("built by index()"), self.spill_after(), commit).await;
+        if result.is_err() {
+            // A lost connection leaves unknown whether the statement committed: the index is read afresh
+            // from the tables before the retry. (A retried segment may then be stored twice; a room's
+            // journal keeps one copy of each tick.)
+            *guard = None;
+        }
+        result
+    }
+
+    async fn commit_indexed(pool: &PgPool, index: &mut SegmentIndex, spill_after: Duration, commit: &RoomCommit) -> Result<()> {
+        for seq in index.overdue(spill_after) {
+            let data: Vec<u8> =
+                sqlx::query_scalar("SELECT data FROM room_journal_segments WHERE seq = $1").bind(seq).fetch_one(pool).await?;
+            let (rows, moved) = index.spill(seq, &data)?;
+            sqlx::query(
+                "WITH rows AS (
+                     INSERT INTO room_journal (game, room, tick, data)
+                     SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bytea[])
+                     ON CONFLICT (game, room, tick) DO UPDATE SET data = excluded.data
+                 )
+                 DELETE FROM room_journal_segments WHERE seq = $5",
+            )
+            .bind(rows.iter().map(|j| j.game.as_str()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|j| j.room.as_str()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|j| j.tick).collect::<Vec<_>>())
+            .bind(rows.iter().map(|j| j.data.as_slice()).collect::<Vec<_>>())
+            .bind(seq)
+            .execute(pool)
+            .await?;
+            index.spilled(seq, moved);
+        }
+        let checkpoints = || commit.checkpoints.iter().map(|c| (c.game.as_str(), c.room.as_str(), c.tick));
+        let mut plan = index.plan(checkpoints(), !commit.journal.is_empty());
         let c = &commit.checkpoints;
-        let j = &commit.journal;
         let r = &commit.running;
-        sqlx::query(
+        let cleared = &plan.clear_spilled;
+        // The parts of a statement do not see each other's changes; they need not, as none touches a row
+        // another does: a checkpoint frees older segments than the new one, and a version change comes
+        // without a checkpoint of the same room (after one, it is in the checkpoint). The new segment's
+        // number comes from the database.
+        let seq: Option<i64> = sqlx::query_scalar(
             "WITH checkpoints AS (
                  INSERT INTO room_checkpoints (game, room, version, tick, state, at, running)
                  SELECT game, room, version, tick, state, $7, running
@@ -375,16 +417,16 @@ impl PgStore {
                  ON CONFLICT (game, room) DO UPDATE SET version = excluded.version, tick = excluded.tick,
                      state = excluded.state, at = excluded.at, running = excluded.running
              ), covered AS (
-                 DELETE FROM room_journal USING UNNEST($1::text[], $2::text[], $4::bigint[]) AS c(game, room, tick)
+                 DELETE FROM room_journal USING UNNEST($8::text[], $9::text[], $10::bigint[]) AS c(game, room, tick)
                  WHERE room_journal.game = c.game AND room_journal.room = c.room AND room_journal.tick <= c.tick
-             ), rows AS (
-                 INSERT INTO room_journal (game, room, tick, data)
-                 SELECT * FROM UNNEST($8::text[], $9::text[], $10::bigint[], $11::bytea[])
-                 ON CONFLICT (game, room, tick) DO UPDATE SET data = excluded.data
+             ), dead AS (
+                 DELETE FROM room_journal_segments WHERE seq = ANY($11::bigint[])
+             ), versions AS (
+                 UPDATE room_checkpoints SET running = v.running
+                 FROM UNNEST($12::text[], $13::text[], $14::text[]) AS v(game, room, running)
+                 WHERE room_checkpoints.game = v.game AND room_checkpoints.room = v.room
              )
-             UPDATE room_checkpoints SET running = v.running
-             FROM UNNEST($12::text[], $13::text[], $14::text[]) AS v(game, room, running)
-             WHERE room_checkpoints.game = v.game AND room_checkpoints.room = v.room",
+             INSERT INTO room_journal_segments (data) SELECT $15::bytea WHERE $15 IS NOT NULL RETURNING seq",
         )
         .bind(c.iter().map(|c| c.game.as_str()).collect::<Vec<_>>())
         .bind(c.iter().map(|c| c.room.as_str()).collect::<Vec<_>>())
@@ -393,16 +435,42 @@ impl PgStore {
         .bind(c.iter().map(|c| c.state.as_slice()).collect::<Vec<_>>())
         .bind(c.iter().map(|c| c.running.as_deref()).collect::<Vec<_>>())
         .bind(now_ms())
-        .bind(j.iter().map(|j| j.game.as_str()).collect::<Vec<_>>())
-        .bind(j.iter().map(|j| j.room.as_str()).collect::<Vec<_>>())
-        .bind(j.iter().map(|j| j.tick).collect::<Vec<_>>())
-        .bind(j.iter().map(|j| j.data.as_slice()).collect::<Vec<_>>())
+        .bind(cleared.iter().map(|c| c.0.as_str()).collect::<Vec<_>>())
+        .bind(cleared.iter().map(|c| c.1.as_str()).collect::<Vec<_>>())
+        .bind(cleared.iter().map(|c| c.2).collect::<Vec<_>>())
+        .bind(&plan.dead)
         .bind(r.iter().map(|r| r.0.as_str()).collect::<Vec<_>>())
         .bind(r.iter().map(|r| r.1.as_str()).collect::<Vec<_>>())
         .bind(r.iter().map(|r| r.2.as_deref()).collect::<Vec<_>>())
-        .execute(&self.pool)
+        .bind(plan.seq.map(|_| segments::encode(&commit.journal)))
+        .fetch_optional(pool)
         .await?;
+        plan.seq = seq;
+        index.apply(plan, checkpoints(), &commit.journal);
         Ok(())
+    }
+
+    /// The segment index, read off the tables on first use (and after a failed commit).
+    async fn index(&self) -> Result<tokio::sync::MutexGuard<'_, Option<SegmentIndex>>> {
+        let mut guard = self.index.lock().await;
+        if guard.is_none() {
+            *guard = Some(segments::load_index(self).await.context("failed to read the durable journal's segments")?);
+        }
+        Ok(guard)
+    }
+
+    /// Journal segments still needed by some room (tests and diagnostics).
+    pub async fn journal_segments(&self) -> Result<usize> {
+        Ok(self.index().await?.as_ref().map_or(0, SegmentIndex::live))
+    }
+
+    /// Shortens how long a segment may stay before its rows still needed move to per-room rows (tests).
+    pub fn set_spill_after(&self, after: Duration) {
+        self.spill_after_ms.store(after.as_millis() as u64, Ordering::Relaxed);
+    }
+
+    fn spill_after(&self) -> Duration {
+        Duration::from_millis(self.spill_after_ms.load(Ordering::Relaxed))
     }
 
     /// The checkpoints of every room that was open.
@@ -417,16 +485,8 @@ impl PgStore {
 
     /// A room's durable journal after `after_tick`, oldest first.
     pub async fn journal(&self, game: &str, room: &str, after_tick: i64) -> Result<Vec<JournalRow>> {
-        let rows = sqlx::query("SELECT tick, data FROM room_journal WHERE game = $1 AND room = $2 AND tick > $3 ORDER BY tick")
-            .bind(game)
-            .bind(room)
-            .bind(after_tick)
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(rows
-            .into_iter()
-            .map(|row| JournalRow { game: game.into(), room: room.into(), tick: row.get("tick"), data: row.get("data") })
-            .collect())
+        let guard = self.index().await?;
+        segments::read_journal(self, guard.as_ref().expect("built by index()"), Some((game, room, after_tick))).await
     }
 
     /// Whether the store holds nothing yet.
@@ -480,9 +540,8 @@ impl PgStore {
             .fetch_all(&self.pool)
             .await?;
         out.checkpoints = rows.iter().map(checkpoint).collect();
-        for row in sqlx::query("SELECT game, room, tick, data FROM room_journal ORDER BY game, room, tick").fetch_all(&self.pool).await? {
-            out.journal.push(JournalRow { game: row.get("game"), room: row.get("room"), tick: row.get("tick"), data: row.get("data") });
-        }
+        let guard = self.index().await?;
+        out.journal = segments::read_journal(self, guard.as_ref().expect("built by index()"), None).await?;
         Ok(out)
     }
 
@@ -559,6 +618,8 @@ impl PgStore {
                 .await?;
         }
         tx.commit().await?;
+        // Imported journal rows are per-room rows (room_journal); the segment index is read afresh.
+        *self.index.lock().await = None;
         Ok(())
     }
 
@@ -589,5 +650,42 @@ fn checkpoint(row: &sqlx::postgres::PgRow) -> Checkpoint {
         tick: row.get("tick"),
         state: row.get("state"),
         running: row.get("running"),
+    }
+}
+
+impl segments::SegmentTables for PgStore {
+    async fn checkpoint_ticks(&self) -> Result<Vec<(String, String, i64)>> {
+        let rows = sqlx::query("SELECT game, room, tick FROM room_checkpoints").fetch_all(&self.pool).await?;
+        Ok(rows.iter().map(|r| (r.get("game"), r.get("room"), r.get("tick"))).collect())
+    }
+
+    async fn per_room_last_ticks(&self) -> Result<Vec<(String, String, i64)>> {
+        let rows = sqlx::query("SELECT game, room, MAX(tick) AS tick FROM room_journal GROUP BY game, room").fetch_all(&self.pool).await?;
+        Ok(rows.iter().map(|r| (r.get("game"), r.get("room"), r.get("tick"))).collect())
+    }
+
+    async fn segments(&self, seqs: Option<&[i64]>) -> Result<Vec<(i64, Vec<u8>)>> {
+        let rows = match seqs {
+            None => sqlx::query("SELECT seq, data FROM room_journal_segments").fetch_all(&self.pool).await?,
+            Some(seqs) => {
+                sqlx::query("SELECT seq, data FROM room_journal_segments WHERE seq = ANY($1)").bind(seqs).fetch_all(&self.pool).await?
+            }
+        };
+        Ok(rows.iter().map(|r| (r.get("seq"), r.get("data"))).collect())
+    }
+
+    async fn delete_segments(&self, seqs: &[i64]) -> Result<()> {
+        sqlx::query("DELETE FROM room_journal_segments WHERE seq = ANY($1)").bind(seqs).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn per_room_rows(&self, game: &str, room: &str, after_tick: i64) -> Result<Vec<(i64, Vec<u8>)>> {
+        let rows = sqlx::query("SELECT tick, data FROM room_journal WHERE game = $1 AND room = $2 AND tick > $3")
+            .bind(game)
+            .bind(room)
+            .bind(after_tick)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(|r| (r.get("tick"), r.get("data"))).collect())
     }
 }

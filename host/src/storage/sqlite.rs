@@ -390,8 +390,14 @@ impl SqliteStore {
         let index = guard.as_mut().expect("built by index()");
         // Segments still needed long after they were written: the rows still needed move out first.
         for seq in index.overdue(Duration::from_millis(self.spill_after_ms.load(Ordering::Relaxed))) {
+            let data: Vec<u8> =
+                sqlx::query_scalar("SELECT data FROM room_journal_segments WHERE seq = ?1").bind(seq).fetch_one(&self.pool).await?;
+            let (rows, moved) = index.spill(seq, &data)?;
             let mut tx = self.begin_write().await?;
-            let moved = index.spill(&mut tx, seq).await?;
+            for row in &rows {
+                Self::put_journal_row(&mut tx, row).await?;
+            }
+            delete_segments(&mut tx, &[seq]).await?;
             tx.commit().await?;
             index.spilled(seq, moved);
         }
@@ -401,7 +407,7 @@ impl SqliteStore {
         // SQLite's worker thread instead of three.
         if let Some(seq) = plan.seq.filter(|_| commit.checkpoints.is_empty() && commit.running.is_empty()) {
             debug_assert!(plan.dead.is_empty() && plan.clear_spilled.is_empty(), "only checkpoints free anything");
-            segments::insert(&self.pool, seq, &commit.journal).await?;
+            insert_segment(&self.pool, seq, &commit.journal).await?;
             index.apply(plan, checkpoints(), &commit.journal);
             return Ok(());
         }
@@ -416,9 +422,9 @@ impl SqliteStore {
                 .await?;
         }
         if let Some(seq) = plan.seq {
-            segments::insert(&mut *tx, seq, &commit.journal).await?;
+            insert_segment(&mut *tx, seq, &commit.journal).await?;
         }
-        segments::delete_segments(&mut tx, &plan.dead).await?;
+        delete_segments(&mut tx, &plan.dead).await?;
         for (game, room, version) in &commit.running {
             sqlx::query("UPDATE room_checkpoints SET running = ?3 WHERE game = ?1 AND room = ?2")
                 .bind(game)
@@ -436,9 +442,23 @@ impl SqliteStore {
     async fn index(&self) -> Result<tokio::sync::MutexGuard<'_, Option<SegmentIndex>>> {
         let mut guard = self.index.lock().await;
         if guard.is_none() {
-            *guard = Some(SegmentIndex::build(&self.pool).await.context("failed to read the durable journal's segments")?);
+            *guard = Some(segments::load_index(self).await.context("failed to read the durable journal's segments")?);
         }
         Ok(guard)
+    }
+
+    async fn put_journal_row(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>, row: &JournalRow) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO room_journal (game, room, tick, data) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (game, room, tick) DO UPDATE SET data = excluded.data",
+        )
+        .bind(&row.game)
+        .bind(&row.room)
+        .bind(row.tick)
+        .bind(&row.data)
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
     }
 
     /// Journal segments still needed by some room (tests and diagnostics).
@@ -464,7 +484,7 @@ impl SqliteStore {
     /// A room's durable journal after `after_tick`, oldest first.
     pub async fn journal(&self, game: &str, room: &str, after_tick: i64) -> Result<Vec<JournalRow>> {
         let guard = self.index().await?;
-        guard.as_ref().expect("built by index()").journal(&self.pool, game, room, after_tick).await
+        segments::read_journal(self, guard.as_ref().expect("built by index()"), Some((game, room, after_tick))).await
     }
 
     /// Whether the store holds nothing yet.
@@ -524,7 +544,8 @@ impl SqliteStore {
             .fetch_all(&self.pool)
             .await?;
         out.checkpoints = rows.iter().map(checkpoint).collect();
-        out.journal = self.index().await?.as_ref().expect("built by index()").all(&self.pool).await?;
+        let guard = self.index().await?;
+        out.journal = segments::read_journal(self, guard.as_ref().expect("built by index()"), None).await?;
         Ok(out)
     }
 
@@ -633,4 +654,81 @@ fn checkpoint(row: &sqlx::sqlite::SqliteRow) -> Checkpoint {
         state: row.get("state"),
         running: row.get("running"),
     }
+}
+
+impl segments::SegmentTables for SqliteStore {
+    async fn checkpoint_ticks(&self) -> Result<Vec<(String, String, i64)>> {
+        let rows = sqlx::query("SELECT game, room, tick FROM room_checkpoints").fetch_all(&self.pool).await?;
+        Ok(rows.iter().map(|r| (r.get("game"), r.get("room"), r.get("tick"))).collect())
+    }
+
+    async fn per_room_last_ticks(&self) -> Result<Vec<(String, String, i64)>> {
+        let rows = sqlx::query("SELECT game, room, MAX(tick) AS tick FROM room_journal GROUP BY game, room").fetch_all(&self.pool).await?;
+        Ok(rows.iter().map(|r| (r.get("game"), r.get("room"), r.get("tick"))).collect())
+    }
+
+    async fn segments(&self, seqs: Option<&[i64]>) -> Result<Vec<(i64, Vec<u8>)>> {
+        let rows = match seqs {
+            None => sqlx::query("SELECT seq, data FROM room_journal_segments").fetch_all(&self.pool).await?,
+            Some(seqs) => {
+                let mut rows = Vec::new();
+                for chunk in seqs.chunks(500) {
+                    rows.extend(
+                        with_seqs("SELECT seq, data FROM room_journal_segments WHERE seq IN (", chunk)
+                            .build()
+                            .fetch_all(&self.pool)
+                            .await?,
+                    );
+                }
+                rows
+            }
+        };
+        Ok(rows.iter().map(|r| (r.get("seq"), r.get("data"))).collect())
+    }
+
+    async fn delete_segments(&self, seqs: &[i64]) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        delete_segments(&mut tx, seqs).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn per_room_rows(&self, game: &str, room: &str, after_tick: i64) -> Result<Vec<(i64, Vec<u8>)>> {
+        let rows = sqlx::query("SELECT tick, data FROM room_journal WHERE game = ?1 AND room = ?2 AND tick > ?3")
+            .bind(game)
+            .bind(room)
+            .bind(after_tick)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(|r| (r.get("tick"), r.get("data"))).collect())
+    }
+}
+
+/// Writes `rows` as segment `seq`.
+async fn insert_segment<'e>(executor: impl sqlx::Executor<'e, Database = sqlx::Sqlite>, seq: i64, rows: &[JournalRow]) -> Result<()> {
+    sqlx::query("INSERT INTO room_journal_segments (seq, data) VALUES (?1, ?2)")
+        .bind(seq)
+        .bind(segments::encode(rows))
+        .execute(executor)
+        .await?;
+    Ok(())
+}
+
+/// Deletes segments by sequence number.
+async fn delete_segments(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>, seqs: &[i64]) -> Result<()> {
+    for chunk in seqs.chunks(1_000) {
+        with_seqs("DELETE FROM room_journal_segments WHERE seq IN (", chunk).build().execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+/// `sql` followed by `seqs` as bound parameters and a closing parenthesis.
+fn with_seqs<'a>(sql: &str, seqs: &[i64]) -> sqlx::QueryBuilder<'a, sqlx::Sqlite> {
+    let mut query = sqlx::QueryBuilder::new(sql);
+    let mut list = query.separated(", ");
+    for seq in seqs {
+        list.push_bind(*seq);
+    }
+    query.push(")");
+    query
 }
