@@ -29,6 +29,7 @@ use crate::net::envelope::{self, ErrorCode, Format, ServerEnvelope, ServerMsg};
 use crate::runtime::{CallError, Features, GameClock, InstanceEnv, Plugin, PluginInstance, Recipient, RoomInfo, RoomRng};
 
 mod output;
+use output::WRITER_STOPPED;
 mod recovery;
 mod rules;
 use crate::storage::Checkpoint;
@@ -124,6 +125,9 @@ pub(super) struct Room {
     durable: bool,
     /// Where the journal not yet handed to the store's writer starts.
     durable_mark: journal::ChunkMark,
+    /// The room's last answers handed to the writer, until it has sent them (at most one hand-over is
+    /// in flight: see [`super::writer`]).
+    in_flight: Option<super::writer::Delivered>,
     /// The feature switches its instance sees: the game's, taken at a tick's start.
     features: Features,
     /// Checkpoints taken (names them).
@@ -159,7 +163,7 @@ pub(super) struct Room {
     /// Players to hand `on-leave` at the next tick (kicked, or dropped as slow consumers).
     leaving: Vec<Arc<str>>,
     /// Players kicked this tick: their last batch leaves at the tick's end.
-    kicked: Vec<(Arc<str>, PlayerConn)>,
+    kicked: Vec<(Arc<str>, Arc<PlayerConn>)>,
     empty_since: Option<Instant>,
     /// The incident id of the last failure the supervisor reported (for the player whose input it was).
     pub(super) incident: Option<String>,
@@ -178,17 +182,17 @@ pub(super) struct Room {
 /// The players in a room. If the room's task dies without closing (a panic in the host), dropping this
 /// tells each of them, so no player is left in a room that no longer runs.
 #[derive(Default)]
-pub(crate) struct Members(BTreeMap<Arc<str>, PlayerConn>);
+pub(crate) struct Members(BTreeMap<Arc<str>, Arc<PlayerConn>>);
 
 impl Members {
     /// Takes every member out (the room closes and tells them itself).
-    fn take_all(&mut self) -> BTreeMap<Arc<str>, PlayerConn> {
+    fn take_all(&mut self) -> BTreeMap<Arc<str>, Arc<PlayerConn>> {
         std::mem::take(&mut self.0)
     }
 }
 
 impl std::ops::Deref for Members {
-    type Target = BTreeMap<Arc<str>, PlayerConn>;
+    type Target = BTreeMap<Arc<str>, Arc<PlayerConn>>;
     fn deref(&self) -> &Self::Target {
         &self.0
     }
@@ -263,6 +267,7 @@ impl Room {
             journaling,
             durable,
             durable_mark: Default::default(),
+            in_flight: None,
             features,
             checkpoints: 0,
             restarts: VecDeque::new(),
@@ -394,26 +399,36 @@ impl Room {
                             tracing::error!("a critical save was not written: {e:#}");
                         }
                     }
-                    // Nor, in a durable room, before the journal that made it is (the output gate). The
-                    // wait is I/O, not the tick's work: it is recorded apart from the tick's time.
-                    let mut gate_wait = Duration::ZERO;
-                    if let Some(durable) = self.hand_over_journal() {
-                        let waiting = Instant::now();
-                        tokio::select! {
-                            biased;
-                            written = durable => if written.is_err() {
-                                // The writer is gone: nothing of this room can be made durable again.
+                    // Nor, in a durable room, before the journal that made it is (the output gate): the
+                    // writer sends them once it is ([`Room::flush`]). While the room's last answers are
+                    // still with the writer (the store is slow), the room waits for them here. The wait
+                    // is I/O, not the tick's work: it is left out of the tick's time.
+                    let mut stalled = Duration::ZERO;
+                    if !self.pending.is_empty() {
+                        match self.in_flight() {
+                            Ok(false) => {}
+                            Ok(true) => {
+                                let delivered = self.in_flight.take().expect("in flight");
+                                let waiting = Instant::now();
+                                tokio::select! {
+                                    biased;
+                                    sent = delivered => if sent.is_err() {
+                                        self.pending.clear();
+                                        break End::Crashed(WRITER_STOPPED.to_string());
+                                    },
+                                    // Shutting down while the store is away: what is not durable does not leave.
+                                    _ = stop.cancelled() => {
+                                        self.pending.clear();
+                                        break End::Halted;
+                                    }
+                                }
+                                stalled = waiting.elapsed();
+                            }
+                            Err(crash) => {
                                 self.pending.clear();
-                                break End::Crashed("the host's store writer stopped".to_string());
-                            },
-                            // Shutting down while the store is away: what is not durable does not leave.
-                            _ = stop.cancelled() => {
-                                self.pending.clear();
-                                break End::Halted;
+                                break End::Crashed(crash);
                             }
                         }
-                        gate_wait = waiting.elapsed();
-                        self.rooms.record_gate_wait(gate_wait.as_micros() as u64);
                     }
                     self.flush();
                     self.health.add(&self.tally);
@@ -424,7 +439,7 @@ impl Room {
                     }
                     self.record_usage(&instance);
                     // Published with the next tick's counts.
-                    let micros = started.elapsed().saturating_sub(gate_wait).as_micros() as u64;
+                    let micros = started.elapsed().saturating_sub(stalled).as_micros() as u64;
                     self.tally.tick(micros, late);
                     self.rooms.record_tick(micros);
                     if self.members.is_empty() {
@@ -488,7 +503,7 @@ impl Room {
                     } else {
                         let id = conn.id.clone();
                         conn.in_room.store(true, Ordering::Release);
-                        self.members.insert(id.clone(), conn);
+                        self.members.insert(id.clone(), Arc::new(conn));
                         let joined = ServerEnvelope::Joined {
                             game: self.key.0.clone(),
                             room: self.key.1.clone(),
@@ -692,9 +707,6 @@ impl Room {
             // What the last tick queued was not made durable (the room ends mid-tick): it does not leave.
             self.pending.clear();
         }
-        for (id, conn) in std::mem::take(&mut self.kicked) {
-            self.send_batch(&id, &conn);
-        }
         let reason = match &end {
             End::Empty => None,
             End::Shutdown | End::Halted => Some("the server is shutting down".to_string()),
@@ -706,9 +718,12 @@ impl Room {
             for (id, conn) in self.members.take_all() {
                 self.direct_to(&conn, &id, &ServerEnvelope::Kicked { reason: reason.clone() });
                 conn.in_room.store(false, Ordering::Release);
-                self.send_batch(&id, &conn);
+                self.kicked.push((id, conn));
             }
         }
+        // After the answers the writer still holds, if any.
+        let last = self.take_batches();
+        self.send_after_in_flight(last);
         if matches!(end, End::Crashed(_)) {
             self.rooms.closed_for_crashes(&self.key);
         }

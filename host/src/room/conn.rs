@@ -90,6 +90,18 @@ pub struct PlayerConn {
     pub in_room: Arc<AtomicBool>,
 }
 
+impl PlayerConn {
+    /// Queues a batch of frames for the player; a full queue means the player does not read: the
+    /// connection is closed as a slow consumer (false), and its session takes the player out of its room.
+    pub fn deliver(&self, frames: Vec<Bytes>) -> bool {
+        if self.out.push(self.format, frames).is_ok() {
+            return true;
+        }
+        self.kill.kill(ErrorCode::SlowConsumer, "the connection fell behind reading its messages and was closed");
+        false
+    }
+}
+
 /// What goes to a connection's writer.
 #[derive(Debug)]
 pub enum Outbound {

@@ -346,8 +346,9 @@ struct Inner {
     seeds: RandomState,
     /// Duration of every tick of every room, in microseconds (without the output gate's wait).
     tick_us: Mutex<hdrhistogram::Histogram<u64>>,
-    /// How long durable rooms' answers waited for their journal's commit, in microseconds.
-    gate_us: Mutex<hdrhistogram::Histogram<u64>>,
+    /// How long durable rooms' answers waited for their journal's commit, in microseconds (recorded by
+    /// the writer, which sends them).
+    gate_us: writer::GateWaits,
     /// How long each room paused to change version (snapshot + instantiate + restore), in microseconds.
     swap_us: Mutex<hdrhistogram::Histogram<u64>>,
     swap_failures: mpsc::UnboundedSender<SwapFailure>,
@@ -393,7 +394,7 @@ impl Rooms {
             tasks: TaskTracker::new(),
             seeds: RandomState::new(),
             tick_us: micros_histogram(),
-            gate_us: micros_histogram(),
+            gate_us: Arc::new(micros_histogram()),
             swap_us: micros_histogram(),
             swap_failures,
             swap_gate: Arc::new(tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get()))),
@@ -419,7 +420,7 @@ impl Rooms {
     /// to `crash_dir`, kept under `crash_max_bytes`.
     pub fn attach(&self, store: Store, crash_dir: std::path::PathBuf, crash_max_bytes: u64) {
         let interval = std::time::Duration::from_millis(self.0.config.commit_interval_ms);
-        let _ = self.0.writer.set(writer::RoomWriter::start(store.clone(), interval));
+        let _ = self.0.writer.set(writer::RoomWriter::start(store.clone(), interval, self.0.gate_us.clone()));
         let _ = self.0.store.set(store);
         let _ = self.0.crashes.set(crate::health::crash::start_writer(crash_dir, crash_max_bytes));
     }
@@ -734,10 +735,6 @@ impl Rooms {
     /// (microseconds), and resets it.
     pub fn take_gate_waits(&self) -> hdrhistogram::Histogram<u64> {
         take(&self.0.gate_us)
-    }
-
-    fn record_gate_wait(&self, micros: u64) {
-        record(&self.0.gate_us, micros);
     }
 
     /// Stops every room: each finishes its tick, flushes, tells its players and ends. Resolves when all

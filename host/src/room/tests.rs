@@ -42,7 +42,7 @@ async fn a_room_task_that_dies_is_counted_reported_unlisted_and_its_players_told
     let (ann, mut ann_rx) = conn("ann");
     let in_room = ann.in_room.clone();
     let mut members = actor::Members::default();
-    members.insert(ann.id.clone(), ann);
+    members.insert(ann.id.clone(), Arc::new(ann));
     let task = async move {
         let (_members, _inbox) = (members, rx);
         panic!("a bug in the host");

@@ -2,30 +2,59 @@
 //! room runs, group-committed.
 //!
 //! Rooms hand it [`RoomWrite`]s in the order they happen. It takes everything that arrived while its
-//! last commit ran, folds it ([`RoomCommit::fold`]) and commits it in one transaction, then wakes every
-//! room that waits on one of those writes. That is the output gate of a durable room: a tick's answers
-//! leave only after the commit that holds the tick's journal. One commit is in flight at a time, and one
-//! starts at most every `rooms.commit_interval_ms` (2 ms: 25 per tick interval at 20 Hz): the commit cost
-//! is paid per interval, however many rooms and inputs a commit carries (1,000 rooms at 20 Hz hand over
-//! about 18 ticks per commit); while the store is slow, more arrives per commit instead of more commits
-//! queueing.
+//! last commit ran, folds it ([`RoomCommit::fold`]) and commits it in one transaction. One commit is in
+//! flight at a time, and one starts at most every `rooms.commit_interval_ms` (2 ms: 25 per tick interval
+//! at 20 Hz): the commit cost is paid per interval, however many rooms and inputs a commit carries (1,000
+//! rooms at 20 Hz hand over about 18 ticks per commit); while the store is slow, more arrives per commit
+//! instead of more commits queueing.
+//!
+//! It is also the output gate of durable rooms: a tick's answers leave only after the commit that holds
+//! the tick's journal. A room hands them over with the journal ([`RoomWriter::write_and_send`]) and goes
+//! on; the writer queues them on the players' connections once the commit is durable. The room neither
+//! waits for the commit nor runs again to send them (at 1,000 rooms, a second wake-up of every room
+//! every tick was a fifth of what durability cost in CPU). A room has at most one hand-over in flight
+//! ([`Delivered`]): while the store is slow, its next answers wait in the room, and its inputs in its
+//! inbox. Answers are sent in the order they were handed over, so a room's answers keep their order
+//! whether they went through the writer or not (a room sends directly only when nothing of it is in
+//! flight).
 //!
 //! A commit that fails (a lost PostgreSQL connection, a locked or full SQLite file) is retried with
-//! back-off, holding what it had: nothing a room handed over is dropped, and the rooms waiting on it keep
-//! their answers until it is durable. [`RoomWriter::health`] reports the failure meanwhile.
+//! back-off, holding what it had: nothing a room handed over is dropped, and the answers waiting on it
+//! are held until it is durable. [`RoomWriter::health`] reports the failure meanwhile.
 
+use super::PlayerConn;
 use crate::storage::{RoomCommit, RoomWrite, Store};
+use bytes::Bytes;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
 /// What goes to the writer.
 enum Msg {
-    /// A write, and whom to tell once it is durable.
-    Write(RoomWrite, Option<oneshot::Sender<()>>),
+    /// A write.
+    Write(RoomWrite),
+    /// A write, and answers to send once it (and everything before it) is durable.
+    WriteAndSend(RoomWrite, Answers),
+    /// Answers to send once everything before them is durable.
+    Send(Answers),
     /// Tell once everything sent before is durable.
     Flush(oneshot::Sender<()>),
 }
+
+/// A room's answers to one or more players, each player's frames in order.
+pub type Batches = Vec<(Arc<PlayerConn>, Vec<Bytes>)>;
+
+/// Answers held until a commit is durable.
+struct Answers {
+    batches: Batches,
+    /// When the room handed them over (how long they waited is the output gate's cost).
+    handed: Instant,
+    done: oneshot::Sender<()>,
+}
+
+/// Resolves once a room's hand-over has been sent (an `Err` if the writer stopped first). Poll it with
+/// `try_recv` to know without waiting.
+pub type Delivered = oneshot::Receiver<()>;
 
 /// Figures, for `/metrics` and `/health`.
 #[derive(Clone, Debug, Default)]
@@ -51,25 +80,36 @@ pub struct RoomWriter {
     stats: Arc<Mutex<WriterStats>>,
 }
 
+/// How long answers waited for their commit (µs), shared with [`super::Rooms`].
+pub type GateWaits = Arc<Mutex<hdrhistogram::Histogram<u64>>>;
+
 impl RoomWriter {
     /// Starts the writer on the current runtime, starting a commit at most every `interval`.
-    pub fn start(store: Store, interval: Duration) -> RoomWriter {
+    /// recording in `gate_waits` how long answers waited for their commit.
+    pub fn start(store: Store, interval: Duration, gate_waits: GateWaits) -> RoomWriter {
         let (tx, rx) = mpsc::unbounded_channel();
         let stats = Arc::new(Mutex::new(WriterStats::default()));
-        tokio::spawn(run(store, rx, stats.clone(), interval));
+        tokio::spawn(run(store, rx, stats.clone(), interval, gate_waits));
         RoomWriter { tx, stats }
     }
 
     /// Hands over a write; it is committed in order with every other.
     pub fn write(&self, write: RoomWrite) {
-        let _ = self.tx.send(Msg::Write(write, None));
+        let _ = self.tx.send(Msg::Write(write));
     }
 
-    /// Hands over a write and resolves once it is durable (an `Err` if the writer has stopped).
-    pub fn write_durable(&self, write: RoomWrite) -> oneshot::Receiver<()> {
-        let (done, wait) = oneshot::channel();
-        let _ = self.tx.send(Msg::Write(write, Some(done)));
-        wait
+    /// Hands over a write, and answers that leave once it is durable.
+    pub fn write_and_send(&self, write: RoomWrite, batches: Batches) -> Delivered {
+        let (answers, delivered) = answers(batches);
+        let _ = self.tx.send(Msg::WriteAndSend(write, answers));
+        delivered
+    }
+
+    /// Hands over answers that leave once everything handed over before them is durable.
+    pub fn send(&self, batches: Batches) -> Delivered {
+        let (answers, delivered) = answers(batches);
+        let _ = self.tx.send(Msg::Send(answers));
+        delivered
     }
 
     /// Resolves once everything handed over so far is durable.
@@ -91,30 +131,66 @@ impl RoomWriter {
     }
 }
 
-async fn run(store: Store, mut rx: mpsc::UnboundedReceiver<Msg>, stats: Arc<Mutex<WriterStats>>, interval: Duration) {
+fn answers(batches: Batches) -> (Answers, Delivered) {
+    let (done, delivered) = oneshot::channel();
+    (Answers { batches, handed: Instant::now(), done }, delivered)
+}
+
+async fn run(
+    store: Store,
+    mut rx: mpsc::UnboundedReceiver<Msg>,
+    stats: Arc<Mutex<WriterStats>>,
+    interval: Duration,
+    gate_waits: GateWaits,
+) {
     let mut last = tokio::time::Instant::now() - interval;
     while let Some(first) = rx.recv().await {
         // What arrives until the interval is up goes in the same commit.
         tokio::time::sleep_until(last + interval).await;
         last = tokio::time::Instant::now();
         let mut writes = Vec::new();
-        let mut waiting = Vec::new();
+        let mut sends = Vec::new();
+        let mut flushed = Vec::new();
         for msg in std::iter::once(first).chain(std::iter::from_fn(|| rx.try_recv().ok())) {
             match msg {
-                Msg::Write(write, done) => {
+                Msg::Write(write) => writes.push(write),
+                Msg::WriteAndSend(write, answers) => {
                     writes.push(write);
-                    waiting.extend(done);
+                    sends.push(answers);
                 }
-                Msg::Flush(done) => waiting.push(done),
+                Msg::Send(answers) => sends.push(answers),
+                Msg::Flush(done) => flushed.push(done),
             }
         }
         let commit = RoomCommit::fold(writes);
         if !commit.is_empty() {
             commit_until_durable(&store, &commit, &stats).await;
         }
-        for done in waiting {
+        send(sends, &gate_waits);
+        for done in flushed {
             let _ = done.send(());
         }
+    }
+}
+
+/// Sends answers whose commit is durable, in the order they were handed over. A player whose queue is
+/// full is disconnected as a slow consumer ([`PlayerConn::deliver`]); its session then takes it out of
+/// its room, as after any disconnect.
+fn send(sends: Vec<Answers>, gate_waits: &GateWaits) {
+    if sends.is_empty() {
+        return;
+    }
+    let now = Instant::now();
+    let mut waits = gate_waits.lock().unwrap();
+    for answers in &sends {
+        waits.saturating_record((now - answers.handed).as_micros().max(1) as u64);
+    }
+    drop(waits);
+    for answers in sends {
+        for (conn, frames) in answers.batches {
+            conn.deliver(frames);
+        }
+        let _ = answers.done.send(());
     }
 }
 

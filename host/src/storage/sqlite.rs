@@ -17,7 +17,14 @@ use std::time::Duration;
 /// An open SQLite store.
 #[derive(Clone)]
 pub struct SqliteStore {
+    /// Connections that read.
     pool: SqlitePool,
+    /// The one connection that writes. SQLite runs one write transaction at a time anyway; with one
+    /// connection doing all of them, its page cache stays valid from one to the next. A connection that
+    /// starts a transaction after another connection wrote drops its whole cache (in WAL mode SQLite
+    /// cannot tell which pages changed) and reads the B-tree pages again: with writes spread over the
+    /// pool, that was most of the cost of a room commit (`free`, `pread`, see README "Durable rooms").
+    writes: SqlitePool,
     /// Which rooms need which journal segments: built on first use, guarded for the whole of a commit.
     index: Arc<tokio::sync::Mutex<Option<SegmentIndex>>>,
     /// [`segments::SPILL_AFTER`], in ms (tests shorten it).
@@ -30,8 +37,8 @@ impl SqliteStore {
         Self::open_with(url, 4, |o| o).await
     }
 
-    /// Opens with `connections` pooled connections and extra connection options (tests use this to
-    /// impose SQLite limits, e.g. a maximum size to simulate a full disk).
+    /// Opens with `connections` pooled connections to read and one to write, and extra connection
+    /// options (tests use this to impose SQLite limits, e.g. a maximum size to simulate a full disk).
     pub async fn open_with(url: &str, connections: u32, extra: impl FnOnce(SqliteConnectOptions) -> SqliteConnectOptions) -> Result<Self> {
         let options = SqliteConnectOptions::from_str(url)
             .with_context(|| format!("bad SQLite URL {url:?} (expected sqlite://PATH)"))?
@@ -44,14 +51,20 @@ impl SqliteStore {
         if let Some(dir) = options.get_filename().parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).with_context(|| format!("failed to create the database directory {}", dir.display()))?;
         }
-        let pool = SqlitePoolOptions::new()
-            .max_connections(connections)
-            .connect_with(options)
-            .await
-            .with_context(|| format!("failed to open the SQLite database {url}"))?;
-        sqlx::migrate!("./migrations/sqlite").run(&pool).await.with_context(|| format!("failed to migrate the schema of {url}"))?;
+        let open = |connections: u32, options: SqliteConnectOptions| async move {
+            SqlitePoolOptions::new()
+                .max_connections(connections)
+                .connect_with(options)
+                .await
+                .with_context(|| format!("failed to open the SQLite database {url}"))
+        };
+        // The writing connection first: it creates the file, and migrates the schema.
+        let writes = open(1, options.clone()).await?;
+        sqlx::migrate!("./migrations/sqlite").run(&writes).await.with_context(|| format!("failed to migrate the schema of {url}"))?;
+        let pool = open(connections, options).await?;
         Ok(SqliteStore {
             pool,
+            writes,
             index: Default::default(),
             spill_after_ms: Arc::new(AtomicU64::new(segments::SPILL_AFTER.as_millis() as u64)),
         })
@@ -148,7 +161,7 @@ impl SqliteStore {
     /// connection committed in between, its upgrade fails at once with "database is locked", which under
     /// load rejected deploys (the registry) while rooms wrote checkpoints.
     async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>> {
-        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+        Ok(self.writes.begin_with("BEGIN IMMEDIATE").await?)
     }
 
     /// Applies a rollout step in one `BEGIN IMMEDIATE` transaction.
@@ -232,7 +245,7 @@ impl SqliteStore {
             .bind(plugin)
             .bind(version)
             .bind(elapsed_ms as i64)
-            .execute(&self.pool)
+            .execute(&self.writes)
             .await?;
         Ok(())
     }
@@ -407,7 +420,7 @@ impl SqliteStore {
         // SQLite's worker thread instead of three.
         if let Some(seq) = plan.seq.filter(|_| commit.checkpoints.is_empty() && commit.running.is_empty()) {
             debug_assert!(plan.dead.is_empty() && plan.clear_spilled.is_empty(), "only checkpoints free anything");
-            insert_segment(&self.pool, seq, &commit.journal).await?;
+            insert_segment(&self.writes, seq, &commit.journal).await?;
             index.apply(plan, checkpoints(), &commit.journal);
             return Ok(());
         }
@@ -621,9 +634,9 @@ impl SqliteStore {
         Ok(())
     }
 
-    /// Runs one statement on the pool (tests: change a limit on a one-connection store).
+    /// Runs one statement on the writing connection (tests: change a limit that writes hit).
     pub async fn execute(&self, sql: &str) -> Result<()> {
-        sqlx::query(sql).execute(&self.pool).await?;
+        sqlx::query(sql).execute(&self.writes).await?;
         Ok(())
     }
 

@@ -1,23 +1,11 @@
 //! What a room sends: the plugin's sends and the host's envelopes, batched per player during a tick and
-//! sent at its end; in a durable room only after the commit that holds the tick's journal (the output
-//! gate, [`Room::hand_over_journal`]).
+//! sent at its end; in a durable room by the writer, after the commit that holds the tick's journal (the
+//! output gate, [`Room::flush`]).
 
 use super::*;
+use crate::room::writer::Batches;
 
 impl Room {
-    /// In a durable room, hands this tick's journal (and that of earlier ticks without answers) to the
-    /// writer if the tick has answers to send; the answers wait for the returned commit.
-    pub(super) fn hand_over_journal(&mut self) -> Option<tokio::sync::oneshot::Receiver<()>> {
-        if !self.durable || self.pending.is_empty() {
-            return None;
-        }
-        let writer = self.rooms.0.writer.get()?;
-        let data = self.journal.chunk_since(self.durable_mark)?;
-        self.durable_mark = self.journal.chunk_mark();
-        let row = crate::storage::JournalRow { game: self.key.0.clone(), room: self.key.1.clone(), tick: self.tick as i64, data };
-        Some(writer.write_durable(crate::storage::RoomWrite::Journal(row)))
-    }
-
     /// Moves the plugin's sends into the per-player batches (resolving recipients against the members
     /// now), and its timers and kicks into the room.
     pub(super) fn collect(&mut self, instance: &mut PluginInstance) {
@@ -73,41 +61,86 @@ impl Room {
         self.pending.entry(id.clone()).or_default().push(frame);
     }
 
-    /// Sends a player's batch (see [`deliver`]).
-    pub(super) fn send_batch(&mut self, id: &Arc<str>, conn: &PlayerConn) -> bool {
-        let Some(frames) = self.pending.remove(id) else { return true };
-        deliver(conn, frames)
+    /// This tick's batches: the kicked players' and the members'.
+    pub(super) fn take_batches(&mut self) -> Batches {
+        let kicked = std::mem::take(&mut self.kicked);
+        let mut batches = Batches::with_capacity(self.pending.len());
+        if self.pending.is_empty() {
+            return batches;
+        }
+        for (id, conn) in kicked {
+            if let Some(frames) = self.pending.remove(&id) {
+                batches.push((conn, frames));
+            }
+        }
+        for (id, frames) in self.pending.drain() {
+            if let Some(conn) = self.members.get(&id) {
+                batches.push((conn.clone(), frames));
+            }
+        }
+        batches
     }
 
-    /// Sends every player's batch of this tick.
-    ///
-    /// In a durable room this runs after the wait for the commit, often on the other worker thread and
-    /// with the room's data out of cache: it borrows the members instead of cloning their handles (each
-    /// clone an atomic write to a line the connection's task shares), and keeps the batches' map.
+    /// Sends every player's batch of this tick. In a durable room whose tick added to the journal, they
+    /// go to the writer with the journal, which sends them once it is durable (the output gate); the
+    /// room goes on meanwhile. The tick loop has waited for the room's previous hand-over first.
     pub(super) fn flush(&mut self) {
-        for (id, conn) in std::mem::take(&mut self.kicked) {
-            self.send_batch(&id, &conn);
+        let batches = self.take_batches();
+        if batches.is_empty() {
+            return;
         }
-        let mut pending = std::mem::take(&mut self.pending);
-        for (id, frames) in pending.drain() {
-            let Some(conn) = self.members.get(&id) else { continue };
-            if deliver(conn, frames) {
+        if self.durable
+            && let Some(writer) = self.rooms.0.writer.get()
+            && let Some(data) = self.journal.chunk_since(self.durable_mark)
+        {
+            self.durable_mark = self.journal.chunk_mark();
+            let row = crate::storage::JournalRow { game: self.key.0.clone(), room: self.key.1.clone(), tick: self.tick as i64, data };
+            self.in_flight = Some(writer.write_and_send(crate::storage::RoomWrite::Journal(row), batches));
+            return;
+        }
+        self.send_after_in_flight(batches);
+    }
+
+    /// Sends batches now, or, while the writer still holds answers of this room, through the writer after
+    /// them. A player whose queue is full is disconnected as a slow consumer and leaves the room.
+    pub(super) fn send_after_in_flight(&mut self, batches: Batches) {
+        if batches.is_empty() {
+            return;
+        }
+        if let Ok(true) = self.in_flight()
+            && let Some(writer) = self.rooms.0.writer.get()
+        {
+            self.in_flight = Some(writer.send(batches));
+            return;
+        }
+        for (conn, frames) in batches {
+            if conn.deliver(frames) {
                 continue;
             }
-            if let Some(conn) = self.members.remove(&id) {
+            if let Some(conn) = self.members.remove(&conn.id) {
                 conn.in_room.store(false, Ordering::Release);
+                self.leaving.push(conn.id.clone());
             }
-            self.leaving.push(id);
         }
-        self.pending = pending;
+    }
+
+    /// Whether the writer holds answers of the room it has not sent yet (`Err` if the writer stopped
+    /// first: nothing of the room can be made durable again).
+    pub(super) fn in_flight(&mut self) -> Result<bool, String> {
+        let Some(delivered) = &mut self.in_flight else { return Ok(false) };
+        match delivered.try_recv() {
+            Err(tokio::sync::oneshot::error::TryRecvError::Empty) => Ok(true),
+            Ok(()) => {
+                self.in_flight = None;
+                Ok(false)
+            }
+            Err(tokio::sync::oneshot::error::TryRecvError::Closed) => {
+                self.in_flight = None;
+                Err(WRITER_STOPPED.to_string())
+            }
+        }
     }
 }
 
-/// Queues a batch for a player; a full queue means the player does not read: it is disconnected (false).
-fn deliver(conn: &PlayerConn, frames: Vec<Bytes>) -> bool {
-    if conn.out.push(conn.format, frames).is_ok() {
-        return true;
-    }
-    conn.kill.kill(ErrorCode::SlowConsumer, "the connection fell behind reading its messages and was closed");
-    false
-}
+/// Why a durable room ends if the host's writer of room data is gone.
+pub(super) const WRITER_STOPPED: &str = "the host's store writer stopped";
