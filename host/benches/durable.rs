@@ -4,8 +4,8 @@
 //! 10 moves a second each; the same code, as a module) with a store attached, once with
 //! `rooms.durability = "memory"` and once with `"durable"`, alternating (memory, durable, memory,
 //! durable, ...) in one process so that both see the same machine. Prints each run, then the median
-//! difference in CPU and in tick p99 (a durable tick's time includes its wait for the group commit)
-//! against the targets: at most 10% more CPU and at most 2 ms more tick p99.
+//! difference in CPU and in tick p99 (the answers' wait for the group commit is not the tick's work: it
+//! is printed apart) against the targets: at most 10% more CPU and at most 2 ms more tick p99.
 //!
 //! The store is a SQLite file in a temporary directory, or PostgreSQL when `WARDEN_BENCH_DATABASE_URL`
 //! names a database (its room tables are emptied before each run). `WARDEN_BENCH_ROUNDS` (default 2)

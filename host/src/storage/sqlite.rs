@@ -8,7 +8,10 @@ use super::{
 };
 use anyhow::{Context as _, Result};
 use sqlx::Row;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous, SqliteTransactionManager,
+};
+use sqlx::{Connection as _, TransactionManager as _};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,12 +22,14 @@ use std::time::Duration;
 pub struct SqliteStore {
     /// Connections that read.
     pool: SqlitePool,
-    /// The one connection that writes. SQLite runs one write transaction at a time anyway; with one
-    /// connection doing all of them, its page cache stays valid from one to the next. A connection that
-    /// starts a transaction after another connection wrote drops its whole cache (in WAL mode SQLite
-    /// cannot tell which pages changed) and reads the B-tree pages again: with writes spread over the
-    /// pool, that was most of the cost of a room commit (`free`, `pread`, see README "Durable rooms").
-    writes: SqlitePool,
+    /// The one connection that writes, outside the pool. SQLite runs one write transaction at a time
+    /// anyway; with one connection doing all of them, its page cache stays valid from one to the next (a
+    /// connection that starts a transaction after another one wrote drops its whole cache, as in WAL
+    /// mode SQLite cannot tell which pages changed, and reads the pages again). And a pooled connection
+    /// costs two more trips to SQLite's worker thread per transaction (sqlx pings it when it is taken
+    /// and when it is returned, the latter from a task of its own), each a thread wake-up on both sides:
+    /// for the room writer's hundreds of commits a second, most of what durable rooms cost in CPU.
+    writes: Arc<tokio::sync::Mutex<SqliteConnection>>,
     /// Which rooms need which journal segments: built on first use, guarded for the whole of a commit.
     index: Arc<tokio::sync::Mutex<Option<SegmentIndex>>>,
     /// [`segments::SPILL_AFTER`], in ms (tests shorten it).
@@ -58,13 +63,12 @@ impl SqliteStore {
                 .await
                 .with_context(|| format!("failed to open the SQLite database {url}"))
         };
-        // The writing connection first: it creates the file, and migrates the schema.
-        let writes = open(1, options.clone()).await?;
-        sqlx::migrate!("./migrations/sqlite").run(&writes).await.with_context(|| format!("failed to migrate the schema of {url}"))?;
-        let pool = open(connections, options).await?;
+        let pool = open(connections, options.clone()).await?;
+        sqlx::migrate!("./migrations/sqlite").run(&pool).await.with_context(|| format!("failed to migrate the schema of {url}"))?;
+        let writes = SqliteConnection::connect_with(&options).await.with_context(|| format!("failed to open the SQLite database {url}"))?;
         Ok(SqliteStore {
             pool,
-            writes,
+            writes: Arc::new(tokio::sync::Mutex::new(writes)),
             index: Default::default(),
             spill_after_ms: Arc::new(AtomicU64::new(segments::SPILL_AFTER.as_millis() as u64)),
         })
@@ -160,8 +164,10 @@ impl SqliteStore {
     /// busy timeout for it. A deferred transaction that reads and then writes cannot wait: if another
     /// connection committed in between, its upgrade fails at once with "database is locked", which under
     /// load rejected deploys (the registry) while rooms wrote checkpoints.
-    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>> {
-        Ok(self.writes.begin_with("BEGIN IMMEDIATE").await?)
+    async fn begin_write(&self) -> Result<WriteTx> {
+        let mut conn = self.writes.clone().lock_owned().await;
+        SqliteTransactionManager::begin(&mut conn, Some("BEGIN IMMEDIATE".into())).await?;
+        Ok(WriteTx(Some(conn)))
     }
 
     /// Applies a rollout step in one `BEGIN IMMEDIATE` transaction.
@@ -196,7 +202,7 @@ impl SqliteStore {
     }
 
     /// Stores `plugin`'s rollout (replacing the one it had).
-    async fn put_rollout(tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>, plugin: &str, r: &RolloutRecord) -> Result<()> {
+    async fn put_rollout(tx: &mut SqliteConnection, plugin: &str, r: &RolloutRecord) -> Result<()> {
         sqlx::query(
             "INSERT INTO plugin_rollouts (plugin, version, phase, elapsed_ms, paused, canary_rooms, previous_p99_us)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
@@ -211,7 +217,7 @@ impl SqliteStore {
         .bind(r.paused)
         .bind(serde_json::to_string(&r.canary_rooms)?)
         .bind(r.previous_p99_us.map(|p| p as i64))
-        .execute(&mut **tx)
+        .execute(&mut *tx)
         .await?;
         Ok(())
     }
@@ -245,7 +251,7 @@ impl SqliteStore {
             .bind(plugin)
             .bind(version)
             .bind(elapsed_ms as i64)
-            .execute(&self.writes)
+            .execute(&mut *self.writes.lock().await)
             .await?;
         Ok(())
     }
@@ -258,9 +264,9 @@ impl SqliteStore {
         Ok(())
     }
 
-    async fn raise_floor_in(tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>, plugin: &str, version: &semver::Version) -> Result<()> {
+    async fn raise_floor_in(tx: &mut SqliteConnection, plugin: &str, version: &semver::Version) -> Result<()> {
         let current: Option<String> =
-            sqlx::query_scalar("SELECT floor FROM version_floors WHERE plugin = ?1").bind(plugin).fetch_optional(&mut **tx).await?;
+            sqlx::query_scalar("SELECT floor FROM version_floors WHERE plugin = ?1").bind(plugin).fetch_optional(&mut *tx).await?;
         let higher = match current.as_deref().map(semver::Version::parse) {
             Some(Ok(current)) => *version > current,
             _ => true,
@@ -271,7 +277,7 @@ impl SqliteStore {
             )
             .bind(plugin)
             .bind(version.to_string())
-            .execute(&mut **tx)
+            .execute(&mut *tx)
             .await?;
         }
         Ok(())
@@ -361,7 +367,7 @@ impl SqliteStore {
     }
 
     /// Upserts checkpoints, in multi-row statements.
-    async fn put_many(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>, batch: &[Checkpoint]) -> Result<()> {
+    async fn put_many(tx: &mut SqliteConnection, batch: &[Checkpoint]) -> Result<()> {
         /// 7 parameters a row.
         const ROWS_PER_STATEMENT: usize = 1_000;
         let at = now_ms();
@@ -380,7 +386,7 @@ impl SqliteStore {
                 " ON CONFLICT (game, room) DO UPDATE SET version = excluded.version, tick = excluded.tick, state = excluded.state,
                    at = excluded.at, running = excluded.running",
             );
-            query.build().execute(&mut **tx).await?;
+            query.build().execute(&mut *tx).await?;
         }
         Ok(())
     }
@@ -420,7 +426,7 @@ impl SqliteStore {
         // SQLite's worker thread instead of three.
         if let Some(seq) = plan.seq.filter(|_| commit.checkpoints.is_empty() && commit.running.is_empty()) {
             debug_assert!(plan.dead.is_empty() && plan.clear_spilled.is_empty(), "only checkpoints free anything");
-            insert_segment(&self.writes, seq, &commit.journal).await?;
+            insert_segment(&mut *self.writes.lock().await, seq, &commit.journal).await?;
             index.apply(plan, checkpoints(), &commit.journal);
             return Ok(());
         }
@@ -460,7 +466,7 @@ impl SqliteStore {
         Ok(guard)
     }
 
-    async fn put_journal_row(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>, row: &JournalRow) -> Result<()> {
+    async fn put_journal_row(tx: &mut SqliteConnection, row: &JournalRow) -> Result<()> {
         sqlx::query(
             "INSERT INTO room_journal (game, room, tick, data) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT (game, room, tick) DO UPDATE SET data = excluded.data",
@@ -469,7 +475,7 @@ impl SqliteStore {
         .bind(&row.room)
         .bind(row.tick)
         .bind(&row.data)
-        .execute(&mut **tx)
+        .execute(&mut *tx)
         .await?;
         Ok(())
     }
@@ -636,7 +642,7 @@ impl SqliteStore {
 
     /// Runs one statement on the writing connection (tests: change a limit that writes hit).
     pub async fn execute(&self, sql: &str) -> Result<()> {
-        sqlx::query(sql).execute(&self.writes).await?;
+        sqlx::query(sql).execute(&mut *self.writes.lock().await).await?;
         Ok(())
     }
 
@@ -728,9 +734,9 @@ async fn insert_segment<'e>(executor: impl sqlx::Executor<'e, Database = sqlx::S
 }
 
 /// Deletes segments by sequence number.
-async fn delete_segments(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>, seqs: &[i64]) -> Result<()> {
+async fn delete_segments(tx: &mut SqliteConnection, seqs: &[i64]) -> Result<()> {
     for chunk in seqs.chunks(1_000) {
-        with_seqs("DELETE FROM room_journal_segments WHERE seq IN (", chunk).build().execute(&mut **tx).await?;
+        with_seqs("DELETE FROM room_journal_segments WHERE seq IN (", chunk).build().execute(&mut *tx).await?;
     }
     Ok(())
 }
@@ -744,4 +750,38 @@ fn with_seqs<'a>(sql: &str, seqs: &[i64]) -> sqlx::QueryBuilder<'a, sqlx::Sqlite
     }
     query.push(")");
     query
+}
+
+/// A write transaction on the store's writing connection: committed by [`WriteTx::commit`], rolled back
+/// if dropped before (as `sqlx::Transaction`, which cannot hold a connection behind a lock).
+struct WriteTx(Option<tokio::sync::OwnedMutexGuard<SqliteConnection>>);
+
+impl WriteTx {
+    async fn commit(mut self) -> Result<()> {
+        SqliteTransactionManager::commit(self.0.as_mut().expect("open until committed")).await?;
+        self.0 = None;
+        Ok(())
+    }
+}
+
+impl std::ops::Deref for WriteTx {
+    type Target = SqliteConnection;
+    fn deref(&self) -> &SqliteConnection {
+        self.0.as_ref().expect("open until committed")
+    }
+}
+
+impl std::ops::DerefMut for WriteTx {
+    fn deref_mut(&mut self) -> &mut SqliteConnection {
+        self.0.as_mut().expect("open until committed")
+    }
+}
+
+impl Drop for WriteTx {
+    fn drop(&mut self) {
+        if let Some(conn) = &mut self.0 {
+            // Queued on the connection: it runs before the connection's next statement.
+            SqliteTransactionManager::start_rollback(conn);
+        }
+    }
 }
