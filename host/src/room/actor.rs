@@ -408,20 +408,22 @@ impl Room {
                         match self.in_flight() {
                             Ok(false) => {}
                             Ok(true) => {
-                                let delivered = self.in_flight.take().expect("in flight");
                                 let waiting = Instant::now();
                                 tokio::select! {
                                     biased;
-                                    sent = delivered => if sent.is_err() {
+                                    sent = self.in_flight.as_mut().expect("in flight") => if sent.is_err() {
                                         self.pending.clear();
                                         break End::Crashed(WRITER_STOPPED.to_string());
                                     },
-                                    // Shutting down while the store is away: what is not durable does not leave.
+                                    // Shutting down while the store is away: what is not durable does not
+                                    // leave. The hand-over stays in flight: the room's closing notices go
+                                    // after it.
                                     _ = stop.cancelled() => {
                                         self.pending.clear();
                                         break End::Halted;
                                     }
                                 }
+                                self.in_flight = None;
                                 stalled = waiting.elapsed();
                             }
                             Err(crash) => {
