@@ -84,12 +84,41 @@ fn main() {
     let p99_ms = (p99_d - p99_m) / 1000.0;
     println!("\ndurable vs memory, {backend}, medians of {rounds} runs each:");
     println!("  process CPU      {cpu_m:.2} -> {cpu_d:.2} cores: {cpu_pct:+.1}% (target: at most +10%: {})", met(cpu_pct <= 10.0));
+    // Each pair ran back to back, so its ratio is the least disturbed by the machine's drift.
+    let pairs: Vec<f64> = runs
+        .chunks(2)
+        .filter(|p| p.len() == 2 && p[0].0 == Durability::Memory && p[1].0 == Durability::Durable)
+        .map(|p| (p[1].1.cpu_cores / p[0].1.cpu_cores - 1.0) * 100.0)
+        .collect();
+    if !pairs.is_empty() {
+        let shown: Vec<String> = pairs.iter().map(|p| format!("{p:+.0}%")).collect();
+        let mut sorted = pairs.clone();
+        sorted.sort_by(|a, b| a.total_cmp(b));
+        println!(
+            "  each pair        {} (median {:+.1}%, middle half {:+.0}% to {:+.0}%)",
+            shown.join(", "),
+            median(pairs.clone()),
+            sorted[sorted.len() / 4],
+            sorted[(sorted.len() * 3).saturating_sub(1) / 4]
+        );
+    }
     // Where the difference goes: each kind of thread's median on either side.
     let kinds: std::collections::BTreeSet<&str> = runs.iter().flat_map(|r| r.1.cores_by_thread.iter().map(|(k, _)| k.as_str())).collect();
     for kind in kinds {
-        let of = |f: &tick_loop::Figures| f.cores_by_thread.iter().find(|(k, _)| k == kind).map_or(0.0, |(_, c)| *c);
-        let (m, d) = (pick(Durability::Memory, &of), pick(Durability::Durable, &of));
-        println!("    {kind:<20} {m:.2} -> {d:.2} cores ({:+.2})", d - m);
+        let of = |f: &tick_loop::Figures, field: &dyn Fn(&tick_loop::ThreadUse) -> f64| {
+            f.cores_by_thread.iter().find(|(k, _)| k == kind).map_or(0.0, |(_, u)| field(u))
+        };
+        let side = |d: Durability, field: &dyn Fn(&tick_loop::ThreadUse) -> f64| pick(d, &|f| of(f, field));
+        let (user, kernel, switches): (Field, Field, Field) = (&|u| u.user, &|u| u.system, &|u| u.switches as f64);
+        println!(
+            "    {kind:<16} user {:.2} -> {:.2}, kernel {:.2} -> {:.2} cores; {:.0} -> {:.0} context switches/s",
+            side(Durability::Memory, user),
+            side(Durability::Durable, user),
+            side(Durability::Memory, kernel),
+            side(Durability::Durable, kernel),
+            side(Durability::Memory, switches),
+            side(Durability::Durable, switches),
+        );
     }
     println!("  tick p50         {:.2} -> {:.2} ms", p50_m / 1000.0, p50_d / 1000.0);
     println!(
@@ -99,6 +128,9 @@ fn main() {
         met(p99_ms <= 2.0)
     );
 }
+
+/// One figure of a [`tick_loop::ThreadUse`].
+type Field<'a> = &'a dyn Fn(&tick_loop::ThreadUse) -> f64;
 
 fn met(ok: bool) -> &'static str {
     if ok { "met" } else { "NOT met" }

@@ -33,20 +33,39 @@ fn cpu_seconds() -> f64 {
     (fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap()) / 100.0
 }
 
-/// CPU seconds per kind of thread (the name with its trailing number dropped: `tokio-runtime-w`,
-/// `sqlx-sqlite-wor`, ...), of the threads alive now.
-pub fn cpu_by_thread() -> std::collections::BTreeMap<String, f64> {
-    let mut by = std::collections::BTreeMap::new();
+/// What the threads of one kind (the name with its trailing number dropped: `tokio-runtime-w`,
+/// `sqlx-sqlite-wor`, ...) used, summed over the threads alive now.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ThreadUse {
+    /// CPU seconds in user space.
+    pub user: f64,
+    /// CPU seconds in the kernel.
+    pub system: f64,
+    /// Context switches (voluntary: the thread slept, e.g. parked for want of work; and involuntary).
+    pub switches: u64,
+}
+
+/// [`ThreadUse`] per kind of thread.
+pub fn cpu_by_thread() -> std::collections::BTreeMap<String, ThreadUse> {
+    let mut by = std::collections::BTreeMap::<String, ThreadUse>::new();
     for task in std::fs::read_dir("/proc/self/task").into_iter().flatten().flatten() {
-        let (Ok(stat), Ok(comm)) = (std::fs::read_to_string(task.path().join("stat")), std::fs::read_to_string(task.path().join("comm")))
-        else {
+        let read = |name: &str| std::fs::read_to_string(task.path().join(name));
+        let (Ok(stat), Ok(comm), Ok(status)) = (read("stat"), read("comm"), read("status")) else {
             continue;
         };
         let Some((_, rest)) = stat.rsplit_once(')') else { continue };
         let fields: Vec<&str> = rest.split_whitespace().collect();
-        let secs = (fields[11].parse::<f64>().unwrap_or(0.0) + fields[12].parse::<f64>().unwrap_or(0.0)) / 100.0;
+        let secs = |i: usize| fields[i].parse::<f64>().unwrap_or(0.0) / 100.0;
+        let switches: u64 = status
+            .lines()
+            .filter(|l| l.starts_with("voluntary_ctxt_switches") || l.starts_with("nonvoluntary_ctxt_switches"))
+            .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+            .sum();
         let kind = comm.trim().trim_end_matches(|c: char| c.is_ascii_digit() || c == '-').to_string();
-        *by.entry(kind).or_insert(0.0) += secs;
+        let used = by.entry(kind).or_default();
+        used.user += secs(11);
+        used.system += secs(12);
+        used.switches += switches;
     }
     by
 }
@@ -98,8 +117,9 @@ pub struct Figures {
     pub ticks_per_sec: f64,
     /// Frames delivered per second.
     pub frames_per_sec: f64,
-    /// Cores used per kind of thread while measuring (see [`cpu_by_thread`]).
-    pub cores_by_thread: Vec<(String, f64)>,
+    /// Per kind of thread while measuring (see [`cpu_by_thread`]): cores in user space and in the
+    /// kernel, and context switches a second.
+    pub cores_by_thread: Vec<(String, ThreadUse)>,
 }
 
 /// The benchmark, with `setup` applied to the rooms and the game before the first player joins.
@@ -131,28 +151,43 @@ pub fn run_with(config: RoomConfig, setup: impl AsyncFnOnce(&Rooms, &Arc<GameEnt
         setup(&rooms, &game).await;
         let delivered = Arc::new(AtomicU64::new(0));
         let moved = Arc::new(AtomicU64::new(0));
-        let mut handles = Vec::new();
+        // The rooms open side by side, 20 per tick period, each at its own point of the period (a room
+        // ticks from when it opened; golden-ratio steps spread them evenly, as rooms that players open
+        // at random moments are). Opening them one after another would take a minute: a join waits for
+        // the room's next tick.
+        let started = tokio::time::Instant::now();
+        let mut joining = tokio::task::JoinSet::new();
         for r in 0..rooms_n {
-            for p in 0..PLAYERS {
-                let (out, mut rx) = OutQueue::new(256, 1 << 20);
-                let id: Arc<str> = format!("p{p}").into();
-                let conn = PlayerConn {
-                    id: id.clone(),
-                    format: Format::MsgPack,
-                    out,
-                    kill: Kill::default(),
-                    in_room: Arc::new(AtomicBool::new(false)),
-                };
-                let handle = rooms.join("arena", &format!("r{r}"), conn).await.unwrap();
-                let delivered = delivered.clone();
-                tokio::spawn(async move {
-                    while let Some(warden::room::Outbound::Frames(_, frames)) = rx.recv().await {
-                        delivered.fetch_add(frames.len() as u64, Ordering::Relaxed);
-                    }
-                });
-                handles.push((handle, id));
-            }
+            let (rooms, delivered) = (rooms.clone(), delivered.clone());
+            let at = started + Duration::from_secs_f64(((r as f64 * 0.618_034).fract() + (r / 20) as f64) / 20.0);
+            joining.spawn(async move {
+                tokio::time::sleep_until(at).await;
+                let mut handles = Vec::new();
+                for p in 0..PLAYERS {
+                    let (out, mut rx) = OutQueue::new(256, 1 << 20);
+                    let id: Arc<str> = format!("p{p}").into();
+                    let conn = PlayerConn {
+                        id: id.clone(),
+                        format: Format::MsgPack,
+                        out,
+                        kill: Kill::default(),
+                        in_room: Arc::new(AtomicBool::new(false)),
+                    };
+                    let handle = rooms.join("arena", &format!("r{r}"), conn).await.unwrap();
+                    let delivered = delivered.clone();
+                    tokio::spawn(async move {
+                        while let Some(warden::room::Outbound::Frames(_, frames)) = rx.recv().await {
+                            delivered.fetch_add(frames.len() as u64, Ordering::Relaxed);
+                        }
+                    });
+                    handles.push((handle, id));
+                }
+                (r, handles)
+            });
         }
+        let mut by_room: Vec<_> = joining.join_all().await;
+        by_room.sort_by_key(|(r, _)| *r);
+        let handles: Vec<_> = by_room.into_iter().flat_map(|(_, h)| h).collect();
         // Each player moves 10 times a second, spread over the period.
         for (i, (handle, id)) in handles.into_iter().enumerate() {
             let moved = moved.clone();
@@ -190,13 +225,30 @@ pub fn run_with(config: RoomConfig, setup: impl AsyncFnOnce(&Rooms, &Arc<GameEnt
         println!("  tick time max              {:>10} us", ticks.max());
         println!("  frames delivered           {:>10.0}/s", frames as f64 / wall);
         println!("  process CPU                {:>10.2} cores (of 2)", cpu / wall);
-        let cores_by_thread: Vec<(String, f64)> = threads
+        let zero = ThreadUse::default();
+        let cores_by_thread: Vec<(String, ThreadUse)> = threads
             .iter()
-            .map(|(kind, secs)| (kind.clone(), (secs - threads0.get(kind).unwrap_or(&0.0)) / wall))
-            .filter(|(_, c)| *c >= 0.005)
+            .map(|(kind, now)| {
+                let before = threads0.get(kind).unwrap_or(&zero);
+                let used = ThreadUse {
+                    user: (now.user - before.user) / wall,
+                    system: (now.system - before.system) / wall,
+                    switches: ((now.switches - before.switches.min(now.switches)) as f64 / wall) as u64,
+                };
+                (kind.clone(), used)
+            })
+            .filter(|(_, u)| u.user + u.system >= 0.005)
             .collect();
-        let shares: Vec<String> = cores_by_thread.iter().map(|(kind, c)| format!("{kind} {c:.2}")).collect();
-        println!("  by thread                  {}", shares.join(", "));
+        for (kind, u) in &cores_by_thread {
+            println!(
+                "  {:<26} {:>10.2} cores ({:.2} user, {:.2} kernel), {} context switches/s",
+                format!("thread {kind}"),
+                u.user + u.system,
+                u.user,
+                u.system,
+                u.switches
+            );
+        }
         println!("  same room logic, native    {:>10.1} us p50, {:.1} us p99 per tick (SDK harness, no wasm)", native_p50, native_p99);
         println!("  totals: ticks={all_ticks} moves={all_moves}");
         Figures {

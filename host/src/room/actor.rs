@@ -106,6 +106,8 @@ fn message_type(payload: &[u8]) -> String {
 pub(super) struct Room {
     rooms: Rooms,
     pub(super) key: RoomKey,
+    /// `key` shared, for the journal rows handed to the writer every tick.
+    names: (Arc<str>, Arc<str>),
     game: Arc<GameEntry>,
     /// The version this room's instance runs.
     plugin: Arc<Plugin>,
@@ -272,6 +274,7 @@ impl Room {
             checkpoints: 0,
             restarts: VecDeque::new(),
             due: VecDeque::new(),
+            names: (key.0.as_str().into(), key.1.as_str().into()),
             key,
             plugin,
             refused: None,

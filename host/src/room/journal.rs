@@ -312,9 +312,11 @@ impl Journal {
         if mark.bytes >= self.bytes.len() || mark.players > self.players.len() {
             return None;
         }
-        let mut out = Journal::default();
+        let added = &self.players[mark.players..];
+        let size = 20 + added.iter().map(|p| p.len() + 10).sum::<usize>() + (self.bytes.len() - mark.bytes);
+        let mut out = Journal { bytes: Vec::with_capacity(size), ..Journal::default() };
         out.varint((self.players.len() - mark.players) as u64);
-        for p in &self.players[mark.players..] {
+        for p in added {
             out.varint(p.len() as u64);
             out.bytes.extend_from_slice(p.as_bytes());
         }

@@ -148,8 +148,11 @@ async fn run(
         // What arrives until the interval is up goes in the same commit.
         tokio::time::sleep_until(last + interval).await;
         last = tokio::time::Instant::now();
-        let mut writes = Vec::new();
-        let mut sends = Vec::new();
+        // Sized once: a commit carries a few dozen rooms' ticks, and growing these one push at a time
+        // showed in the profile.
+        let arrived = rx.len() + 1;
+        let mut writes = Vec::with_capacity(arrived);
+        let mut sends = Vec::with_capacity(arrived);
         let mut flushed = Vec::new();
         for msg in std::iter::once(first).chain(std::iter::from_fn(|| rx.try_recv().ok())) {
             match msg {

@@ -18,6 +18,7 @@ pub use rooms::{RoomCommit, RoomWrite};
 
 use anyhow::{Result, bail};
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 /// Saves larger than this are stored lz4-compressed (when that makes them smaller).
 pub const COMPRESS_ABOVE: usize = 1024;
@@ -190,10 +191,10 @@ pub struct Checkpoint {
 /// A stored tick of a room's durable journal.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct JournalRow {
-    /// Game name.
-    pub game: String,
-    /// Room id.
-    pub room: String,
+    /// Game name (shared: a room hands a row over every tick, and the store's index keys by it).
+    pub game: Arc<str>,
+    /// Room id (shared, as `game`).
+    pub room: Arc<str>,
     /// The tick whose calls it holds.
     pub tick: i64,
     /// The calls ([`crate::room::journal::Chunk`]).

@@ -390,8 +390,8 @@ impl PgStore {
                  )
                  DELETE FROM room_journal_segments WHERE seq = $5",
             )
-            .bind(rows.iter().map(|j| j.game.as_str()).collect::<Vec<_>>())
-            .bind(rows.iter().map(|j| j.room.as_str()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|j| &*j.game).collect::<Vec<_>>())
+            .bind(rows.iter().map(|j| &*j.room).collect::<Vec<_>>())
             .bind(rows.iter().map(|j| j.tick).collect::<Vec<_>>())
             .bind(rows.iter().map(|j| j.data.as_slice()).collect::<Vec<_>>())
             .bind(seq)
@@ -610,8 +610,8 @@ impl PgStore {
         }
         for j in &data.journal {
             sqlx::query("INSERT INTO room_journal (game, room, tick, data) VALUES ($1, $2, $3, $4)")
-                .bind(&j.game)
-                .bind(&j.room)
+                .bind(&*j.game)
+                .bind(&*j.room)
                 .bind(j.tick)
                 .bind(&j.data)
                 .execute(&mut *tx)

@@ -149,7 +149,7 @@ mod tests {
             cp("b", 5, "1.0.0"),
         ]);
         assert_eq!(commit.checkpoints.iter().map(|c| (c.room.as_str(), c.tick)).collect::<Vec<_>>(), [("a", 2), ("b", 5)]);
-        assert_eq!(commit.journal.iter().map(|j| (j.room.as_str(), j.tick)).collect::<Vec<_>>(), [("a", 3), ("a", 4), ("b", 7)]);
+        assert_eq!(commit.journal.iter().map(|j| (&*j.room, j.tick)).collect::<Vec<_>>(), [("a", 3), ("a", 4), ("b", 7)]);
         assert!(commit.running.is_empty(), "the checkpoint carries the version that came after it");
         assert_eq!(commit.checkpoints[0].running.as_deref(), Some("1.1.0"));
         assert_eq!(commit.checkpoints[1].running.as_deref(), Some("1.0.0"));

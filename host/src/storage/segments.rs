@@ -21,8 +21,10 @@
 
 use super::JournalRow;
 use anyhow::{Context as _, Result};
+use serde::ser::SerializeStruct as _;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How long a segment may stay before the rows still needed in it move to `room_journal`.
@@ -40,22 +42,57 @@ struct SegmentRoom<G, T> {
 }
 
 /// A room: game and room id.
-pub type Key = (String, String);
+pub type Key = (Arc<str>, Arc<str>);
+
+/// A room's key from its names.
+fn key(game: &str, room: &str) -> Key {
+    (game.into(), room.into())
+}
 
 /// The rooms a spill gave per-room rows, each with its last tick there.
 pub type Moved = Vec<(Key, i64)>;
 
 /// Encodes journal rows as a segment. Rows of one room must be adjacent (a [`super::RoomCommit`]'s are).
+/// Written straight from the rows into a buffer sized for them (the same bytes as a `Vec` of
+/// [`SegmentRoom`]s would give, without building one: a commit's encoding showed in the profile).
 pub fn encode(rows: &[JournalRow]) -> Vec<u8> {
-    let mut rooms: Vec<SegmentRoom<&str, &serde_bytes::Bytes>> = Vec::new();
-    for row in rows {
-        match rooms.last_mut() {
-            Some(r) if r.game == row.game && r.room == row.room => {}
-            _ => rooms.push(SegmentRoom { game: &row.game, room: &row.room, ticks: Vec::new() }),
+    let size = rows.iter().map(|r| r.data.len() + 16).sum::<usize>() + rows.len() * 40;
+    let mut out = Vec::with_capacity(size);
+    rows_as_segment(rows).serialize(&mut rmp_serde::Serializer::new(&mut out)).expect("a segment always encodes");
+    out
+}
+
+/// Rows of one room, adjacent.
+fn same_room(a: &JournalRow, b: &JournalRow) -> bool {
+    a.game == b.game && a.room == b.room
+}
+
+/// Serializes as a `Vec<SegmentRoom>`: one `SegmentRoom` per run of a room's rows.
+fn rows_as_segment(rows: &[JournalRow]) -> impl Serialize + '_ {
+    struct Rooms<'a>(&'a [JournalRow]);
+    struct Room<'a>(&'a [JournalRow]);
+    struct Ticks<'a>(&'a [JournalRow]);
+    impl Serialize for Rooms<'_> {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            s.collect_seq(self.0.chunk_by(same_room).map(Room))
         }
-        rooms.last_mut().expect("pushed").ticks.push((row.tick, serde_bytes::Bytes::new(&row.data)));
     }
-    rmp_serde::to_vec(&rooms).expect("a segment always encodes")
+    impl Serialize for Room<'_> {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            // As the derived `SegmentRoom` (rmp_serde writes a struct as an array of its fields).
+            let mut room = s.serialize_struct("SegmentRoom", 3)?;
+            room.serialize_field("game", &self.0[0].game)?;
+            room.serialize_field("room", &self.0[0].room)?;
+            room.serialize_field("ticks", &Ticks(self.0))?;
+            room.end()
+        }
+    }
+    impl Serialize for Ticks<'_> {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            s.collect_seq(self.0.iter().map(|r| (r.tick, serde_bytes::Bytes::new(&r.data))))
+        }
+    }
+    Rooms(rows)
 }
 
 /// Decodes a segment into its rows, grouped by room.
@@ -122,10 +159,10 @@ impl SegmentIndex {
     ) -> Result<(SegmentIndex, Vec<i64>)> {
         let mut index = SegmentIndex { next_seq: 1, segments: BTreeMap::new(), rooms: HashMap::new() };
         for (game, room, tick) in checkpoints {
-            index.rooms.entry((game, room)).or_default().floor = tick;
+            index.rooms.entry((game.into(), room.into())).or_default().floor = tick;
         }
         for (game, room, tick) in per_room {
-            index.rooms.entry((game, room)).or_default().spilled = Some(tick);
+            index.rooms.entry((game.into(), room.into())).or_default().spilled = Some(tick);
         }
         let now = Instant::now();
         let mut dead = Vec::new();
@@ -134,7 +171,7 @@ impl SegmentIndex {
             let mut needed = 0;
             for r in decode(seq, &data)? {
                 let last = r.ticks.iter().map(|t| t.0).max().unwrap_or(i64::MIN);
-                let room = index.rooms.entry((r.game, r.room)).or_default();
+                let room = index.rooms.entry((r.game.into(), r.room.into())).or_default();
                 if last > room.floor {
                     room.segments.push_back((seq, last));
                     needed += 1;
@@ -155,7 +192,7 @@ impl SegmentIndex {
         let mut freed: HashMap<i64, u32> = HashMap::new();
         let mut clear_spilled = Vec::new();
         for (game, room, tick) in checkpoints {
-            let Some(r) = self.rooms.get(&(game.to_string(), room.to_string())) else { continue };
+            let Some(r) = self.rooms.get(&key(game, room)) else { continue };
             for &(seq, _) in r.segments.iter().take_while(|(_, last)| *last <= tick) {
                 *freed.entry(seq).or_default() += 1;
             }
@@ -173,7 +210,7 @@ impl SegmentIndex {
     /// rooms whose rows it holds (`rows`, adjacent per room).
     pub fn apply<'a>(&mut self, plan: Plan, checkpoints: impl Iterator<Item = (&'a str, &'a str, i64)>, rows: &[JournalRow]) {
         for (game, room, tick) in checkpoints {
-            let key = (game.to_string(), room.to_string());
+            let key = key(game, room);
             let Some(r) = self.rooms.get_mut(&key) else { continue };
             r.floor = r.floor.max(tick);
             while r.segments.front().is_some_and(|(_, last)| *last <= tick) {
@@ -196,7 +233,7 @@ impl SegmentIndex {
         if let Some(seq) = plan.seq {
             self.next_seq = seq + 1;
             let mut needed = 0;
-            for group in rows.chunk_by(|a, b| a.game == b.game && a.room == b.room) {
+            for group in rows.chunk_by(same_room) {
                 let last = group.iter().map(|r| r.tick).max().expect("a group is not empty");
                 self.rooms.entry((group[0].game.clone(), group[0].room.clone())).or_default().segments.push_back((seq, last));
                 needed += 1;
@@ -217,7 +254,7 @@ impl SegmentIndex {
         let mut rows = Vec::new();
         let mut moved = Vec::new();
         for r in decode(seq, data)? {
-            let key = (r.game, r.room);
+            let key: Key = (r.game.into(), r.room.into());
             let Some(room) = self.rooms.get(&key).filter(|room| room.segments.iter().any(|(s, _)| *s == seq)) else { continue };
             let mut last = None;
             for (tick, bytes) in r.ticks.into_iter().filter(|(tick, _)| *tick > room.floor) {
@@ -246,7 +283,7 @@ impl SegmentIndex {
 
     /// Where a room's journal is, if it has one.
     pub fn sources(&self, game: &str, room: &str) -> Option<Sources> {
-        let r = self.rooms.get(&(game.to_string(), room.to_string()))?;
+        let r = self.rooms.get(&key(game, room))?;
         Some(Sources { per_room: r.spilled.is_some(), seqs: r.segments.iter().map(|(seq, _)| *seq).collect() })
     }
 
@@ -281,7 +318,8 @@ pub fn merge(
             ticks.extend(s.ticks.into_iter().filter(|t| t.0 > after_tick).map(|(tick, bytes)| (tick, bytes.into_vec())));
         }
     }
-    Ok(ticks.into_iter().map(|(tick, data)| JournalRow { game: game.into(), room: room.into(), tick, data }).collect())
+    let (game, room) = key(game, room);
+    Ok(ticks.into_iter().map(|(tick, data)| JournalRow { game: game.clone(), room: room.clone(), tick, data }).collect())
 }
 
 /// A backend's statements for the segment tables; the flows that use them are [`load_index`] and
@@ -318,7 +356,7 @@ pub(crate) async fn read_journal(
     room: Option<(&str, &str, i64)>,
 ) -> Result<Vec<JournalRow>> {
     let rooms = match room {
-        Some((game, room, after_tick)) => vec![((game.to_string(), room.to_string()), after_tick)],
+        Some((game, room, after_tick)) => vec![(key(game, room), after_tick)],
         None => index.rooms(),
     };
     let mut out = Vec::new();
@@ -329,4 +367,44 @@ pub(crate) async fn read_journal(
         out.extend(merge(&game, &room, after_tick, per_room, segments)?);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(game: &str, room: &str, tick: i64, data: &[u8]) -> JournalRow {
+        JournalRow { game: game.into(), room: room.into(), tick, data: data.to_vec() }
+    }
+
+    #[test]
+    fn a_segment_is_what_a_list_of_segment_rooms_encodes_to_and_decodes_back() {
+        let rows =
+            [row("arena", "r1", 7, b"ab"), row("arena", "r1", 8, &[0; 300]), row("arena", "r2", 7, b""), row("chat", "r1", -1, b"x")];
+        let built: Vec<SegmentRoom<&str, &serde_bytes::Bytes>> = vec![
+            SegmentRoom {
+                game: "arena",
+                room: "r1",
+                ticks: vec![(7, serde_bytes::Bytes::new(b"ab")), (8, serde_bytes::Bytes::new(&[0; 300]))],
+            },
+            SegmentRoom { game: "arena", room: "r2", ticks: vec![(7, serde_bytes::Bytes::new(b""))] },
+            SegmentRoom { game: "chat", room: "r1", ticks: vec![(-1, serde_bytes::Bytes::new(b"x"))] },
+        ];
+        let bytes = encode(&rows);
+        assert_eq!(bytes, rmp_serde::to_vec(&built).unwrap(), "segments written before stay readable and the other way round");
+        let back: Vec<JournalRow> = decode(1, &bytes)
+            .unwrap()
+            .into_iter()
+            .flat_map(|r| {
+                r.ticks.into_iter().map(move |(tick, data)| JournalRow {
+                    game: r.game.as_str().into(),
+                    room: r.room.as_str().into(),
+                    tick,
+                    data: data.into_vec(),
+                })
+            })
+            .collect();
+        assert_eq!(back, rows);
+        assert_eq!(encode(&[]), rmp_serde::to_vec(&Vec::<SegmentRoom<&str, &serde_bytes::Bytes>>::new()).unwrap());
+    }
 }

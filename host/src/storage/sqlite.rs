@@ -471,8 +471,8 @@ impl SqliteStore {
             "INSERT INTO room_journal (game, room, tick, data) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT (game, room, tick) DO UPDATE SET data = excluded.data",
         )
-        .bind(&row.game)
-        .bind(&row.room)
+        .bind(&*row.game)
+        .bind(&*row.room)
         .bind(row.tick)
         .bind(&row.data)
         .execute(&mut *tx)
@@ -628,8 +628,8 @@ impl SqliteStore {
         // Imported journal rows go in per-room rows (room_journal); the segment index is read afresh.
         for j in &data.journal {
             sqlx::query("INSERT INTO room_journal (game, room, tick, data) VALUES (?1, ?2, ?3, ?4)")
-                .bind(&j.game)
-                .bind(&j.room)
+                .bind(&*j.game)
+                .bind(&*j.room)
                 .bind(j.tick)
                 .bind(&j.data)
                 .execute(&mut *tx)

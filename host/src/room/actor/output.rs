@@ -94,7 +94,8 @@ impl Room {
             && let Some(data) = self.journal.chunk_since(self.durable_mark)
         {
             self.durable_mark = self.journal.chunk_mark();
-            let row = crate::storage::JournalRow { game: self.key.0.clone(), room: self.key.1.clone(), tick: self.tick as i64, data };
+            let (game, room) = self.names.clone();
+            let row = crate::storage::JournalRow { game, room, tick: self.tick as i64, data };
             self.in_flight = Some(writer.write_and_send(crate::storage::RoomWrite::Journal(row), batches));
             return;
         }
