@@ -10,6 +10,7 @@
 //! - [`net`]: the envelope codec, tokens, sessions, and the WebSocket and TCP listeners.
 //! - [`server`]: a running server ([`server::Server`]); [`config`]: `warden.toml`.
 //! - [`deploy`]: loading plugins from the plugin directory, rollout and automatic rollback.
+//! - [`fleet`]: several hosts on one PostgreSQL: leases.
 //! - [`health`]: per-version health windows and the policy that marks a version bad.
 //! - [`admin`]: the operator's endpoint on localhost (status, rollback, promote, pause).
 //! - [`commands`]: one file per CLI subcommand.
@@ -21,6 +22,7 @@ pub mod admin;
 pub mod commands;
 pub mod config;
 pub mod deploy;
+pub mod fleet;
 pub mod health;
 pub mod logs;
 pub mod net;

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use warden::net::client::{self, Endpoint, Received};
 use warden::net::envelope::{ClientEnvelope, Format, ServerEnvelope};
-use warden_tests::{Serve, TestStore};
+use warden_tests::{Proxy, Serve, TestStore};
 
 const PLAYERS: usize = 40;
 const PER_ROOM: usize = 4;
@@ -225,48 +225,6 @@ async fn bot(
             }
             outstanding = None;
         }
-    }
-}
-
-/// A TCP proxy between the host and PostgreSQL that can cut every connection and refuse new ones.
-struct Proxy {
-    addr: std::net::SocketAddr,
-    cut: Arc<std::sync::atomic::AtomicBool>,
-    links: Arc<Mutex<Vec<tokio::task::AbortHandle>>>,
-}
-
-impl Proxy {
-    async fn start(target: String) -> Proxy {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let proxy = Proxy { addr: listener.local_addr().unwrap(), cut: Default::default(), links: Default::default() };
-        let (cut, links) = (proxy.cut.clone(), proxy.links.clone());
-        tokio::spawn(async move {
-            while let Ok((mut client, _)) = listener.accept().await {
-                if cut.load(std::sync::atomic::Ordering::SeqCst) {
-                    continue; // dropped: the connection is refused
-                }
-                let target = target.clone();
-                let link = tokio::spawn(async move {
-                    if let Ok(mut server) = tokio::net::TcpStream::connect(&target).await {
-                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
-                    }
-                });
-                links.lock().unwrap().push(link.abort_handle());
-            }
-        });
-        proxy
-    }
-
-    /// Drops every connection through it and refuses new ones.
-    fn cut(&self) {
-        self.cut.store(true, std::sync::atomic::Ordering::SeqCst);
-        for link in self.links.lock().unwrap().drain(..) {
-            link.abort();
-        }
-    }
-
-    fn heal(&self) {
-        self.cut.store(false, std::sync::atomic::Ordering::SeqCst);
     }
 }
 

@@ -224,3 +224,85 @@ fn record_skip(test: &str) {
         let _ = writeln!(f, "{test}");
     }
 }
+
+/// A TCP proxy (between a host and PostgreSQL, say) that passes bytes, resets every connection and
+/// refuses new ones ([`Proxy::cut`]), or holds every byte without closing anything ([`Proxy::blackhole`]:
+/// a network partition, as the host sees it).
+pub struct Proxy {
+    /// Where to connect instead of the target.
+    pub addr: std::net::SocketAddr,
+    cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    hole: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    links: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
+}
+
+impl Proxy {
+    /// A proxy to `target` (`host:port`) on a port of its own on 127.0.0.1.
+    pub async fn start(target: String) -> Proxy {
+        use std::sync::atomic::Ordering::SeqCst;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let proxy =
+            Proxy { addr: listener.local_addr().unwrap(), cut: Default::default(), hole: Default::default(), links: Default::default() };
+        let (cut, hole, links) = (proxy.cut.clone(), proxy.hole.clone(), proxy.links.clone());
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                if cut.load(SeqCst) {
+                    continue; // dropped: the connection is refused
+                }
+                let (target, hole) = (target.clone(), hole.clone());
+                let link = tokio::spawn(async move {
+                    while hole.load(SeqCst) {
+                        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                    }
+                    if let Ok(server) = tokio::net::TcpStream::connect(&target).await {
+                        let ((client_in, client_out), (server_in, server_out)) = (client.into_split(), server.into_split());
+                        tokio::join!(pump(client_in, server_out, hole.clone()), pump(server_in, client_out, hole));
+                    }
+                });
+                links.lock().unwrap().push(link.abort_handle());
+            }
+        });
+        proxy
+    }
+
+    /// Drops every connection through it and refuses new ones.
+    pub fn cut(&self) {
+        self.cut.store(true, std::sync::atomic::Ordering::SeqCst);
+        for link in self.links.lock().unwrap().drain(..) {
+            link.abort();
+        }
+    }
+
+    /// Holds every byte in either direction, and every new connection, without closing anything.
+    pub fn blackhole(&self) {
+        self.hole.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Lets connections and bytes through again (what a blackhole held goes on).
+    pub fn heal(&self) {
+        self.cut.store(false, std::sync::atomic::Ordering::SeqCst);
+        self.hole.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Copies bytes from `from` to `to`, holding them while `hole` is set.
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    hole: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut buf = vec![0; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        while hole.load(std::sync::atomic::Ordering::SeqCst) {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+}

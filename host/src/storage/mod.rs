@@ -7,6 +7,7 @@
 //! through [`Store::commit_rooms`], the host's group commit.
 
 pub mod export;
+pub mod hosts;
 pub mod postgres;
 pub mod queue;
 pub mod rooms;

@@ -47,6 +47,11 @@ impl PgStore {
         Ok(PgStore { pool, index: Default::default(), spill_after_ms: Arc::new(AtomicU64::new(segments::SPILL_AFTER.as_millis() as u64)) })
     }
 
+    /// The pool, for the statements kept in files of their own ([`super::hosts`]).
+    pub(crate) fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
     /// Writes a batch of saves in one transaction, as one statement over arrays; each save's revision
     /// goes up by one. A batch must not name the same player twice (the queue coalesces).
     pub async fn write_saves(&self, batch: &[SaveWrite]) -> Result<Vec<i64>> {

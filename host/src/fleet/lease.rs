@@ -1,0 +1,198 @@
+//! A host's lease on its membership of the fleet.
+//!
+//! A host registers in the hosts table with a new incarnation and renews its lease every `heartbeat`;
+//! the lease runs for `lease` from the database's clock at each renewal. The database alone judges
+//! expiry: other hosts take a host's rooms only once `lease_until > now()` is false there.
+//!
+//! The host must stop serving before that can happen, so it keeps a deadline of its own that is never
+//! later than the database's: a renewal *sent* at local instant `t` and acknowledged gives a lease that
+//! lasts at least until `t + lease` (the database read its clock after `t`), and the host stops at
+//! `t + lease - margin`. The margin covers the difference in clock rates and the time it takes to stop.
+//! When the deadline passes without a renewal (the database is unreachable, or too slow), the lease
+//! [`LeaseState::Lapsed`]: the host stops serving. It never picks its old lease up again, even if a
+//! late renewal would still succeed: it registers anew with a higher incarnation once the database
+//! answers, and starts with no rooms. A renewal the database refuses (the lease expired there, or the
+//! host id registered again elsewhere) lapses it the same way.
+
+use crate::storage::postgres::PgStore;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// Lease timings (`[fleet]` in `warden.toml`).
+#[derive(Clone, Copy, Debug)]
+pub struct LeaseTimes {
+    /// How often the lease is renewed.
+    pub heartbeat: Duration,
+    /// How long a renewal lasts, by the database's clock.
+    pub lease: Duration,
+    /// How much earlier than the lease's end the host stops serving.
+    pub margin: Duration,
+}
+
+impl Default for LeaseTimes {
+    fn default() -> Self {
+        LeaseTimes { heartbeat: Duration::from_secs(1), lease: Duration::from_secs(5), margin: Duration::from_millis(1500) }
+    }
+}
+
+impl LeaseTimes {
+    /// Checks that a host can keep its lease with these times: the margin is shorter than the lease, and
+    /// at least two heartbeats fit in what is left.
+    pub fn check(&self) -> Result<(), String> {
+        if self.margin >= self.lease {
+            return Err(format!(
+                "fleet.lease_margin_ms ({} ms) must be shorter than fleet.lease_ms ({} ms)",
+                self.margin.as_millis(),
+                self.lease.as_millis()
+            ));
+        }
+        if self.heartbeat * 2 > self.lease - self.margin {
+            return Err(format!(
+                "fleet.heartbeat_ms ({} ms) is too long: two heartbeats must fit in fleet.lease_ms minus fleet.lease_margin_ms ({} ms); \
+                 lower the heartbeat or raise the lease",
+                self.heartbeat.as_millis(),
+                (self.lease - self.margin).as_millis()
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Where the host's lease is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LeaseState {
+    /// Not registered yet (the database has not answered).
+    Joining,
+    /// Serving under `incarnation` until the local instant `until` at the latest.
+    Serving {
+        /// The incarnation registered.
+        incarnation: i64,
+        /// The local deadline: no later than the database's end of the lease.
+        until: Instant,
+    },
+    /// The lease of `incarnation` lapsed: the host serves nothing until it has registered again.
+    Lapsed {
+        /// The incarnation whose lease lapsed.
+        incarnation: i64,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl LeaseState {
+    /// Whether the host may serve now.
+    pub fn serving(&self) -> bool {
+        matches!(self, LeaseState::Serving { until, .. } if Instant::now() < *until)
+    }
+
+    /// The incarnation, once registered.
+    pub fn incarnation(&self) -> Option<i64> {
+        match self {
+            LeaseState::Joining => None,
+            LeaseState::Serving { incarnation, .. } | LeaseState::Lapsed { incarnation, .. } => Some(*incarnation),
+        }
+    }
+}
+
+/// A running lease keeper: read its state, or stop it.
+pub struct Lease {
+    state: watch::Receiver<LeaseState>,
+    stop: CancellationToken,
+}
+
+impl Lease {
+    /// Starts keeping host `id`'s lease in `store`, advertising `addresses`; `load` says how many rooms
+    /// the host runs now (recorded with each renewal).
+    pub fn start(store: PgStore, id: String, addresses: String, times: LeaseTimes, load: impl Fn() -> i64 + Send + 'static) -> Lease {
+        let (tx, state) = watch::channel(LeaseState::Joining);
+        let stop = CancellationToken::new();
+        tokio::spawn(keep(store, id, addresses, times, Box::new(load), tx, stop.clone()));
+        Lease { state, stop }
+    }
+
+    /// The state now.
+    pub fn state(&self) -> LeaseState {
+        self.state.borrow().clone()
+    }
+
+    /// A receiver that sees every change of state.
+    pub fn watch(&self) -> watch::Receiver<LeaseState> {
+        self.state.clone()
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+async fn keep(
+    store: PgStore,
+    id: String,
+    addresses: String,
+    times: LeaseTimes,
+    load: Box<dyn Fn() -> i64 + Send>,
+    tx: watch::Sender<LeaseState>,
+    stop: CancellationToken,
+) {
+    let retry = (times.heartbeat / 4).max(Duration::from_millis(50));
+    loop {
+        // Register (again): a new incarnation, nothing held.
+        let (incarnation, mut until) = loop {
+            let sent = Instant::now();
+            let registered = tokio::select! {
+                _ = stop.cancelled() => return,
+                r = tokio::time::timeout(times.lease - times.margin, store.register_host(&id, &addresses, times.lease)) => r,
+            };
+            match registered {
+                Ok(Ok(incarnation)) => break (incarnation, sent + times.lease - times.margin),
+                Ok(Err(e)) => tracing::warn!(host = %id, "cannot register in the fleet, retrying: {e:#}"),
+                Err(_) => tracing::warn!(host = %id, "cannot register in the fleet (no answer), retrying"),
+            }
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(retry) => {}
+            }
+        };
+        tracing::info!(host = %id, incarnation, "registered in the fleet");
+        tx.send_replace(LeaseState::Serving { incarnation, until });
+        let mut next = Instant::now() + times.heartbeat;
+        // Renew until the lease lapses.
+        let reason = loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep_until(next) => {}
+                _ = tokio::time::sleep_until(until) => break "no renewal before the lease's margin (is PostgreSQL reachable?)".to_string(),
+            }
+            let sent = Instant::now();
+            if sent >= until {
+                break "no renewal before the lease's margin (is PostgreSQL reachable?)".to_string();
+            }
+            // Waiting longer than the deadline is pointless: the lease lapses there anyway.
+            let renewed = tokio::select! {
+                _ = stop.cancelled() => return,
+                r = tokio::time::timeout_at(until, store.renew_host(&id, incarnation, times.lease, load())) => r,
+            };
+            match renewed {
+                Ok(Ok(true)) => {
+                    until = sent + times.lease - times.margin;
+                    tx.send_replace(LeaseState::Serving { incarnation, until });
+                    next = sent + times.heartbeat;
+                }
+                Ok(Ok(false)) => {
+                    break "the database declared this host's lease over (it expired, or the host id registered again)".to_string();
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(host = %id, incarnation, "lease renewal failed, retrying: {e:#}");
+                    next = Instant::now() + retry;
+                }
+                Err(_) => break "no renewal before the lease's margin (is PostgreSQL reachable?)".to_string(),
+            }
+        };
+        tracing::error!(host = %id, incarnation, "lease lapsed: {reason}; this host stops serving and registers again");
+        tx.send_replace(LeaseState::Lapsed { incarnation, reason });
+    }
+}
