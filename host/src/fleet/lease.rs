@@ -20,7 +20,11 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-/// Lease timings (`[fleet]` in `warden.toml`).
+/// Why a lease lapses when no renewal arrived in time.
+const NO_RENEWAL: &str = "no renewal before the lease's margin (is PostgreSQL reachable?)";
+
+/// Lease timings. `warden serve` does not read them yet: they will be `[fleet]` in `warden.toml`
+/// (`heartbeat_ms`, `lease_ms`, `lease_margin_ms`, the keys [`LeaseTimes::check`] names).
 #[derive(Clone, Copy, Debug)]
 pub struct LeaseTimes {
     /// How often the lease is renewed.
@@ -165,11 +169,11 @@ async fn keep(
             tokio::select! {
                 _ = stop.cancelled() => return,
                 _ = tokio::time::sleep_until(next) => {}
-                _ = tokio::time::sleep_until(until) => break "no renewal before the lease's margin (is PostgreSQL reachable?)".to_string(),
+                _ = tokio::time::sleep_until(until) => break NO_RENEWAL.to_string(),
             }
             let sent = Instant::now();
             if sent >= until {
-                break "no renewal before the lease's margin (is PostgreSQL reachable?)".to_string();
+                break NO_RENEWAL.to_string();
             }
             // Waiting longer than the deadline is pointless: the lease lapses there anyway.
             let renewed = tokio::select! {
@@ -189,7 +193,7 @@ async fn keep(
                     tracing::warn!(host = %id, incarnation, "lease renewal failed, retrying: {e:#}");
                     next = Instant::now() + retry;
                 }
-                Err(_) => break "no renewal before the lease's margin (is PostgreSQL reachable?)".to_string(),
+                Err(_) => break NO_RENEWAL.to_string(),
             }
         };
         tracing::error!(host = %id, incarnation, "lease lapsed: {reason}; this host stops serving and registers again");

@@ -81,8 +81,8 @@ fn rows_as_segment(rows: &[JournalRow]) -> impl Serialize + '_ {
         fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
             // As the derived `SegmentRoom` (rmp_serde writes a struct as an array of its fields).
             let mut room = s.serialize_struct("SegmentRoom", 3)?;
-            room.serialize_field("game", &self.0[0].game)?;
-            room.serialize_field("room", &self.0[0].room)?;
+            room.serialize_field("game", &*self.0[0].game)?;
+            room.serialize_field("room", &*self.0[0].room)?;
             room.serialize_field("ticks", &Ticks(self.0))?;
             room.end()
         }

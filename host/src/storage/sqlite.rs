@@ -56,14 +56,11 @@ impl SqliteStore {
         if let Some(dir) = options.get_filename().parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).with_context(|| format!("failed to create the database directory {}", dir.display()))?;
         }
-        let open = |connections: u32, options: SqliteConnectOptions| async move {
-            SqlitePoolOptions::new()
-                .max_connections(connections)
-                .connect_with(options)
-                .await
-                .with_context(|| format!("failed to open the SQLite database {url}"))
-        };
-        let pool = open(connections, options.clone()).await?;
+        let pool = SqlitePoolOptions::new()
+            .max_connections(connections)
+            .connect_with(options.clone())
+            .await
+            .with_context(|| format!("failed to open the SQLite database {url}"))?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await.with_context(|| format!("failed to migrate the schema of {url}"))?;
         let writes = SqliteConnection::connect_with(&options).await.with_context(|| format!("failed to open the SQLite database {url}"))?;
         Ok(SqliteStore {
