@@ -46,6 +46,8 @@ pub struct Config {
     pub plugins: BTreeMap<String, PluginConfig>,
     /// Threshold rules (`[[rules]]`, see [`crate::rules`]); `warden rules --set` replaces them at runtime.
     pub rules: Vec<crate::rules::Rule>,
+    /// Membership of a fleet of hosts on one PostgreSQL (`docs/fleet.md`).
+    pub fleet: crate::fleet::FleetConfig,
 }
 
 /// How a new version reaches the rooms.
@@ -377,6 +379,7 @@ impl Default for Config {
             crashes: CrashConfig::default(),
             plugins: BTreeMap::new(),
             rules: Vec::new(),
+            fleet: Default::default(),
         }
     }
 }
@@ -466,6 +469,7 @@ impl Config {
     pub fn validate(&self) -> Result<()> {
         self.limits.validate()?;
         crate::rules::RuleSet::new(self.rules.clone()).map_err(|e| anyhow::anyhow!("[[rules]]: {e:#}"))?;
+        self.fleet.validate(&self.storage_url()).map_err(anyhow::Error::msg)?;
         if !(0..=19).contains(&self.rooms.nice) {
             bail!("rooms.nice must be between 0 and 19, not {}", self.rooms.nice);
         }

@@ -39,6 +39,9 @@ enum Command {
     /// The store itself: `warden store migrate --from sqlite://... --to postgres://...` copies a single
     /// host's store (saves, registry, floors, audit, checkpoints) into an empty one, e.g. for a fleet.
     Store(commands::store::StoreArgs),
+    /// The hosts of the fleet on the configured PostgreSQL: id, incarnation, whether the lease is live
+    /// and how long it has left (by the database's clock), rooms, and the address players reach it at.
+    Fleet(commands::fleet::FleetArgs),
     /// Make a minisign key pair for signing plugins (NAME.key, NAME.pub) and print the warden.toml line
     /// that trusts it.
     Keygen(commands::sign::KeygenArgs),
@@ -123,6 +126,7 @@ fn main() -> ExitCode {
         Command::Bots(args) => commands::bots::run(args),
         Command::Saves(args) => commands::saves::run(args),
         Command::Store(args) => commands::store::run(args),
+        Command::Fleet(args) => commands::fleet::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -36,6 +36,8 @@ pub struct Server {
     deployer: Arc<Deployer>,
     deploy_stop: CancellationToken,
     deploy_task: JoinHandle<()>,
+    /// The fleet lease and the task that serves rooms only while it is held (`[fleet]`).
+    fleet: Option<(crate::fleet::lease::Lease, JoinHandle<()>)>,
     _runtime: Arc<Runtime>,
     /// Dropped last: the rooms running on it have ended by then.
     _game_threads: Option<crate::room::threads::GameThreads>,
@@ -73,13 +75,23 @@ impl Server {
         if rooms.games().is_empty() {
             tracing::warn!("no plugin is serving from {}: joins are refused until one is deployed", config.plugin_dir.display());
         }
-        // Rooms that were open when this host stopped or crashed carry on where their last answered tick
-        // left them (their players rejoin).
-        let resumed = rooms.resume_open().await.context("failed to read which rooms were open")?;
-        if resumed > 0 {
-            tracing::info!(rooms = resumed, "resuming the rooms that were open");
-        }
         let deploy_stop = CancellationToken::new();
+        let ws_listener =
+            TcpListener::bind(config.net.ws_addr).await.with_context(|| format!("failed to listen on {}", config.net.ws_addr))?;
+        let ws_addr = ws_listener.local_addr()?;
+        let fleet = match config.fleet.enabled {
+            // In a fleet, rooms are served only under the lease; the open rooms resume once it is held.
+            true => Some(join_fleet(&config, &store, &rooms, ws_addr, deploy_stop.clone()).await?),
+            false => {
+                // Rooms that were open when this host stopped or crashed carry on where their last answered
+                // tick left them (their players rejoin).
+                let resumed = rooms.resume_open().await.context("failed to read which rooms were open")?;
+                if resumed > 0 {
+                    tracing::info!(rooms = resumed, "resuming the rooms that were open");
+                }
+                None
+            }
+        };
         let deploy_task = deployer.clone().spawn(deploy_stop.clone())?;
         rooms.rules().replace(crate::rules::RuleSet::new(config.rules.clone())?);
         let alerts = crate::admin::alerts::spawn(rooms.rules(), deployer.clone(), store.clone(), deploy_stop.clone());
@@ -121,11 +133,9 @@ impl Server {
         )
         .await?;
         let caps = ConnectionCaps::new(config.net.max_connections, config.net.max_connections_per_ip);
-        let ws_listener =
-            TcpListener::bind(config.net.ws_addr).await.with_context(|| format!("failed to listen on {}", config.net.ws_addr))?;
         let tcp_listener =
             TcpListener::bind(config.net.tcp_addr).await.with_context(|| format!("failed to listen on {}", config.net.tcp_addr))?;
-        let (ws_addr, tcp_addr) = (ws_listener.local_addr()?, tcp_listener.local_addr()?);
+        let tcp_addr = tcp_listener.local_addr()?;
         let listeners = vec![
             tokio::spawn({
                 let (ctx, caps) = (ctx.clone(), caps.clone());
@@ -155,6 +165,7 @@ impl Server {
             deployer,
             deploy_stop,
             deploy_task,
+            fleet,
             _runtime: runtime,
             _game_threads: game_threads,
         })
@@ -235,6 +246,11 @@ impl Server {
             let _ = watchdog.await;
         }
         let _ = self.alerts.await;
+        // Rooms stop for the shutdown, not for the lease.
+        let lease = self.fleet.map(|(lease, member)| {
+            member.abort();
+            lease
+        });
         self.ctx.rooms.shutdown().await;
         // The store may be away (its writer retries): a shutdown does not wait on it for ever. What is not
         // written is not lost: each room resumes from its last stored checkpoint and durable journal.
@@ -246,6 +262,10 @@ impl Server {
         if let Err(e) = self.saves.close().await {
             tracing::error!("failed to write the last saves at shutdown: {e:#}");
         }
+        // The rooms' last writes are in: other hosts may take them at once.
+        if let Some(lease) = lease {
+            lease.release().await;
+        }
         self.ctx.shutdown.cancel();
         for listener in self.listeners {
             let _ = listener.await;
@@ -256,4 +276,35 @@ impl Server {
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
     }
+}
+
+/// Joins the fleet: rooms are refused until the host has registered, then served while it holds its
+/// lease ([`crate::fleet::member`]).
+async fn join_fleet(
+    config: &Config,
+    store: &Store,
+    rooms: &Rooms,
+    ws_addr: SocketAddr,
+    stop: CancellationToken,
+) -> Result<(crate::fleet::lease::Lease, JoinHandle<()>)> {
+    use crate::fleet::{lease::Lease, member};
+    if !matches!(store, Store::Postgres(_)) {
+        anyhow::bail!("fleet.enabled needs storage.url to be PostgreSQL (postgres://USER@HOST:PORT/DATABASE)");
+    }
+    let id = config.fleet.host_id().map_err(anyhow::Error::msg)?;
+    let address = match config.fleet.address.as_str() {
+        "" => format!("ws://{ws_addr}/ws"),
+        set => set.to_string(),
+    };
+    rooms.stop_serving(member::JOINING.to_string());
+    // A pool of its own: renewals never queue behind the room writer's commits.
+    let lease_store = crate::storage::postgres::PgStore::open(&config.storage_url()).await?;
+    let load = {
+        let rooms = rooms.clone();
+        move || rooms.open_count() as i64
+    };
+    tracing::info!(host = %id, address, "joining the fleet");
+    let lease = Lease::start(lease_store, id, address, config.fleet.times(), load);
+    let task = tokio::spawn(member::serve_while_leased(lease.watch(), rooms.clone(), stop));
+    Ok((lease, task))
 }

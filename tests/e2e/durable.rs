@@ -7,7 +7,6 @@
 //! move was taken back by a crash (the output gate), and none was applied twice. On SQLite and on
 //! PostgreSQL.
 
-use base64::Engine as _;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -15,6 +14,9 @@ use tokio::sync::watch;
 use warden::net::client::{self, Endpoint, Received};
 use warden::net::envelope::{ClientEnvelope, Format, ServerEnvelope};
 use warden_tests::{Proxy, Serve, TestStore};
+
+mod shared;
+use shared::{health, room_moves};
 
 const PLAYERS: usize = 40;
 const PER_ROOM: usize = 4;
@@ -128,24 +130,6 @@ async fn check_resumed(serve: &Serve, dir: &std::path::Path, answered: &[Answere
     resumed
 }
 
-/// Every player's move count in the state of the rooms open on `serve`.
-async fn room_moves(serve: &Serve, dir: &std::path::Path, rooms: usize) -> HashMap<String, u64> {
-    let token = std::fs::read_to_string(dir.join("admin.token")).unwrap().trim().to_string();
-    let admin = warden::admin::Client::new(serve.admin, token);
-    let mut moves = HashMap::new();
-    for room in 0..rooms {
-        let dump = admin.room_dump("arena", &format!("r{room}")).await.unwrap();
-        let bytes = base64::engine::general_purpose::STANDARD.decode(dump.snapshot.expect("the room answers its snapshot")).unwrap();
-        let state: arena::Arena = rmp_serde::from_slice(&bytes).unwrap();
-        // Those it handed `on-leave` when it resumed (their connections were gone) are departed until they
-        // rejoin.
-        for (id, p) in state.departed.into_iter().chain(state.players) {
-            moves.insert(id, p.moves);
-        }
-    }
-    moves
-}
-
 /// One player: connects to whichever process serves now, joins its room, and moves, one move at a time;
 /// after a lost connection it sends the unanswered move again. Once told to stop and answered, it returns
 /// its connection, still in the room.
@@ -237,19 +221,6 @@ async fn wait_until(what: &str, done: impl Fn() -> bool) {
     }
 }
 
-/// `GET /health` of a running server: the status code and the body.
-async fn health(serve: &Serve) -> (u16, serde_json::Value) {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    let addr = serve.ws.trim_start_matches("ws://").trim_end_matches("/ws").to_string();
-    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
-    conn.write_all(b"GET /health HTTP/1.0\r\nHost: warden\r\n\r\n").await.unwrap();
-    let mut text = String::new();
-    conn.read_to_string(&mut text).await.unwrap();
-    let status = text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| serde_json::from_str(b).unwrap_or_default()).unwrap_or_default();
-    (status, body)
-}
-
 /// PostgreSQL goes away mid-play for at least 5 s (a proxy drops every connection and refuses new ones):
 /// `/health` reports it while it lasts; rooms hold their answers (no answer to a move sent after the cut
 /// arrives before the store is back) and players' deposits get no receipt meanwhile; the host recovers by
@@ -260,12 +231,7 @@ async fn a_lost_postgres_connection_holds_answers_and_loses_nothing() {
     use bank::{BankOut, Deposit};
     const BOTS: usize = 8;
     let Some(store) = TestStore::postgres("a_lost_postgres_connection").await else { return };
-    let server = std::env::var("WARDEN_TEST_DATABASE_URL").unwrap();
-    let authority = server.split_once("://").unwrap().1.split('/').next().unwrap().to_string();
-    let target = authority.rsplit_once('@').map_or(authority.as_str(), |(_, host)| host).to_string();
-    let proxy = Proxy::start(target).await;
-    let proxied = store.url.replacen(&authority, &format!("{}@{}", authority.split('@').next().unwrap(), proxy.addr), 1);
-    assert_ne!(proxied, store.url, "the store is reached through the proxy");
+    let (proxy, proxied) = Proxy::before_postgres(&store.url).await;
     let dir = tempfile::tempdir().unwrap();
     let args =
         |url: &str| vec!["--set".to_string(), format!("storage.url={url:?}"), "--set".to_string(), format!("auth.secret={SECRET:?}")];

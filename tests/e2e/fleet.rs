@@ -31,10 +31,7 @@ async fn host(observer: &PgStore, id: &str) -> HostRecord {
 async fn a_cut_off_host_stops_serving_before_its_lease_expires_and_rejoins_with_a_new_incarnation() {
     let Some(store) = TestStore::postgres("fleet_lease_partition").await else { return };
     let observer = PgStore::open(&store.url).await.unwrap();
-    let authority = store.url.split_once("://").unwrap().1.split('/').next().unwrap().to_string();
-    let (user, target) = authority.rsplit_once('@').map_or(("", authority.as_str()), |(u, h)| (u, h));
-    let proxy = Proxy::start(target.to_string()).await;
-    let proxied = store.url.replacen(&authority, &format!("{user}@{}", proxy.addr), 1);
+    let (proxy, proxied) = Proxy::before_postgres(&store.url).await;
     assert!(TIMES.check().is_ok());
 
     let lease = Lease::start(PgStore::open(&proxied).await.unwrap(), "h1".into(), "ws://127.0.0.1:1/ws".into(), TIMES, || 7);

@@ -265,6 +265,19 @@ impl Proxy {
         proxy
     }
 
+    /// A proxy in front of the PostgreSQL server that `url` names, and `url` going through it.
+    pub async fn before_postgres(url: &str) -> (Proxy, String) {
+        let authority = url.split_once("://").expect("a PostgreSQL URL has a scheme").1.split(['/', '?']).next().unwrap().to_string();
+        let (user, target) = authority.rsplit_once('@').map_or(("", authority.as_str()), |(u, h)| (u, h));
+        let proxy = Proxy::start(target.to_string()).await;
+        let through = match user {
+            "" => url.replacen(&authority, &proxy.addr.to_string(), 1),
+            user => url.replacen(&authority, &format!("{user}@{}", proxy.addr), 1),
+        };
+        assert_ne!(through, url, "the URL goes through the proxy");
+        (proxy, through)
+    }
+
     /// Drops every connection through it and refuses new ones.
     pub fn cut(&self) {
         self.cut.store(true, std::sync::atomic::Ordering::SeqCst);

@@ -117,6 +117,7 @@ impl Sources {
             .collect();
         Ok(Scrape {
             rooms: self.rooms.list(),
+            serving: self.rooms.not_serving().is_none(),
             cooling: self.rooms.cooling(),
             lifecycle: self.rooms.lifecycle(),
             versions,
@@ -225,6 +226,8 @@ pub fn process_figures() -> (u64, u64) {
 /// One scrape's reading, encoded by [`Collector::encode`].
 struct Scrape {
     rooms: Vec<RoomSummary>,
+    /// Whether the host serves rooms now (a fleet host without its lease does not).
+    serving: bool,
     cooling: BTreeMap<String, usize>,
     lifecycle: LifecycleCounts,
     versions: Vec<VersionReading>,
@@ -332,7 +335,7 @@ impl Scrape {
         out.counter("rooms_opened", "Rooms opened, per plugin.", self.lifecycle.opened.iter().map(|(g, n)| (labels([("plugin", g)]), *n)))?;
         out.counter(
             "rooms_closed",
-            "Rooms closed, per plugin and reason (empty, shutdown, crashed, failed_to_start, host_panic).",
+            "Rooms closed, per plugin and reason (empty, shutdown, crashed, failed_to_start, host_panic, moved).",
             self.lifecycle.closed.iter().map(|((g, r), n)| (labels([("plugin", g), ("reason", r.name())]), *n)),
         )?;
         let sum_by_version = |f: fn(&RoomSummary) -> u64| {
@@ -361,6 +364,11 @@ impl Scrape {
         out.gauge("room_timers", "Timers pending, summed per plugin version.", sum_by_version(|r| r.usage.timers))?;
         out.gauge("room_inbox", "Inputs waiting in room inboxes, summed per plugin version.", sum_by_version(|r| r.usage.inbox))?;
         out.gauge("tick_rate_hertz", "The target tick rate of every room (rooms.tick_hz).", [(vec![], self.tick_hz)])?;
+        out.gauge(
+            "serving",
+            "1 while the host serves rooms; 0 while it does not (a fleet host joining the fleet or without its lease: /health says why).",
+            [(vec![], u64::from(self.serving))],
+        )?;
         let per_version = |f: fn(&Counts) -> u64| {
             self.versions.iter().map(move |v| (labels([("plugin", &v.plugin), ("version", &v.version)]), f(&v.total)))
         };

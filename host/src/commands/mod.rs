@@ -5,6 +5,7 @@ pub mod bots;
 pub mod config_args;
 pub mod crashes;
 pub mod dumps;
+pub mod fleet;
 pub mod inspect;
 pub mod operate;
 pub mod push;

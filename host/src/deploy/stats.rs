@@ -5,6 +5,9 @@ use super::DeployEvent;
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
+/// How long a scrape waits for the store's version list (the `previous` role) before going without it.
+const STORE_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// Deploy counts so far.
 #[derive(Clone, Debug, Default)]
 pub struct DeployCounts {
@@ -51,7 +54,8 @@ pub struct PluginRoles {
 }
 
 impl super::Deployer {
-    /// The roles of every loaded plugin's versions (reads the registry for the rollback targets).
+    /// The versions serving each plugin and their roles; the `previous` role only if the store answers
+    /// within [`STORE_WAIT`].
     pub async fn roles(&self) -> anyhow::Result<Vec<PluginRoles>> {
         let mut out = Vec::new();
         for plugin in self.rooms.games() {
@@ -71,7 +75,11 @@ impl super::Deployer {
                     active
                 }
             };
-            if let Some(previous) = super::previous_stable(&self.store.versions(&plugin).await?, &newest)
+            // The previous stable version is read from the store. While the store is away (when an
+            // operator most needs to see inside), the scrape goes on without it rather than failing.
+            let stored = tokio::time::timeout(STORE_WAIT, self.store.versions(&plugin)).await;
+            if let Ok(Ok(stored)) = stored
+                && let Some(previous) = super::previous_stable(&stored, &newest)
                 && !versions.iter().any(|(v, ..)| *v == previous)
             {
                 versions.push((previous, "previous", "stable"));

@@ -23,8 +23,8 @@ use tokio_util::sync::CancellationToken;
 /// Why a lease lapses when no renewal arrived in time.
 const NO_RENEWAL: &str = "no renewal before the lease's margin (is PostgreSQL reachable?)";
 
-/// Lease timings. `warden serve` does not read them yet: they will be `[fleet]` in `warden.toml`
-/// (`heartbeat_ms`, `lease_ms`, `lease_margin_ms`, the keys [`LeaseTimes::check`] names).
+/// Lease timings: `[fleet]` in `warden.toml` (`heartbeat_ms`, `lease_ms`, `lease_margin_ms`, the keys
+/// [`LeaseTimes::check`] names).
 #[derive(Clone, Copy, Debug)]
 pub struct LeaseTimes {
     /// How often the lease is renewed.
@@ -104,6 +104,9 @@ impl LeaseState {
 pub struct Lease {
     state: watch::Receiver<LeaseState>,
     stop: CancellationToken,
+    store: PgStore,
+    id: String,
+    keeper: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Lease {
@@ -112,8 +115,24 @@ impl Lease {
     pub fn start(store: PgStore, id: String, addresses: String, times: LeaseTimes, load: impl Fn() -> i64 + Send + 'static) -> Lease {
         let (tx, state) = watch::channel(LeaseState::Joining);
         let stop = CancellationToken::new();
-        tokio::spawn(keep(store, id, addresses, times, Box::new(load), tx, stop.clone()));
-        Lease { state, stop }
+        let keeper = tokio::spawn(keep(store.clone(), id.clone(), addresses, times, Box::new(load), tx, stop.clone()));
+        Lease { state, stop, store, id, keeper: Some(keeper) }
+    }
+
+    /// Stops renewing and ends the lease in the database now, if it still holds it (a host that shuts
+    /// down, after its rooms have stopped: other hosts need not wait for the lease to run out).
+    pub async fn release(mut self) {
+        self.stop.cancel();
+        if let Some(keeper) = self.keeper.take() {
+            let _ = keeper.await;
+        }
+        if let LeaseState::Serving { incarnation, .. } = self.state() {
+            match self.store.release_host(&self.id, incarnation).await {
+                Ok(true) => tracing::info!(host = %self.id, incarnation, "left the fleet"),
+                Ok(false) => {}
+                Err(e) => tracing::warn!(host = %self.id, incarnation, "failed to release the lease (it runs out by itself): {e:#}"),
+            }
+        }
     }
 
     /// The state now.

@@ -146,6 +146,9 @@ pub enum ErrorCode {
     ServerFull,
     /// The server is shutting down.
     ShuttingDown,
+    /// This host does not serve rooms now (in a fleet: it lost its lease and has not registered again);
+    /// connect again, to this host or another.
+    NotServing,
 }
 
 impl ErrorCode {
@@ -170,6 +173,7 @@ impl ErrorCode {
             ErrorCode::SlowConsumer => "slow_consumer",
             ErrorCode::ServerFull => "server_full",
             ErrorCode::ShuttingDown => "shutting_down",
+            ErrorCode::NotServing => "not_serving",
         }
     }
 }
@@ -337,6 +341,7 @@ mod tests {
             SlowConsumer,
             ServerFull,
             ShuttingDown,
+            NotServing,
         ];
         for code in all {
             assert_eq!(serde_json::to_value(code).unwrap(), code.name(), "{code:?}");

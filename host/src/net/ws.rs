@@ -52,13 +52,15 @@ fn file(content_type: &'static str, body: &'static str) -> axum::response::Respo
     ([(axum::http::header::CONTENT_TYPE, content_type), (axum::http::header::CACHE_CONTROL, "no-cache")], body).into_response()
 }
 
-/// `GET /health`: 200 when saves are being written, 503 with the store's error when they are not.
+/// `GET /health`: 200 when saves are being written and rooms served, 503 with the store's error when
+/// they are not written, or with why rooms are not served (a fleet host without its lease).
 async fn health(State(state): State<WsState>) -> (axum::http::StatusCode, Json<serde_json::Value>) {
     let saves = state.ctx.saves.stats();
     let error = state.ctx.saves.health();
     // Room writes (checkpoints and the durable journal) failing: rooms hold their answers meanwhile.
     let room_error = state.ctx.rooms.writer_health();
-    let ok = error.is_none() && room_error.is_none();
+    let not_serving = state.ctx.rooms.not_serving();
+    let ok = error.is_none() && room_error.is_none() && not_serving.is_none();
     let status = if ok { axum::http::StatusCode::OK } else { axum::http::StatusCode::SERVICE_UNAVAILABLE };
     let body = serde_json::json!({
         "ok": ok,
@@ -67,6 +69,7 @@ async fn health(State(state): State<WsState>) -> (axum::http::StatusCode, Json<s
         "saves": saves,
         "save_error": error.map(|(message, fatal)| serde_json::json!({"message": message, "fatal": fatal})),
         "room_store_error": room_error,
+        "not_serving": not_serving,
     });
     (status, Json(body))
 }

@@ -105,6 +105,8 @@ fn message_type(payload: &[u8]) -> String {
 
 pub(super) struct Room {
     rooms: Rooms,
+    /// The stop token it runs under and the term its answers belong to ([`super::service`]).
+    term: super::service::Term,
     pub(super) key: RoomKey,
     /// `key` shared, for the journal rows handed to the writer every tick.
     names: (Arc<str>, Arc<str>),
@@ -226,6 +228,8 @@ enum End {
     /// Shut down while its last tick was not durable: that tick's answers were not sent, and no final
     /// checkpoint is taken (it would hold the tick).
     Halted,
+    /// The host stopped serving rooms (why): as `Halted`, and its players are told the room moved.
+    Moved(String),
     Crashed(String),
 }
 
@@ -237,6 +241,7 @@ impl Room {
         game: Arc<GameEntry>,
         (seed, hash_key): (u64, u64),
         rx: mpsc::Receiver<RoomInput>,
+        term: super::service::Term,
     ) -> Self {
         // Subscribe before reading the active version, so a change in between is not missed.
         let changed = game.changed.subscribe();
@@ -249,6 +254,7 @@ impl Room {
         let room_id: Arc<str> = key.1.as_str().into();
         Room {
             rooms,
+            term,
             health: game.health(&plugin.manifest().version),
             tally: Counts::default(),
             counts: Counts::default(),
@@ -359,14 +365,15 @@ impl Room {
         let grace = Duration::from_millis(cfg.empty_grace_ms);
         let mut ticks = tokio::time::interval_at(Instant::now() + period, period);
         ticks.set_missed_tick_behavior(MissedTickBehavior::Burst);
-        // A token of the room's own: waiting on the host's token itself would register every room in
-        // one shared waiter list, under one lock, at every turn of every room's loop.
-        let stop = self.rooms.0.stop.child_token();
+        // A token of the room's own (a child of the term's, itself the shutdown token's): waiting on the
+        // host's token itself would register every room in one shared waiter list, under one lock, at
+        // every turn of every room's loop.
+        let stop = self.term.stop.clone();
         let gate = self.rooms.0.swap_gate.clone();
         let end = loop {
             tokio::select! {
                 biased;
-                _ = stop.cancelled() => break End::Shutdown,
+                _ = stop.cancelled() => break self.stopped(End::Shutdown),
                 // A change of what serves: wakes the loop so the swap branch below is enabled.
                 Ok(()) = self.changed.changed() => {}
                 // At most one room per core swaps at a time (the gate): a storm of 1,000 swaps then
@@ -423,7 +430,7 @@ impl Room {
                                     // after it.
                                     _ = stop.cancelled() => {
                                         self.pending.clear();
-                                        break End::Halted;
+                                        break self.stopped(End::Halted);
                                     }
                                 }
                                 self.in_flight = None;
@@ -458,17 +465,26 @@ impl Room {
                 }
             }
         };
-        if !matches!(end, End::Crashed(_) | End::Halted)
+        if !matches!(end, End::Crashed(_) | End::Halted | End::Moved(_))
             && let Err(e) = self.checkpoint(&mut instance)
         {
             tracing::warn!("no final checkpoint: {e}");
         }
         // A room that closed is not resumed by a restart (it opens again from its checkpoint when a
         // player joins it); one the server stopped is.
-        if !matches!(end, End::Shutdown | End::Halted) {
+        if !matches!(end, End::Shutdown | End::Halted | End::Moved(_)) {
             self.write(crate::storage::RoomWrite::Running { game: self.key.0.clone(), room: self.key.1.clone(), version: None });
         }
         self.close(end);
+    }
+
+    /// How the room ends now that its stop token is cancelled: `shutdown` if the host shuts down, or moved
+    /// if it stopped serving rooms.
+    fn stopped(&self, shutdown: End) -> End {
+        match self.rooms.0.stop.is_cancelled() {
+            true => shutdown,
+            false => End::Moved(self.rooms.not_serving().unwrap_or_else(|| "the host stopped serving rooms".into())),
+        }
     }
 
     /// One tick, up to but not including the flush. An `Err` ends the room (its instance trapped past
@@ -715,6 +731,9 @@ impl Room {
         let reason = match &end {
             End::Empty => None,
             End::Shutdown | End::Halted => Some("the server is shutting down".to_string()),
+            End::Moved(why) => Some(format!(
+                "the room moved: this host stopped serving rooms ({why}); join again to carry on from your last answered move"
+            )),
             End::Crashed(why) => {
                 Some(format!("the room's game was stopped: {why}; rejoining opens the room again from its last checkpoint"))
             }
@@ -726,15 +745,24 @@ impl Room {
                 self.kicked.push((id, conn));
             }
         }
-        // After the answers the writer still holds, if any.
         let last = self.take_batches();
-        self.send_after_in_flight(last);
+        if matches!(end, End::Moved(_)) {
+            // Now, not after the answers the writer holds: it drops those (their term has ended), and the
+            // store it waits for may be away for long.
+            for (conn, frames) in last {
+                conn.deliver(frames);
+            }
+        } else {
+            // After the answers the writer still holds, if any.
+            self.send_after_in_flight(last);
+        }
         if matches!(end, End::Crashed(_)) {
             self.rooms.closed_for_crashes(&self.key);
         }
         let why = match end {
             End::Empty => super::stats::CloseReason::Empty,
             End::Shutdown | End::Halted => super::stats::CloseReason::Shutdown,
+            End::Moved(_) => super::stats::CloseReason::Moved,
             End::Crashed(_) => super::stats::CloseReason::Crashed,
         };
         self.rooms.0.lifecycle.closed(&self.key.0, why);

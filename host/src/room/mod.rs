@@ -5,6 +5,7 @@ mod actor;
 mod conn;
 pub mod dumpfile;
 pub mod journal;
+mod service;
 pub mod stats;
 pub mod switches;
 pub mod threads;
@@ -201,6 +202,9 @@ pub enum JoinError {
     /// The server is shutting down.
     #[error("the server is shutting down")]
     ShuttingDown,
+    /// The host does not serve rooms now (the reason says why).
+    #[error("this host is not serving rooms now ({0}); connect again in a few seconds")]
+    NotServing(String),
 }
 
 impl JoinError {
@@ -217,6 +221,7 @@ impl JoinError {
             JoinError::SavesUnavailable(_) => ErrorCode::GameError,
             JoinError::CoolingDown(..) => ErrorCode::GameError,
             JoinError::ShuttingDown => ErrorCode::ShuttingDown,
+            JoinError::NotServing(_) => ErrorCode::NotServing,
         }
     }
 }
@@ -342,6 +347,8 @@ struct Inner {
     config: RoomConfig,
     saves: Arc<dyn SaveBackend>,
     stop: CancellationToken,
+    /// Whether rooms are served now, and the term they run in ([`service`]).
+    service: Arc<service::Service>,
     tasks: TaskTracker,
     seeds: RandomState,
     /// Duration of every tick of every room, in microseconds (without the output gate's wait).
@@ -385,12 +392,14 @@ impl Rooms {
     /// Rooms of the given games.
     pub fn new(games: HashMap<String, Arc<GameEntry>>, config: RoomConfig, saves: Arc<dyn SaveBackend>) -> Self {
         let (swap_failures, rx) = mpsc::unbounded_channel();
+        let stop = CancellationToken::new();
         Rooms(Arc::new(Inner {
             games: RwLock::new(games),
             rooms: Mutex::new(HashMap::new()),
             config,
             saves,
-            stop: CancellationToken::new(),
+            service: Arc::new(service::Service::new(&stop)),
+            stop,
             tasks: TaskTracker::new(),
             seeds: RandomState::new(),
             tick_us: micros_histogram(),
@@ -420,7 +429,7 @@ impl Rooms {
     /// to `crash_dir`, kept under `crash_max_bytes`.
     pub fn attach(&self, store: Store, crash_dir: std::path::PathBuf, crash_max_bytes: u64) {
         let interval = std::time::Duration::from_millis(self.0.config.commit_interval_ms);
-        let _ = self.0.writer.set(writer::RoomWriter::start(store.clone(), interval, self.0.gate_us.clone()));
+        let _ = self.0.writer.set(writer::RoomWriter::start(store.clone(), interval, self.0.gate_us.clone(), self.0.service.clone()));
         let _ = self.0.store.set(store);
         let _ = self.0.crashes.set(crate::health::crash::start_writer(crash_dir, crash_max_bytes));
     }
@@ -443,7 +452,9 @@ impl Rooms {
         for c in store.open_rooms().await? {
             match self.game(&c.game) {
                 Some(entry) if valid_room_id(&c.room) => {
-                    self.get_or_create(&c.game, &c.room, &entry);
+                    if let Err(why) = self.get_or_create(&c.game, &c.room, &entry) {
+                        anyhow::bail!("rooms are not served now ({why}): {resumed} of the open rooms resumed");
+                    }
                     resumed += 1;
                 }
                 _ => tracing::warn!(game = %c.game, room = %c.room, "an open room of a game that is not loaded is not resumed"),
@@ -605,6 +616,10 @@ impl Rooms {
         if !entry.switches.load().joins {
             return Err(JoinError::JoinsClosed(game.to_string()));
         }
+        // Before reading the player's save: a host that stopped serving may have lost its store.
+        if let Some(why) = self.not_serving() {
+            return Err(JoinError::NotServing(why));
+        }
         self.count_join(game, &conn.id)?;
         // The plugin's load-save must answer from memory: read the player's save before the join.
         if let Err(e) = self.0.saves.preload(game, &conn.id).await {
@@ -620,7 +635,7 @@ impl Rooms {
             if self.0.stop.is_cancelled() {
                 return Err(JoinError::ShuttingDown);
             }
-            let handle = self.get_or_create(game, room, &entry);
+            let handle = self.get_or_create(game, room, &entry).map_err(JoinError::NotServing)?;
             let (reply, answer) = oneshot::channel();
             if handle.send(RoomInput::Join { conn: conn.clone(), reply }).await {
                 match answer.await {
@@ -645,13 +660,18 @@ impl Rooms {
         }
     }
 
-    fn get_or_create(&self, game: &str, room: &str, entry: &Arc<GameEntry>) -> RoomHandle {
+    /// The room's handle, starting the room if it is not open; refused (with the reason) while the host
+    /// does not serve rooms.
+    fn get_or_create(&self, game: &str, room: &str, entry: &Arc<GameEntry>) -> Result<RoomHandle, String> {
         let key = (game.to_string(), room.to_string());
+        // Before the room list's lock: a suspension cannot come between the check and the room's start
+        // (the room starts in a term that has already ended, and stops at once).
+        let term = self.0.service.enter()?;
         let mut rooms = self.0.rooms.lock().unwrap();
         if let Some((handle, _)) = rooms.get(&key)
             && !handle.tx.is_closed()
         {
-            return handle.clone();
+            return Ok(handle.clone());
         }
         let (tx, rx) = mpsc::channel(self.0.config.inbox);
         let handle = RoomHandle { tx };
@@ -659,7 +679,7 @@ impl Rooms {
         // comes from the same process secret by another input and is never shown.
         let seed = self.0.seeds.hash_one(&key);
         let hash_key = self.0.seeds.hash_one((&key, "hash-key"));
-        let room = actor::Room::new(self.clone(), key.clone(), entry.clone(), (seed, hash_key), rx);
+        let room = actor::Room::new(self.clone(), key.clone(), entry.clone(), (seed, hash_key), rx, term);
         let summary = RoomSummary {
             game: game.to_string(),
             room: room.key.1.clone(),
@@ -676,7 +696,7 @@ impl Rooms {
             Some(threads) => self.0.tasks.spawn_on(task, threads),
             None => self.0.tasks.spawn(task),
         };
-        handle
+        Ok(handle)
     }
 
     /// Runs a room's task; if it dies without closing (a panic in the host, outside any plugin call),
@@ -719,7 +739,15 @@ impl Rooms {
         let mut rooms = self.0.rooms.lock().unwrap();
         if rooms.get(key).is_some_and(|(h, _)| h.tx.is_closed()) {
             rooms.remove(key);
+            if rooms.is_empty() {
+                self.0.service.emptied.notify_waiters();
+            }
         }
+    }
+
+    /// How many rooms are open.
+    pub fn open_count(&self) -> usize {
+        self.0.rooms.lock().unwrap().len()
     }
 
     /// Tick durations of all rooms since the last call (microseconds), and resets them.

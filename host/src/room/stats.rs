@@ -17,6 +17,8 @@ pub enum CloseReason {
     FailedToStart,
     /// Its task failed outside any plugin call (a bug in the host).
     HostPanic,
+    /// The host stopped serving rooms (its fleet lease lapsed); it resumes from the store.
+    Moved,
 }
 
 impl CloseReason {
@@ -28,6 +30,7 @@ impl CloseReason {
             CloseReason::Crashed => "crashed",
             CloseReason::FailedToStart => "failed_to_start",
             CloseReason::HostPanic => "host_panic",
+            CloseReason::Moved => "moved",
         }
     }
 }

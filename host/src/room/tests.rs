@@ -71,3 +71,43 @@ async fn the_out_queue_is_bounded_in_bytes_and_batches_and_frees_what_is_written
     rx.recv().await.unwrap();
     q.push(Format::MsgPack, vec![frame(50)]).expect("the written batch's 60 bytes were freed");
 }
+
+#[tokio::test]
+async fn a_host_that_stops_serving_stops_every_room_tells_its_players_and_refuses_joins_until_it_serves_again() {
+    let rt = crate::runtime::Runtime::new(crate::runtime::Limits { max_instances: 4, ..Default::default() }, None).unwrap();
+    let plugin = Arc::new(rt.load(&warden_tests::wasm_bytes("echo")).unwrap());
+    let game = Arc::new(GameEntry::new(plugin, Vec::new(), Switches::default()));
+    let rooms =
+        Rooms::new(HashMap::from([("echo".to_string(), game)]), RoomConfig::default(), Arc::new(crate::runtime::MemorySaves::default()));
+    let (ann, mut ann_rx) = conn("ann");
+    let in_room = ann.in_room.clone();
+    rooms.join("echo", "r1", ann).await.unwrap();
+    assert_eq!(rooms.open_count(), 1);
+
+    rooms.stop_serving("its fleet lease lapsed".into());
+    tokio::time::timeout(std::time::Duration::from_secs(60), rooms.stopped_rooms_ended()).await.expect("every room ends");
+    assert_eq!(rooms.open_count(), 0);
+    // After what the join sent, if it came after the join returned.
+    let mut frames = Vec::new();
+    while let Some(Outbound::Frames(_, batch)) = ann_rx.try_recv() {
+        frames.extend(batch.iter().map(|f| String::from_utf8(f.to_vec()).unwrap()));
+    }
+    let notice = frames.into_iter().find(|f| f.contains("\"type\":\"kicked\"")).expect("the player was told");
+    assert!(notice.contains("\"type\":\"kicked\"") && notice.contains("moved") && notice.contains("its fleet lease lapsed"), "{notice}");
+    assert!(!in_room.load(Ordering::Acquire), "the player is out of the room");
+    let (bob, _bob_rx) = conn("bob");
+    match rooms.join("echo", "r1", bob.clone()).await {
+        Err(e @ JoinError::NotServing(_)) => {
+            assert_eq!(e.code(), ErrorCode::NotServing);
+            assert!(e.to_string().contains("its fleet lease lapsed"), "{e}");
+        }
+        other => panic!("a join while not serving is refused, not {:?}", other.map(|_| ())),
+    }
+    assert_eq!(rooms.open_count(), 0, "and opens no room");
+
+    rooms.serve();
+    assert_eq!(rooms.not_serving(), None);
+    rooms.join("echo", "r1", bob).await.expect("served again");
+    assert_eq!(rooms.open_count(), 1);
+    rooms.shutdown().await;
+}

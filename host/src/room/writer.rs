@@ -16,13 +16,15 @@
 //! ([`Delivered`]): while the store is slow, its next answers wait in the room, and its inputs in its
 //! inbox. Answers are sent in the order they were handed over, so a room's answers keep their order
 //! whether they went through the writer or not (a room sends directly only when nothing of it is in
-//! flight).
+//! flight). Answers are sent only while the term of the room that handed them over is current
+//! ([`super::service`]): those of a room that stopped because its host stopped serving are dropped.
 //!
 //! A commit that fails (a lost PostgreSQL connection, a locked or full SQLite file) is retried with
 //! back-off, holding what it had: nothing a room handed over is dropped, and the answers waiting on it
 //! are held until it is durable. [`RoomWriter::health`] reports the failure meanwhile.
 
 use super::PlayerConn;
+use super::service::Service;
 use crate::storage::{RoomCommit, RoomWrite, Store};
 use bytes::Bytes;
 use std::sync::{Arc, Mutex};
@@ -49,6 +51,8 @@ struct Answers {
     batches: Batches,
     /// When the room handed them over (how long they waited is the output gate's cost).
     handed: Instant,
+    /// The room's term: they are dropped if it has ended by the time they are durable.
+    term: u64,
     done: oneshot::Sender<()>,
 }
 
@@ -86,10 +90,11 @@ pub type GateWaits = Arc<Mutex<hdrhistogram::Histogram<u64>>>;
 impl RoomWriter {
     /// Starts the writer on the current runtime, starting a commit at most every `interval` and
     /// recording in `gate_waits` how long answers waited for their commit.
-    pub fn start(store: Store, interval: Duration, gate_waits: GateWaits) -> RoomWriter {
+    /// Answers are sent only while their room's term in `service` is current.
+    pub(super) fn start(store: Store, interval: Duration, gate_waits: GateWaits, service: Arc<Service>) -> RoomWriter {
         let (tx, rx) = mpsc::unbounded_channel();
         let stats = Arc::new(Mutex::new(WriterStats::default()));
-        tokio::spawn(run(store, rx, stats.clone(), interval, gate_waits));
+        tokio::spawn(run(store, rx, stats.clone(), interval, (gate_waits, service)));
         RoomWriter { tx, stats }
     }
 
@@ -98,16 +103,17 @@ impl RoomWriter {
         let _ = self.tx.send(Msg::Write(write));
     }
 
-    /// Hands over a write, and answers that leave once it is durable.
-    pub fn write_and_send(&self, write: RoomWrite, batches: Batches) -> Delivered {
-        let (answers, delivered) = answers(batches);
+    /// Hands over a write, and answers (of a room in `term`) that leave once it is durable.
+    pub fn write_and_send(&self, write: RoomWrite, batches: Batches, term: u64) -> Delivered {
+        let (answers, delivered) = answers(batches, term);
         let _ = self.tx.send(Msg::WriteAndSend(write, answers));
         delivered
     }
 
-    /// Hands over answers that leave once everything handed over before them is durable.
-    pub fn send(&self, batches: Batches) -> Delivered {
-        let (answers, delivered) = answers(batches);
+    /// Hands over answers (of a room in `term`) that leave once everything handed over before them is
+    /// durable.
+    pub fn send(&self, batches: Batches, term: u64) -> Delivered {
+        let (answers, delivered) = answers(batches, term);
         let _ = self.tx.send(Msg::Send(answers));
         delivered
     }
@@ -131,9 +137,9 @@ impl RoomWriter {
     }
 }
 
-fn answers(batches: Batches) -> (Answers, Delivered) {
+fn answers(batches: Batches, term: u64) -> (Answers, Delivered) {
     let (done, delivered) = oneshot::channel();
-    (Answers { batches, handed: Instant::now(), done }, delivered)
+    (Answers { batches, handed: Instant::now(), term, done }, delivered)
 }
 
 async fn run(
@@ -141,7 +147,7 @@ async fn run(
     mut rx: mpsc::UnboundedReceiver<Msg>,
     stats: Arc<Mutex<WriterStats>>,
     interval: Duration,
-    gate_waits: GateWaits,
+    (gate_waits, service): (GateWaits, Arc<Service>),
 ) {
     let mut last = tokio::time::Instant::now() - interval;
     while let Some(first) = rx.recv().await {
@@ -169,17 +175,18 @@ async fn run(
         if !commit.is_empty() {
             commit_until_durable(&store, &commit, &stats).await;
         }
-        send(sends, &gate_waits);
+        send(sends, &gate_waits, &service);
         for done in flushed {
             let _ = done.send(());
         }
     }
 }
 
-/// Sends answers whose commit is durable, in the order they were handed over. A player whose queue is
-/// full is disconnected as a slow consumer ([`PlayerConn::deliver`]); its session then takes it out of
-/// its room, as after any disconnect.
-fn send(sends: Vec<Answers>, gate_waits: &GateWaits) {
+/// Sends answers whose commit is durable, in the order they were handed over, unless their room's term
+/// has ended (they are dropped: see [`super::service`]). A player whose queue is full is disconnected as
+/// a slow consumer ([`PlayerConn::deliver`]); its session then takes it out of its room, as after any
+/// disconnect.
+fn send(sends: Vec<Answers>, gate_waits: &GateWaits, service: &Service) {
     if sends.is_empty() {
         return;
     }
@@ -189,9 +196,13 @@ fn send(sends: Vec<Answers>, gate_waits: &GateWaits) {
         waits.saturating_record((now - answers.handed).as_micros().max(1) as u64);
     }
     drop(waits);
+    // Held while sending: a term cannot end half-way through, between the check and the sends.
+    let term = service.current();
     for answers in sends {
-        for (conn, frames) in answers.batches {
-            conn.deliver(frames);
+        if term.admits(answers.term) {
+            for (conn, frames) in answers.batches {
+                conn.deliver(frames);
+            }
         }
         let _ = answers.done.send(());
     }

@@ -67,6 +67,19 @@ impl PgStore {
         Ok(renewed.rows_affected() == 1)
     }
 
+    /// Ends host `id`'s lease at `incarnation` now (it stopped serving: other hosts need not wait for the
+    /// lease to run out). False if the lease was not its own any more.
+    pub async fn release_host(&self, id: &str, incarnation: i64) -> Result<bool> {
+        let released =
+            sqlx::query("UPDATE hosts SET lease_until = now(), load = 0 WHERE id = $1 AND incarnation = $2 AND lease_until > now()")
+                .bind(id)
+                .bind(incarnation)
+                .execute(self.pool())
+                .await
+                .with_context(|| format!("failed to release the lease of host {id:?}"))?;
+        Ok(released.rows_affected() == 1)
+    }
+
     /// Every host, live or not, by id.
     pub async fn hosts(&self) -> Result<Vec<HostRecord>> {
         let rows = sqlx::query(

@@ -96,7 +96,7 @@ impl Room {
             self.durable_mark = self.journal.chunk_mark();
             let (game, room) = self.names.clone();
             let row = crate::storage::JournalRow { game, room, tick: self.tick as i64, data };
-            self.in_flight = Some(writer.write_and_send(crate::storage::RoomWrite::Journal(row), batches));
+            self.in_flight = Some(writer.write_and_send(crate::storage::RoomWrite::Journal(row), batches, self.term.number));
             return;
         }
         self.send_after_in_flight(batches);
@@ -111,7 +111,7 @@ impl Room {
         if let Ok(true) = self.in_flight()
             && let Some(writer) = self.rooms.0.writer.get()
         {
-            self.in_flight = Some(writer.send(batches));
+            self.in_flight = Some(writer.send(batches, self.term.number));
             return;
         }
         for (conn, frames) in batches {

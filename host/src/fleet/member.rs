@@ -1,0 +1,60 @@
+//! A host in the fleet serves rooms only while it holds its lease.
+//!
+//! It starts with rooms refused ("joining the fleet"). Once registered, it serves, and opens the rooms
+//! the store says are open (they resume from their checkpoints and durable journals). When the lease
+//! lapses, every room stops at once and its players are told that it moved ([`Rooms::stop_serving`]);
+//! joins are refused until the host has registered again under a new incarnation, starting with nothing
+//! of what it held.
+//!
+//! Until room ownership lands (`docs/fleet.md`, next steps), the rooms a host opens when it registers are
+//! every open room of the store: run one host per database.
+
+use super::lease::LeaseState;
+use crate::room::Rooms;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+/// Why rooms are refused before the host's first registration.
+pub const JOINING: &str = "the host is joining the fleet (registering in PostgreSQL)";
+
+/// Follows the lease: serves rooms while it is held, stops them when it lapses. Returns when `stop` is
+/// cancelled or the lease keeper has ended. `rooms` must be refusing rooms when this starts (see
+/// [`JOINING`]).
+pub async fn serve_while_leased(mut lease: watch::Receiver<LeaseState>, rooms: Rooms, stop: CancellationToken) {
+    // The incarnation rooms are served under, if they are.
+    let mut serving: Option<i64> = None;
+    loop {
+        let state = lease.borrow_and_update().clone();
+        match state {
+            LeaseState::Serving { incarnation, .. } if serving != Some(incarnation) => {
+                if let Some(old) = serving.take() {
+                    // Lapsed and registered again between two looks: stop what the old one held first.
+                    rooms.stop_serving(format!("this host's lease (incarnation {old}) lapsed"));
+                }
+                rooms.stopped_rooms_ended().await;
+                // The lease may have run out during that wait (it waits for the store): then the next
+                // state decides.
+                if lease.borrow().serving() {
+                    rooms.serve();
+                    serving = Some(incarnation);
+                    match rooms.resume_open().await {
+                        Ok(n) => tracing::info!(incarnation, rooms = n, "serving rooms under the fleet lease"),
+                        Err(e) => tracing::error!(
+                            incarnation,
+                            "serving rooms, but the open rooms were not resumed (they open when a player joins): {e:#}"
+                        ),
+                    }
+                }
+            }
+            LeaseState::Lapsed { incarnation, reason } if serving.is_some() => {
+                serving = None;
+                rooms.stop_serving(format!("its fleet lease (incarnation {incarnation}) lapsed: {reason}"));
+            }
+            _ => {}
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            changed = lease.changed() => if changed.is_err() { return },
+        }
+    }
+}

@@ -1,0 +1,127 @@
+//! Whether this host serves rooms now. A host in a fleet serves only while it holds its lease
+//! ([`crate::fleet`]): when the lease lapses every room stops at once (its players are told the room
+//! moved) and joins are refused until the host has registered again.
+//!
+//! Rooms are started in a *term*: the stop token that ends them and the term's number. Suspending ends
+//! the term. The writer sends durable answers only of the current term ([`Service::current`]): answers
+//! a stopped room handed over before it stopped are dropped, not sent late, so nothing reaches a player
+//! after the notice that its room moved, however long the store takes to answer. Dropping an answer is
+//! safe (the player sends the move again, and the room, resumed from the store, answers it); sending one
+//! after its room moved is not (it would overtake the notice, and a room that runs elsewhere).
+
+use std::sync::{Mutex, MutexGuard};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+/// A room's term: stop when `stop` is cancelled; its durable answers are sent only while `number` is
+/// the current term.
+#[derive(Clone)]
+pub(crate) struct Term {
+    pub stop: CancellationToken,
+    pub number: u64,
+}
+
+struct State {
+    /// Cancelled when the term ends (or the host shuts down: it is the shutdown token's child).
+    stop: CancellationToken,
+    number: u64,
+    /// Why rooms are not served now (none: they are).
+    refusing: Option<String>,
+}
+
+/// See the module documentation.
+pub(crate) struct Service {
+    shutdown: CancellationToken,
+    state: Mutex<State>,
+    /// Notified when the last room of the host has ended.
+    pub emptied: Notify,
+}
+
+impl Service {
+    /// Serving, in term 0, ended by `shutdown` too.
+    pub fn new(shutdown: &CancellationToken) -> Self {
+        let state = State { stop: shutdown.child_token(), number: 0, refusing: None };
+        Service { shutdown: shutdown.clone(), state: Mutex::new(state), emptied: Notify::new() }
+    }
+
+    /// The term a room starting now runs in, or why no room may start.
+    pub fn enter(&self) -> Result<Term, String> {
+        let state = self.state.lock().unwrap();
+        match &state.refusing {
+            Some(why) => Err(why.clone()),
+            None => Ok(Term { stop: state.stop.child_token(), number: state.number }),
+        }
+    }
+
+    /// Ends the term: every room of it stops, and no room starts until [`Service::resume`].
+    pub fn suspend(&self, why: String) {
+        let mut state = self.state.lock().unwrap();
+        state.refusing = Some(why);
+        state.number += 1;
+        state.stop.cancel();
+        state.stop = self.shutdown.child_token();
+    }
+
+    /// Rooms may start again (in the term that [`Service::suspend`] began).
+    pub fn resume(&self) {
+        self.state.lock().unwrap().refusing = None;
+    }
+
+    /// Why rooms are not served now, if they are not.
+    pub fn refusing(&self) -> Option<String> {
+        self.state.lock().unwrap().refusing.clone()
+    }
+
+    /// The current term's number, locked: a term does not end while the guard is held (the writer
+    /// holds it while it sends, so a suspension waits for answers being sent and the ones after it are
+    /// dropped).
+    pub fn current(&self) -> TermGuard<'_> {
+        TermGuard(self.state.lock().unwrap())
+    }
+}
+
+/// See [`Service::current`].
+pub(crate) struct TermGuard<'a>(MutexGuard<'a, State>);
+
+impl TermGuard<'_> {
+    /// Whether answers of term `number` may be sent.
+    pub fn admits(&self, number: u64) -> bool {
+        self.0.number == number
+    }
+}
+
+impl super::Rooms {
+    /// Stops serving rooms: every room stops at once (no final checkpoint: it resumes from its last one
+    /// and its durable journal), its players are told that it moved and why, and joins are refused with
+    /// `why` until [`Self::serve`]. Answers that rooms handed to the writer and that are not sent
+    /// yet are dropped.
+    pub fn stop_serving(&self, why: String) {
+        tracing::info!("rooms stop: {why}");
+        self.0.service.suspend(why);
+    }
+
+    /// Resolves once every room that [`Self::stop_serving`] stopped has ended and what they handed to
+    /// the writer is durable (a room that opens again reads it). Then [`Self::serve`] may follow.
+    pub async fn stopped_rooms_ended(&self) {
+        loop {
+            let emptied = self.0.service.emptied.notified();
+            tokio::pin!(emptied);
+            emptied.as_mut().enable();
+            if self.0.rooms.lock().unwrap().is_empty() {
+                break;
+            }
+            emptied.await;
+        }
+        self.flush_checkpoints().await;
+    }
+
+    /// Serves rooms again after [`Self::stop_serving`] (in a new term).
+    pub fn serve(&self) {
+        self.0.service.resume();
+    }
+
+    /// Why rooms are not served now (none: they are).
+    pub fn not_serving(&self) -> Option<String> {
+        self.0.service.refusing()
+    }
+}

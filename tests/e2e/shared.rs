@@ -1,0 +1,37 @@
+//! What the end-to-end tests of durable rooms and of the fleet share: a server's `/health`, and the
+//! players' move counts in arena's rooms (the state every answered move must be in, once).
+
+use base64::Engine as _;
+use std::collections::HashMap;
+use warden_tests::Serve;
+
+/// Every player's move count in the state of the rooms open on `serve`.
+pub async fn room_moves(serve: &Serve, dir: &std::path::Path, rooms: usize) -> HashMap<String, u64> {
+    let token = std::fs::read_to_string(dir.join("admin.token")).unwrap().trim().to_string();
+    let admin = warden::admin::Client::new(serve.admin, token);
+    let mut moves = HashMap::new();
+    for room in 0..rooms {
+        let dump = admin.room_dump("arena", &format!("r{room}")).await.unwrap();
+        let bytes = base64::engine::general_purpose::STANDARD.decode(dump.snapshot.expect("the room answers its snapshot")).unwrap();
+        let state: arena::Arena = rmp_serde::from_slice(&bytes).unwrap();
+        // Those it handed `on-leave` when it resumed (their connections were gone) are departed until they
+        // rejoin.
+        for (id, p) in state.departed.into_iter().chain(state.players) {
+            moves.insert(id, p.moves);
+        }
+    }
+    moves
+}
+
+/// `GET /health` of a running server: the status code and the body.
+pub async fn health(serve: &Serve) -> (u16, serde_json::Value) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let addr = serve.ws.trim_start_matches("ws://").trim_end_matches("/ws").to_string();
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    conn.write_all(b"GET /health HTTP/1.0\r\nHost: warden\r\n\r\n").await.unwrap();
+    let mut text = String::new();
+    conn.read_to_string(&mut text).await.unwrap();
+    let status = text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| serde_json::from_str(b).unwrap_or_default()).unwrap_or_default();
+    (status, body)
+}
