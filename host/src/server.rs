@@ -288,9 +288,9 @@ async fn join_fleet(
     stop: CancellationToken,
 ) -> Result<(crate::fleet::lease::Lease, JoinHandle<()>)> {
     use crate::fleet::{lease::Lease, member};
-    if !matches!(store, Store::Postgres(_)) {
+    let Store::Postgres(pg) = store else {
         anyhow::bail!("fleet.enabled needs storage.url to be PostgreSQL (postgres://USER@HOST:PORT/DATABASE)");
-    }
+    };
     let id = config.fleet.host_id().map_err(anyhow::Error::msg)?;
     let address = match config.fleet.address.as_str() {
         "" => format!("ws://{ws_addr}/ws"),
@@ -304,7 +304,7 @@ async fn join_fleet(
         move || rooms.open_count() as i64
     };
     tracing::info!(host = %id, address, "joining the fleet");
-    let lease = Lease::start(lease_store, id, address, config.fleet.times(), load);
-    let task = tokio::spawn(member::serve_while_leased(lease.watch(), rooms.clone(), stop));
+    let lease = Lease::start(lease_store, id.clone(), address, config.fleet.times(), load);
+    let task = tokio::spawn(member::serve_while_leased(lease.watch(), (id.into(), pg.clone()), rooms.clone(), stop));
     Ok((lease, task))
 }

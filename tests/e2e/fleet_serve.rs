@@ -19,7 +19,7 @@ use warden::storage::postgres::PgStore;
 use warden_tests::{Proxy, Serve, TestStore};
 
 mod shared;
-use shared::{health, room_moves};
+use shared::{Outcome, health, play_move, room_moves, wait_until};
 
 const BOTS: usize = 6;
 const PER_ROOM: usize = 2;
@@ -170,15 +170,6 @@ async fn host(observer: &PgStore, id: &str) -> HostRecord {
     observer.hosts().await.unwrap().into_iter().find(|h| h.id == id).unwrap_or_else(|| panic!("host {id} is registered"))
 }
 
-/// Waits (up to 60 s) until `done`.
-async fn wait_until(what: &str, done: impl Fn() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !done() {
-        assert!(Instant::now() < deadline, "{what} within 60 s");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 /// One player: joins its room (again, until the host serves) and moves one move at a time. Told that
 /// its room moved, it keeps its connection and asks to join again; then sends again the move it was
 /// waiting for (arena answers a move it already applied again instead of applying it twice). Once told to
@@ -195,7 +186,6 @@ async fn bot(index: usize, ws: String, seen: Shared, stopping: Arc<AtomicBool>) 
             Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
         }
     };
-    let dirs = ["up", "right", "down", "left"];
     let mut next = 1u64;
     let mut outstanding: Option<u64> = None;
     loop {
@@ -208,30 +198,17 @@ async fn bot(index: usize, ws: String, seen: Shared, stopping: Arc<AtomicBool>) 
             }
         };
         outstanding = Some(seq);
-        let data =
-            rmp_serde::to_vec_named(&serde_json::json!({"type": "move", "dir": dirs[(seq as usize + index) % 4], "seq": seq})).unwrap();
-        tx.send(&ClientEnvelope::Msg { data }).await.unwrap();
-        loop {
-            match rx.recv_within(Duration::from_secs(60)).await {
-                Ok(Received::Envelope(ServerEnvelope::Msg { data })) => {
-                    if let Ok(arena::ArenaOut::Moved { seq: s, .. }) = rmp_serde::from_slice(&data)
-                        && s == seq
-                    {
-                        seen.lock().unwrap().answered.insert(seq);
-                        outstanding = None;
-                        break;
-                    }
-                }
-                Ok(Received::Envelope(ServerEnvelope::Kicked { reason })) => {
-                    seen.lock().unwrap().kicks.push((Instant::now(), reason));
-                    rejoin(&mut tx, &mut rx, &room, &seen).await;
-                    break; // and send the outstanding move again
-                }
-                Ok(Received::Envelope(ServerEnvelope::Error { code, message, .. })) => panic!("{player}: move {seq}: {code:?} {message}"),
-                Ok(Received::Envelope(_)) => {}
-                Ok(Received::Closed(why)) => panic!("{player}: the connection closed: {why:?}"),
-                Err(e) => panic!("{player}: move {seq}: {e:#}"),
+        match play_move(&mut tx, &mut rx, &player, index, seq).await {
+            Outcome::Answered => {
+                seen.lock().unwrap().answered.insert(seq);
+                outstanding = None;
             }
+            // Then it sends the outstanding move again.
+            Outcome::Kicked(reason) => {
+                seen.lock().unwrap().kicks.push((Instant::now(), reason));
+                rejoin(&mut tx, &mut rx, &room, &seen).await;
+            }
+            Outcome::Closed => panic!("{player}: the connection closed"),
         }
     }
 }

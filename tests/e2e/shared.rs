@@ -1,8 +1,12 @@
-//! What the end-to-end tests of durable rooms and of the fleet share: a server's `/health`, and the
-//! players' move counts in arena's rooms (the state every answered move must be in, once).
+//! What the end-to-end tests of durable rooms and of the fleet share: a server's `/health`, the
+//! players' move counts in arena's rooms (the state every answered move must be in, once), and a player's
+//! move and its answer. (Each test file uses what it needs of it.)
+#![allow(dead_code)]
 
 use base64::Engine as _;
 use std::collections::HashMap;
+use warden::net::client::{ClientRx, ClientTx, Received};
+use warden::net::envelope::{ClientEnvelope, ServerEnvelope};
 use warden_tests::Serve;
 
 /// Every player's move count in the state of the rooms open on `serve`.
@@ -34,4 +38,49 @@ pub async fn health(serve: &Serve) -> (u16, serde_json::Value) {
     let status = text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
     let body = text.split_once("\r\n\r\n").map(|(_, b)| serde_json::from_str(b).unwrap_or_default()).unwrap_or_default();
     (status, body)
+}
+
+/// Waits (up to 60 s) until `done`.
+pub async fn wait_until(what: &str, done: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !done() {
+        assert!(std::time::Instant::now() < deadline, "{what} within 60 s");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+/// What came back for an arena move.
+pub enum Outcome {
+    /// Its answer.
+    Answered,
+    /// A `kicked` notice first (the room moved, say), with its reason.
+    Kicked(String),
+    /// The connection ended first.
+    Closed,
+}
+
+/// Sends arena move `seq` as `player` (its direction from `seq` and `index`) and reads until its answer,
+/// a `kicked` notice or the end of the connection; any `error` fails the test, as does silence for 60 s.
+pub async fn play_move(tx: &mut ClientTx, rx: &mut ClientRx, player: &str, index: usize, seq: u64) -> Outcome {
+    let dirs = ["up", "right", "down", "left"];
+    let data = rmp_serde::to_vec_named(&serde_json::json!({"type": "move", "dir": dirs[(seq as usize + index) % 4], "seq": seq})).unwrap();
+    if tx.send(&ClientEnvelope::Msg { data }).await.is_err() {
+        return Outcome::Closed;
+    }
+    loop {
+        match rx.recv_within(std::time::Duration::from_secs(60)).await {
+            Ok(Received::Envelope(ServerEnvelope::Msg { data })) => {
+                if let Ok(arena::ArenaOut::Moved { seq: s, .. }) = rmp_serde::from_slice(&data)
+                    && s == seq
+                {
+                    return Outcome::Answered;
+                }
+            }
+            Ok(Received::Envelope(ServerEnvelope::Kicked { reason })) => return Outcome::Kicked(reason),
+            Ok(Received::Envelope(ServerEnvelope::Error { code, message, .. })) => panic!("{player}: move {seq}: {code:?} {message}"),
+            Ok(Received::Envelope(_)) => {}
+            Ok(Received::Closed(_)) => return Outcome::Closed,
+            Err(e) => panic!("{player}: move {seq}: {e:#}"),
+        }
+    }
 }

@@ -6,21 +6,29 @@
 //! joins are refused until the host has registered again under a new incarnation, starting with nothing
 //! of what it held.
 //!
-//! Until room ownership lands (`docs/fleet.md`, next steps), the rooms a host opens when it registers are
-//! every open room of the store: run one host per database.
+//! Every room claims its room as it opens (`storage/owners.rs`): a room that a live host owns is not
+//! opened here, and a room that another host took over stops here as soon as a commit of its writes is
+//! fenced.
 
 use super::lease::LeaseState;
-use crate::room::Rooms;
+use crate::room::{Owner, Rooms};
+use crate::storage::postgres::PgStore;
+use std::sync::Arc;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 /// Why rooms are refused before the host's first registration.
 pub const JOINING: &str = "the host is joining the fleet (registering in PostgreSQL)";
 
-/// Follows the lease: serves rooms while it is held, stops them when it lapses. Returns when `stop` is
-/// cancelled or the lease keeper has ended. `rooms` must be refusing rooms when this starts (see
-/// [`JOINING`]).
-pub async fn serve_while_leased(mut lease: watch::Receiver<LeaseState>, rooms: Rooms, stop: CancellationToken) {
+/// Follows the lease of host `host`: serves rooms while it is held (each room claimed in `store` as it
+/// opens), stops them when it lapses. Returns when `stop` is cancelled or the lease keeper has ended.
+/// `rooms` must be refusing rooms when this starts (see [`JOINING`]).
+pub async fn serve_while_leased(
+    mut lease: watch::Receiver<LeaseState>,
+    (host, store): (Arc<str>, PgStore),
+    rooms: Rooms,
+    stop: CancellationToken,
+) {
     // The incarnation rooms are served under, if they are.
     let mut serving: Option<i64> = None;
     loop {
@@ -35,7 +43,7 @@ pub async fn serve_while_leased(mut lease: watch::Receiver<LeaseState>, rooms: R
                 // The lease may have run out during that wait (it waits for the store): then the next
                 // state decides.
                 if lease.borrow().serving() {
-                    rooms.serve();
+                    rooms.serve(Some(Owner { host: host.clone(), incarnation, store: store.clone() }));
                     serving = Some(incarnation);
                     match rooms.resume_open().await {
                         Ok(n) => tracing::info!(incarnation, rooms = n, "serving rooms under the fleet lease"),

@@ -107,6 +107,8 @@ pub(super) struct Room {
     rooms: Rooms,
     /// The stop token it runs under and the term its answers belong to ([`super::service`]).
     term: super::service::Term,
+    /// In a fleet, the claim its writes are fenced by (set as it starts).
+    claim: Option<Arc<crate::storage::owners::Claimed>>,
     pub(super) key: RoomKey,
     /// `key` shared, for the journal rows handed to the writer every tick.
     names: (Arc<str>, Arc<str>),
@@ -255,6 +257,7 @@ impl Room {
         Room {
             rooms,
             term,
+            claim: None,
             health: game.health(&plugin.manifest().version),
             tally: Counts::default(),
             counts: Counts::default(),
@@ -337,6 +340,28 @@ impl Room {
 
     #[tracing::instrument(name = "room", skip_all, fields(game = %self.key.0, room = %self.key.1))]
     pub(super) async fn run(mut self) {
+        // What an earlier instance of the room handed to the writer is in the store before this one reads
+        // it (and, in a fleet, before its claim fences that instance's writes).
+        self.rooms.flush_checkpoints().await;
+        if let Some(owner) = self.term.owner.clone() {
+            use crate::storage::owners::{Claim, Claimed};
+            let (game, room) = (&self.key.0, &self.key.1);
+            let refused = match owner.store.claim_room(game, room, &owner.host, owner.incarnation).await {
+                Ok(Claim::Owned { epoch }) => {
+                    self.claim = Some(Arc::new(Claimed { host: owner.host.clone(), incarnation: owner.incarnation, epoch }));
+                    None
+                }
+                Ok(Claim::HeldBy { host, addresses }) => Some(format!("room {room} runs on host {host} ({addresses})")),
+                Ok(Claim::NotLive) => Some("this host's fleet lease is not live".to_string()),
+                Err(e) => {
+                    tracing::error!("failed to claim the room: {e:#}");
+                    Some("the fleet's store is unreachable".to_string())
+                }
+            };
+            if let Some(why) = refused {
+                return self.refuse_all(JoinError::NotServing(why), super::stats::CloseReason::Moved);
+            }
+        }
         let stored = match self.rooms.0.store.get() {
             Some(store) => match Self::load(store, &self.key, (self.seed, self.rng.hash_key())).await {
                 Ok(c) => c,
@@ -357,7 +382,7 @@ impl Room {
                 let incident = crate::health::crash::incident_id();
                 tracing::error!(incident, "failed to start the room: {reason}");
                 let why = JoinError::GameFailed(self.key.1.clone(), format!("incident {incident}"));
-                return self.refuse_all(why);
+                return self.refuse_all(why, super::stats::CloseReason::FailedToStart);
             }
         };
         let cfg = self.rooms.0.config.clone();
@@ -483,7 +508,11 @@ impl Room {
     fn stopped(&self, shutdown: End) -> End {
         match self.rooms.0.stop.is_cancelled() {
             true => shutdown,
-            false => End::Moved(self.rooms.not_serving().unwrap_or_else(|| "the host stopped serving rooms".into())),
+            // Not serving rooms, or (serving) fenced: another host took this one over.
+            false => End::Moved(match self.rooms.not_serving() {
+                Some(why) => format!("this host stopped serving rooms: {why}"),
+                None => "another host took it over".into(),
+            }),
         }
     }
 
@@ -712,8 +741,8 @@ impl Room {
     }
 
     /// Answers joins that will never be served and ends the room.
-    fn refuse_all(mut self, why: JoinError) {
-        self.rooms.0.lifecycle.closed(&self.key.0, super::stats::CloseReason::FailedToStart);
+    fn refuse_all(mut self, why: JoinError, reason: super::stats::CloseReason) {
+        self.rooms.0.lifecycle.closed(&self.key.0, reason);
         self.rx.close();
         self.rooms.remove(&self.key);
         while let Ok(input) = self.rx.try_recv() {
@@ -731,9 +760,7 @@ impl Room {
         let reason = match &end {
             End::Empty => None,
             End::Shutdown | End::Halted => Some("the server is shutting down".to_string()),
-            End::Moved(why) => Some(format!(
-                "the room moved: this host stopped serving rooms ({why}); join again to carry on from your last answered move"
-            )),
+            End::Moved(why) => Some(format!("the room moved ({why}); join again to carry on from your last answered move")),
             End::Crashed(why) => {
                 Some(format!("the room's game was stopped: {why}; rejoining opens the room again from its last checkpoint"))
             }

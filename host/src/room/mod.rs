@@ -6,6 +6,7 @@ mod conn;
 pub mod dumpfile;
 pub mod journal;
 mod service;
+pub use service::Owner;
 pub mod stats;
 pub mod switches;
 pub mod threads;
@@ -337,6 +338,9 @@ pub struct RoomSummary {
     /// Where the room writes that.
     #[serde(skip)]
     live: Arc<usage::RoomUsage>,
+    /// Stops the room (its term's token).
+    #[serde(skip)]
+    stop: CancellationToken,
 }
 
 type RoomKey = (String, String);
@@ -429,7 +433,19 @@ impl Rooms {
     /// to `crash_dir`, kept under `crash_max_bytes`.
     pub fn attach(&self, store: Store, crash_dir: std::path::PathBuf, crash_max_bytes: u64) {
         let interval = std::time::Duration::from_millis(self.0.config.commit_interval_ms);
-        let _ = self.0.writer.set(writer::RoomWriter::start(store.clone(), interval, self.0.gate_us.clone(), self.0.service.clone()));
+        let rooms = Arc::downgrade(&self.0);
+        let on_fenced: writer::OnFenced = Box::new(move |game, room| {
+            if let Some(rooms) = rooms.upgrade() {
+                Rooms(rooms).fence(game, room);
+            }
+        });
+        let _ = self.0.writer.set(writer::RoomWriter::start(
+            store.clone(),
+            interval,
+            self.0.gate_us.clone(),
+            self.0.service.clone(),
+            on_fenced,
+        ));
         let _ = self.0.store.set(store);
         let _ = self.0.crashes.set(crate::health::crash::start_writer(crash_dir, crash_max_bytes));
     }
@@ -679,6 +695,7 @@ impl Rooms {
         // comes from the same process secret by another input and is never shown.
         let seed = self.0.seeds.hash_one(&key);
         let hash_key = self.0.seeds.hash_one((&key, "hash-key"));
+        let stop = term.stop.clone();
         let room = actor::Room::new(self.clone(), key.clone(), entry.clone(), (seed, hash_key), rx, term);
         let summary = RoomSummary {
             game: game.to_string(),
@@ -688,6 +705,7 @@ impl Rooms {
             usage: Default::default(),
             opened_ms: crate::storage::now_ms() as u64,
             live: room.usage.clone(),
+            stop,
         };
         self.0.lifecycle.opened(game);
         rooms.insert(key.clone(), (handle.clone(), summary));

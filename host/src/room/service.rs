@@ -9,22 +9,34 @@
 //! safe (the player sends the move again, and the room, resumed from the store, answers it); sending one
 //! after its room moved is not (it would overtake the notice, and a room that runs elsewhere).
 
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 /// A room's term: stop when `stop` is cancelled; its durable answers are sent only while `number` is
-/// the current term.
+/// the current term; in a fleet, it claims its room as `owner` before it starts.
 #[derive(Clone)]
 pub(crate) struct Term {
     pub stop: CancellationToken,
     pub number: u64,
+    pub owner: Option<Arc<Owner>>,
+}
+
+/// In a fleet: the host that rooms are claimed for, under the incarnation of its lease.
+pub struct Owner {
+    /// The host's id.
+    pub host: Arc<str>,
+    /// The incarnation it serves under now.
+    pub incarnation: i64,
+    /// The fleet's PostgreSQL, where rooms are claimed.
+    pub store: crate::storage::postgres::PgStore,
 }
 
 struct State {
     /// Cancelled when the term ends (or the host shuts down: it is the shutdown token's child).
     stop: CancellationToken,
     number: u64,
+    owner: Option<Arc<Owner>>,
     /// Why rooms are not served now (none: they are).
     refusing: Option<String>,
 }
@@ -40,7 +52,7 @@ pub(crate) struct Service {
 impl Service {
     /// Serving, in term 0, ended by `shutdown` too.
     pub fn new(shutdown: &CancellationToken) -> Self {
-        let state = State { stop: shutdown.child_token(), number: 0, refusing: None };
+        let state = State { stop: shutdown.child_token(), number: 0, owner: None, refusing: None };
         Service { shutdown: shutdown.clone(), state: Mutex::new(state), emptied: Notify::new() }
     }
 
@@ -49,7 +61,7 @@ impl Service {
         let state = self.state.lock().unwrap();
         match &state.refusing {
             Some(why) => Err(why.clone()),
-            None => Ok(Term { stop: state.stop.child_token(), number: state.number }),
+            None => Ok(Term { stop: state.stop.child_token(), number: state.number, owner: state.owner.clone() }),
         }
     }
 
@@ -62,9 +74,11 @@ impl Service {
         state.stop = self.shutdown.child_token();
     }
 
-    /// Rooms may start again (in the term that [`Service::suspend`] began).
-    pub fn resume(&self) {
-        self.state.lock().unwrap().refusing = None;
+    /// Rooms may start again (in the term that [`Service::suspend`] began), claimed for `owner` in a fleet.
+    pub fn resume(&self, owner: Option<Owner>) {
+        let mut state = self.state.lock().unwrap();
+        state.refusing = None;
+        state.owner = owner.map(Arc::new);
     }
 
     /// Why rooms are not served now, if they are not.
@@ -115,9 +129,19 @@ impl super::Rooms {
         self.flush_checkpoints().await;
     }
 
-    /// Serves rooms again after [`Self::stop_serving`] (in a new term).
-    pub fn serve(&self) {
-        self.0.service.resume();
+    /// Serves rooms again after [`Self::stop_serving`] (in a new term); in a fleet, each room claims its
+    /// room for `owner` as it opens.
+    pub fn serve(&self, owner: Option<Owner>) {
+        self.0.service.resume(owner);
+    }
+
+    /// Stops room `room` of `game` at once (its writes were fenced: another host owns it now). Its
+    /// players are told it moved.
+    pub fn fence(&self, game: &str, room: &str) {
+        if let Some((_, summary)) = self.0.rooms.lock().unwrap().get(&(game.to_string(), room.to_string())) {
+            tracing::warn!(game, room, "another host took the room over: it stops here");
+            summary.stop.cancel();
+        }
     }
 
     /// Why rooms are not served now (none: they are).

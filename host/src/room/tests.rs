@@ -37,6 +37,7 @@ async fn a_room_task_that_dies_is_counted_reported_unlisted_and_its_players_told
         usage: Default::default(),
         opened_ms: 0,
         live: Default::default(),
+        stop: Default::default(),
     };
     rooms.0.rooms.lock().unwrap().insert(key.clone(), (RoomHandle { tx }, summary));
     let (ann, mut ann_rx) = conn("ann");
@@ -105,7 +106,7 @@ async fn a_host_that_stops_serving_stops_every_room_tells_its_players_and_refuse
     }
     assert_eq!(rooms.open_count(), 0, "and opens no room");
 
-    rooms.serve();
+    rooms.serve(None);
     assert_eq!(rooms.not_serving(), None);
     rooms.join("echo", "r1", bob).await.expect("served again");
     assert_eq!(rooms.open_count(), 1);

@@ -22,21 +22,28 @@
 //! A commit that fails (a lost PostgreSQL connection, a locked or full SQLite file) is retried with
 //! back-off, holding what it had: nothing a room handed over is dropped, and the answers waiting on it
 //! are held until it is durable. [`RoomWriter::health`] reports the failure meanwhile.
+//!
+//! In a fleet, each write carries the claim its room was opened under ([`Claimed`]), and a commit is
+//! fenced by them (see [`crate::storage::owners`]): the writes of rooms that another host took over are
+//! refused by the store, dropped with the answers waiting on them, and those rooms are told to stop;
+//! the rest of the commit is retried at once.
 
 use super::PlayerConn;
 use super::service::Service;
+use crate::storage::owners::{Claimed, Fenced};
 use crate::storage::{RoomCommit, RoomWrite, Store};
 use bytes::Bytes;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
 /// What goes to the writer.
 enum Msg {
-    /// A write.
-    Write(RoomWrite),
+    /// A write, and the claim it is fenced by.
+    Write(RoomWrite, Option<Arc<Claimed>>),
     /// A write, and answers to send once it (and everything before it) is durable.
-    WriteAndSend(RoomWrite, Answers),
+    WriteAndSend(RoomWrite, Option<Arc<Claimed>>, Answers),
     /// Answers to send once everything before them is durable.
     Send(Answers),
     /// Tell once everything sent before is durable.
@@ -53,6 +60,8 @@ struct Answers {
     handed: Instant,
     /// The room's term: they are dropped if it has ended by the time they are durable.
     term: u64,
+    /// In a fleet, the room (game, room): they are dropped if its writes were fenced.
+    room: Option<RoomNames>,
     done: oneshot::Sender<()>,
 }
 
@@ -77,6 +86,12 @@ pub struct WriterStats {
     pub error: Option<String>,
 }
 
+/// A room's names: (game, room).
+pub type RoomNames = (Arc<str>, Arc<str>);
+
+/// Told the rooms (game, room) whose writes were fenced: another host owns them now.
+pub type OnFenced = Box<dyn Fn(&str, &str) + Send + Sync>;
+
 /// A handle on the writer. Cheap to clone.
 #[derive(Clone)]
 pub struct RoomWriter {
@@ -90,30 +105,34 @@ pub type GateWaits = Arc<Mutex<hdrhistogram::Histogram<u64>>>;
 impl RoomWriter {
     /// Starts the writer on the current runtime, starting a commit at most every `interval` and
     /// recording in `gate_waits` how long answers waited for their commit.
-    /// Answers are sent only while their room's term in `service` is current.
-    pub(super) fn start(store: Store, interval: Duration, gate_waits: GateWaits, service: Arc<Service>) -> RoomWriter {
+    /// Answers are sent only while their room's term in `service` is current; rooms whose writes were
+    /// fenced are passed to `on_fenced`.
+    pub(super) fn start(store: Store, interval: Duration, gate_waits: GateWaits, service: Arc<Service>, on_fenced: OnFenced) -> RoomWriter {
         let (tx, rx) = mpsc::unbounded_channel();
         let stats = Arc::new(Mutex::new(WriterStats::default()));
-        tokio::spawn(run(store, rx, stats.clone(), interval, (gate_waits, service)));
+        tokio::spawn(run(store, rx, stats.clone(), interval, (gate_waits, service, on_fenced)));
         RoomWriter { tx, stats }
     }
 
-    /// Hands over a write; it is committed in order with every other.
-    pub fn write(&self, write: RoomWrite) {
-        let _ = self.tx.send(Msg::Write(write));
+    /// Hands over a write (fenced by `claim` in a fleet); it is committed in order with every other.
+    pub fn write(&self, write: RoomWrite, claim: Option<Arc<Claimed>>) {
+        let _ = self.tx.send(Msg::Write(write, claim));
     }
 
-    /// Hands over a write, and answers (of a room in `term`) that leave once it is durable.
-    pub fn write_and_send(&self, write: RoomWrite, batches: Batches, term: u64) -> Delivered {
-        let (answers, delivered) = answers(batches, term);
-        let _ = self.tx.send(Msg::WriteAndSend(write, answers));
+    /// Hands over a write, and answers (of a room in `term`) that leave once it is durable. In a fleet,
+    /// the write is fenced by `fleet`'s claim, and the answers are dropped if the writes of its room
+    /// (game, room) are fenced.
+    pub fn write_and_send(&self, write: RoomWrite, batches: Batches, term: u64, fleet: Option<(Arc<Claimed>, RoomNames)>) -> Delivered {
+        let (claim, room) = fleet.map_or((None, None), |(c, r)| (Some(c), Some(r)));
+        let (answers, delivered) = answers(batches, term, room);
+        let _ = self.tx.send(Msg::WriteAndSend(write, claim, answers));
         delivered
     }
 
-    /// Hands over answers (of a room in `term`) that leave once everything handed over before them is
-    /// durable.
-    pub fn send(&self, batches: Batches, term: u64) -> Delivered {
-        let (answers, delivered) = answers(batches, term);
+    /// Hands over answers (of a room in `term`; in a fleet, of `room`, so that they are dropped if its
+    /// writes are fenced) that leave once everything handed over before them is durable.
+    pub fn send(&self, batches: Batches, term: u64, room: Option<RoomNames>) -> Delivered {
+        let (answers, delivered) = answers(batches, term, room);
         let _ = self.tx.send(Msg::Send(answers));
         delivered
     }
@@ -137,9 +156,9 @@ impl RoomWriter {
     }
 }
 
-fn answers(batches: Batches, term: u64) -> (Answers, Delivered) {
+fn answers(batches: Batches, term: u64, room: Option<RoomNames>) -> (Answers, Delivered) {
     let (done, delivered) = oneshot::channel();
-    (Answers { batches, handed: Instant::now(), term, done }, delivered)
+    (Answers { batches, handed: Instant::now(), term, room, done }, delivered)
 }
 
 async fn run(
@@ -147,7 +166,7 @@ async fn run(
     mut rx: mpsc::UnboundedReceiver<Msg>,
     stats: Arc<Mutex<WriterStats>>,
     interval: Duration,
-    (gate_waits, service): (GateWaits, Arc<Service>),
+    (gate_waits, service, on_fenced): (GateWaits, Arc<Service>, OnFenced),
 ) {
     let mut last = tokio::time::Instant::now() - interval;
     while let Some(first) = rx.recv().await {
@@ -160,10 +179,22 @@ async fn run(
         let mut writes = Vec::with_capacity(arrived);
         let mut sends = Vec::with_capacity(arrived);
         let mut flushed = Vec::new();
+        // In a fleet, the claim of each room written (its last write's).
+        let mut claims: HashMap<(String, String), Arc<Claimed>> = HashMap::new();
+        let mut claim = |write: &RoomWrite, c: Option<Arc<Claimed>>| {
+            if let Some(c) = c {
+                let (game, room) = write.key();
+                claims.insert((game.to_string(), room.to_string()), c);
+            }
+        };
         for msg in std::iter::once(first).chain(std::iter::from_fn(|| rx.try_recv().ok())) {
             match msg {
-                Msg::Write(write) => writes.push(write),
-                Msg::WriteAndSend(write, answers) => {
+                Msg::Write(write, c) => {
+                    claim(&write, c);
+                    writes.push(write);
+                }
+                Msg::WriteAndSend(write, c, answers) => {
+                    claim(&write, c);
                     writes.push(write);
                     sends.push(answers);
                 }
@@ -171,11 +202,18 @@ async fn run(
                 Msg::Flush(done) => flushed.push(done),
             }
         }
-        let commit = RoomCommit::fold(writes);
-        if !commit.is_empty() {
-            commit_until_durable(&store, &commit, &stats).await;
+        let mut commit = RoomCommit::fold(writes);
+        if !claims.is_empty() {
+            commit.fence_by(&claims);
         }
-        send(sends, &gate_waits, &service);
+        let mut fenced = Vec::new();
+        if !commit.is_empty() {
+            fenced = commit_until_durable(&store, &mut commit, &stats).await;
+            for (game, room) in &fenced {
+                on_fenced(game, room);
+            }
+        }
+        send(sends, &gate_waits, &service, &fenced);
         for done in flushed {
             let _ = done.send(());
         }
@@ -183,10 +221,10 @@ async fn run(
 }
 
 /// Sends answers whose commit is durable, in the order they were handed over, unless their room's term
-/// has ended (they are dropped: see [`super::service`]). A player whose queue is full is disconnected as
-/// a slow consumer ([`PlayerConn::deliver`]); its session then takes it out of its room, as after any
-/// disconnect.
-fn send(sends: Vec<Answers>, gate_waits: &GateWaits, service: &Service) {
+/// has ended (they are dropped: see [`super::service`]) or its writes were `fenced`. A player whose
+/// queue is full is disconnected as a slow consumer ([`PlayerConn::deliver`]); its session then takes it
+/// out of its room, as after any disconnect.
+fn send(sends: Vec<Answers>, gate_waits: &GateWaits, service: &Service, fenced: &[(String, String)]) {
     if sends.is_empty() {
         return;
     }
@@ -198,8 +236,11 @@ fn send(sends: Vec<Answers>, gate_waits: &GateWaits, service: &Service) {
     drop(waits);
     // Held while sending: a term cannot end half-way through, between the check and the sends.
     let term = service.current();
+    let fenced_room = |room: &Option<RoomNames>| {
+        room.as_ref().is_some_and(|(game, room)| fenced.iter().any(|(g, r)| **g == **game && **r == **room))
+    };
     for answers in sends {
-        if term.admits(answers.term) {
+        if term.admits(answers.term) && !fenced_room(&answers.room) {
             for (conn, frames) in answers.batches {
                 conn.deliver(frames);
             }
@@ -208,10 +249,16 @@ fn send(sends: Vec<Answers>, gate_waits: &GateWaits, service: &Service) {
     }
 }
 
-/// Commits, retrying with back-off (10 ms doubling to 2 s) until the store takes it.
-async fn commit_until_durable(store: &Store, commit: &RoomCommit, stats: &Mutex<WriterStats>) {
+/// Commits, retrying with back-off (10 ms doubling to 2 s) until the store takes it. Returns the rooms
+/// whose writes the store refused as fenced (left out of the commit, which is retried at once without
+/// them).
+async fn commit_until_durable(store: &Store, commit: &mut RoomCommit, stats: &Mutex<WriterStats>) -> Vec<(String, String)> {
     let mut backoff = Duration::from_millis(10);
+    let mut fenced = Vec::new();
     loop {
+        if commit.is_empty() {
+            return fenced;
+        }
         let started = std::time::Instant::now();
         match store.commit_rooms(commit).await {
             Ok(()) => {
@@ -223,7 +270,12 @@ async fn commit_until_durable(store: &Store, commit: &RoomCommit, stats: &Mutex<
                 if s.error.take().is_some() {
                     tracing::info!("room writes are durable again");
                 }
-                return;
+                return fenced;
+            }
+            Err(ref e) if let Some(Fenced(rooms)) = e.downcast_ref::<Fenced>() => {
+                tracing::warn!("{e}: their writes are dropped and the rooms stop here");
+                commit.remove(rooms);
+                fenced.extend(rooms.iter().cloned());
             }
             Err(e) => {
                 let text = format!("{e:#}");

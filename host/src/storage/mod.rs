@@ -8,6 +8,7 @@
 
 pub mod export;
 pub mod hosts;
+pub mod owners;
 pub mod postgres;
 pub mod queue;
 pub mod rooms;

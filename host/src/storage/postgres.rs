@@ -27,12 +27,19 @@ pub struct PgStore {
     spill_after_ms: Arc<AtomicU64>,
 }
 
+/// How long PostgreSQL lets one of our connections sit idle inside a transaction before it ends it.
+const IDLE_IN_TRANSACTION_MS: u64 = 2_000;
+
 impl PgStore {
     /// Connects to and migrates the database at `url`.
     pub async fn open(url: &str) -> Result<Self> {
         let shown = super::redact(url);
         let options = PgConnectOptions::from_str(url)
-            .with_context(|| format!("bad PostgreSQL URL {shown:?} (expected postgres://USER@HOST:PORT/DATABASE)"))?;
+            .with_context(|| format!("bad PostgreSQL URL {shown:?} (expected postgres://USER@HOST:PORT/DATABASE)"))?
+            // A transaction left open by a host cut off from the database (its commit's fence check holds
+            // share locks on room owner rows) is ended by the server, so that another host can take the
+            // rooms over without waiting for the partition to heal. Ours take milliseconds.
+            .options([("idle_in_transaction_session_timeout", IDLE_IN_TRANSACTION_MS.to_string())]);
         let pool = PgPoolOptions::new()
             .max_connections(8)
             // A lost server shows as an error within this, for the caller to retry, rather than a hang.
@@ -413,7 +420,7 @@ impl PgStore {
         // another does: a checkpoint frees older segments than the new one, and a version change comes
         // without a checkpoint of the same room (after one, it is in the checkpoint). The new segment's
         // number comes from the database.
-        let seq: Option<i64> = sqlx::query_scalar(
+        let statement = sqlx::query_scalar(
             "WITH checkpoints AS (
                  INSERT INTO room_checkpoints (game, room, version, tick, state, at, running)
                  SELECT game, room, version, tick, state, $7, running
@@ -447,9 +454,23 @@ impl PgStore {
         .bind(r.iter().map(|r| r.0.as_str()).collect::<Vec<_>>())
         .bind(r.iter().map(|r| r.1.as_str()).collect::<Vec<_>>())
         .bind(r.iter().map(|r| r.2.as_deref()).collect::<Vec<_>>())
-        .bind(plan.seq.map(|_| segments::encode(&commit.journal)))
-        .fetch_optional(pool)
-        .await?;
+        .bind(plan.seq.map(|_| segments::encode(&commit.journal)));
+        let seq: Option<i64> = match &commit.fence {
+            None => statement.fetch_optional(pool).await?,
+            // In a fleet: in one transaction with the check that every room written is still this host's
+            // at the epoch it claimed, its owner rows share-locked until the commit (fencing).
+            Some(fence) => {
+                let mut tx = pool.begin().await?;
+                let fenced = Self::fenced(&mut tx, fence).await?;
+                if !fenced.is_empty() {
+                    tx.rollback().await?;
+                    return Err(super::owners::Fenced(fenced).into());
+                }
+                let seq = statement.fetch_optional(&mut *tx).await?;
+                tx.commit().await?;
+                seq
+            }
+        };
         plan.seq = seq;
         index.apply(plan, checkpoints(), &commit.journal);
         Ok(())
@@ -632,6 +653,17 @@ impl PgStore {
     pub async fn execute(&self, sql: &str) -> Result<()> {
         sqlx::query(sql).execute(&self.pool).await?;
         Ok(())
+    }
+
+    /// Every stored copy of a room's journal ticks, duplicates included (tests and diagnostics: a tick
+    /// stored twice with different calls means two hosts wrote the room).
+    pub async fn journal_copies(&self, game: &str, room: &str) -> Result<Vec<(i64, Vec<u8>)>> {
+        segments::copies(self, game, room).await
+    }
+
+    /// A transaction on one of the pool's connections (tests).
+    pub async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>> {
+        Ok(self.pool.begin().await?)
     }
 }
 

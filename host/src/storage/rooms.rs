@@ -25,7 +25,8 @@ pub enum RoomWrite {
 }
 
 impl RoomWrite {
-    fn key(&self) -> (&str, &str) {
+    /// The room it writes to: (game, room).
+    pub fn key(&self) -> (&str, &str) {
         match self {
             RoomWrite::Checkpoint(c) => (&c.game, &c.room),
             RoomWrite::Journal(j) => (&j.game, &j.room),
@@ -46,6 +47,10 @@ pub struct RoomCommit {
     /// Rooms without a checkpoint here whose version changed: the version (after a checkpoint, the
     /// checkpoint carries it).
     pub running: Vec<(String, String, Option<String>)>,
+    /// In a fleet: the claims every room written must still hold, checked in the commit's transaction
+    /// (PostgreSQL; a commit of a room that another host took over fails with
+    /// [`super::owners::Fenced`] and writes nothing).
+    pub fence: Option<super::owners::Fence>,
 }
 
 impl RoomCommit {
@@ -109,6 +114,36 @@ impl RoomCommit {
             }
         }
         commit
+    }
+
+    /// The rooms it writes to.
+    pub fn rooms(&self) -> std::collections::BTreeSet<(&str, &str)> {
+        let checkpoints = self.checkpoints.iter().map(|c| (c.game.as_str(), c.room.as_str()));
+        let journal = self.journal.iter().map(|j| (&*j.game, &*j.room));
+        checkpoints.chain(journal).chain(self.running.iter().map(|r| (r.0.as_str(), r.1.as_str()))).collect()
+    }
+
+    /// Fences every room it writes by the claim `claims` has for it (rooms without one are not fenced).
+    pub fn fence_by(&mut self, claims: &HashMap<(String, String), std::sync::Arc<super::owners::Claimed>>) {
+        let mut fence = super::owners::Fence::default();
+        for (game, room) in self.rooms() {
+            if let Some(c) = claims.get(&(game.to_string(), room.to_string())) {
+                fence.host = c.host.to_string();
+                fence.rooms.push((game.to_string(), room.to_string(), c.incarnation, c.epoch));
+            }
+        }
+        self.fence = (!fence.rooms.is_empty()).then_some(fence);
+    }
+
+    /// Leaves out everything it writes to `rooms` (game, room).
+    pub fn remove(&mut self, rooms: &[(String, String)]) {
+        let gone = |game: &str, room: &str| rooms.iter().any(|(g, r)| g == game && r == room);
+        self.checkpoints.retain(|c| !gone(&c.game, &c.room));
+        self.journal.retain(|j| !gone(&j.game, &j.room));
+        self.running.retain(|r| !gone(&r.0, &r.1));
+        if let Some(fence) = &mut self.fence {
+            fence.rooms.retain(|r| !gone(&r.0, &r.1));
+        }
     }
 
     /// Whether there is nothing to write.

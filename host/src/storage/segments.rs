@@ -322,6 +322,21 @@ pub fn merge(
     Ok(ticks.into_iter().map(|(tick, data)| JournalRow { game: game.clone(), room: room.clone(), tick, data }).collect())
 }
 
+/// Every stored copy of a room's journal ticks, from its per-room rows and every segment (oldest first),
+/// without keeping one copy per tick as [`merge`] does: a tick stored twice with different calls means
+/// two hosts wrote the room (what fencing prevents).
+pub(crate) async fn copies(tables: &impl SegmentTables, game: &str, room: &str) -> Result<Vec<(i64, Vec<u8>)>> {
+    let mut copies = tables.per_room_rows(game, room, i64::MIN).await?;
+    let mut segments = tables.segments(None).await?;
+    segments.sort_by_key(|(seq, _)| *seq);
+    for (seq, data) in segments {
+        for s in decode(seq, &data)?.into_iter().filter(|s| s.game == game && s.room == room) {
+            copies.extend(s.ticks.into_iter().map(|(tick, bytes)| (tick, bytes.into_vec())));
+        }
+    }
+    Ok(copies)
+}
+
 /// A backend's statements for the segment tables; the flows that use them are [`load_index`] and
 /// [`read_journal`].
 pub(crate) trait SegmentTables {

@@ -96,7 +96,12 @@ impl Room {
             self.durable_mark = self.journal.chunk_mark();
             let (game, room) = self.names.clone();
             let row = crate::storage::JournalRow { game, room, tick: self.tick as i64, data };
-            self.in_flight = Some(writer.write_and_send(crate::storage::RoomWrite::Journal(row), batches, self.term.number));
+            self.in_flight = Some(writer.write_and_send(
+                crate::storage::RoomWrite::Journal(row),
+                batches,
+                self.term.number,
+                self.claim.clone().map(|c| (c, self.names.clone())),
+            ));
             return;
         }
         self.send_after_in_flight(batches);
@@ -111,7 +116,7 @@ impl Room {
         if let Ok(true) = self.in_flight()
             && let Some(writer) = self.rooms.0.writer.get()
         {
-            self.in_flight = Some(writer.send(batches, self.term.number));
+            self.in_flight = Some(writer.send(batches, self.term.number, self.claim.as_ref().map(|_| self.names.clone())));
             return;
         }
         for (conn, frames) in batches {

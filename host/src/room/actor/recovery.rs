@@ -125,7 +125,7 @@ impl Room {
     /// Hands the store's writer what is stored of a room: in order with everything else it wrote.
     pub(super) fn write(&self, write: crate::storage::RoomWrite) {
         if let Some(writer) = self.rooms.0.writer.get() {
-            writer.write(write);
+            writer.write(write, self.claim.clone());
         }
     }
 
