@@ -236,9 +236,8 @@ fn send(sends: Vec<Answers>, gate_waits: &GateWaits, service: &Service, fenced: 
     drop(waits);
     // Held while sending: a term cannot end half-way through, between the check and the sends.
     let term = service.current();
-    let fenced_room = |room: &Option<RoomNames>| {
-        room.as_ref().is_some_and(|(game, room)| fenced.iter().any(|(g, r)| **g == **game && **r == **room))
-    };
+    let fenced_room =
+        |room: &Option<RoomNames>| room.as_ref().is_some_and(|(game, room)| fenced.iter().any(|(g, r)| **g == **game && **r == **room));
     for answers in sends {
         if term.admits(answers.term) && !fenced_room(&answers.room) {
             for (conn, frames) in answers.batches {
