@@ -343,24 +343,8 @@ impl Room {
         // What an earlier instance of the room handed to the writer is in the store before this one reads
         // it (and, in a fleet, before its claim fences that instance's writes).
         self.rooms.flush_checkpoints().await;
-        if let Some(owner) = self.term.owner.clone() {
-            use crate::storage::owners::{Claim, Claimed};
-            let (game, room) = (&self.key.0, &self.key.1);
-            let refused = match owner.store.claim_room(game, room, &owner.host, owner.incarnation).await {
-                Ok(Claim::Owned { epoch }) => {
-                    self.claim = Some(Arc::new(Claimed { host: owner.host.clone(), incarnation: owner.incarnation, epoch }));
-                    None
-                }
-                Ok(Claim::HeldBy { host, addresses }) => Some(format!("room {room} runs on host {host} ({addresses})")),
-                Ok(Claim::NotLive) => Some("this host's fleet lease is not live".to_string()),
-                Err(e) => {
-                    tracing::error!("failed to claim the room: {e:#}");
-                    Some("the fleet's store is unreachable".to_string())
-                }
-            };
-            if let Some(why) = refused {
-                return self.refuse_all(JoinError::NotServing(why), super::stats::CloseReason::Moved);
-            }
+        if let Err(why) = self.claim().await {
+            return self.refuse_all(JoinError::NotServing(why), super::stats::CloseReason::Moved);
         }
         let stored = match self.rooms.0.store.get() {
             Some(store) => match Self::load(store, &self.key, (self.seed, self.rng.hash_key())).await {

@@ -6,7 +6,9 @@ mod conn;
 pub mod dumpfile;
 pub mod journal;
 mod service;
+mod timings;
 pub use service::Owner;
+use timings::{micros_histogram, record, take};
 pub mod stats;
 pub mod switches;
 pub mod threads;
@@ -768,21 +770,6 @@ impl Rooms {
         self.0.rooms.lock().unwrap().len()
     }
 
-    /// Tick durations of all rooms since the last call (microseconds), and resets them.
-    pub fn take_tick_times(&self) -> hdrhistogram::Histogram<u64> {
-        take(&self.0.tick_us)
-    }
-
-    fn record_tick(&self, micros: u64) {
-        record(&self.0.tick_us, micros);
-    }
-
-    /// How long durable rooms' answers waited for the commit of their journal since the last call
-    /// (microseconds), and resets it.
-    pub fn take_gate_waits(&self) -> hdrhistogram::Histogram<u64> {
-        take(&self.0.gate_us)
-    }
-
     /// Stops every room: each finishes its tick, flushes, tells its players and ends. Resolves when all
     /// have ended; no room is created afterwards.
     pub async fn shutdown(&self) {
@@ -794,21 +781,3 @@ impl Rooms {
 
 #[cfg(test)]
 mod tests;
-
-/// A histogram of durations from 1 µs to a minute.
-fn micros_histogram() -> Mutex<hdrhistogram::Histogram<u64>> {
-    Mutex::new(hdrhistogram::Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds"))
-}
-
-/// A histogram's figures since the last call, leaving it empty.
-fn take(h: &Mutex<hdrhistogram::Histogram<u64>>) -> hdrhistogram::Histogram<u64> {
-    let mut h = h.lock().unwrap();
-    let taken = h.clone();
-    h.reset();
-    taken
-}
-
-/// Records a duration in microseconds (at least 1, the histogram's lowest value).
-fn record(h: &Mutex<hdrhistogram::Histogram<u64>>, micros: u64) {
-    h.lock().unwrap().saturating_record(micros.max(1));
-}

@@ -122,6 +122,26 @@ impl Room {
         Ok(instance)
     }
 
+    /// In a fleet, claims the room for this host (`storage/owners.rs`): its writes are fenced by the
+    /// claim. `Err` says why the room cannot open here.
+    pub(super) async fn claim(&mut self) -> Result<(), String> {
+        use crate::storage::owners::{Claim, Claimed};
+        let Some(owner) = self.term.owner.clone() else { return Ok(()) };
+        let (game, room) = (&self.key.0, &self.key.1);
+        match owner.store.claim_room(game, room, &owner.host, owner.incarnation).await {
+            Ok(Claim::Owned { epoch }) => {
+                self.claim = Some(Arc::new(Claimed { host: owner.host.clone(), incarnation: owner.incarnation, epoch }));
+                Ok(())
+            }
+            Ok(Claim::HeldBy { host, addresses }) => Err(format!("room {room} runs on host {host} ({addresses})")),
+            Ok(Claim::NotLive) => Err("this host's fleet lease is not live".to_string()),
+            Err(e) => {
+                tracing::error!("failed to claim the room: {e:#}");
+                Err("the fleet's store is unreachable".to_string())
+            }
+        }
+    }
+
     /// Hands the store's writer what is stored of a room: in order with everything else it wrote.
     pub(super) fn write(&self, write: crate::storage::RoomWrite) {
         if let Some(writer) = self.rooms.0.writer.get() {
