@@ -79,9 +79,12 @@ impl Server {
         let ws_listener =
             TcpListener::bind(config.net.ws_addr).await.with_context(|| format!("failed to listen on {}", config.net.ws_addr))?;
         let ws_addr = ws_listener.local_addr()?;
-        let fleet = match config.fleet.enabled {
+        let (fleet, seats) = match config.fleet.enabled {
             // In a fleet, rooms are served only under the lease; the open rooms resume once it is held.
-            true => Some(join_fleet(&config, &store, &rooms, ws_addr, deploy_stop.clone()).await?),
+            true => {
+                let (lease, member, seats) = join_fleet(&config, &store, &rooms, ws_addr, deploy_stop.clone()).await?;
+                (Some((lease, member)), Some(seats))
+            }
             false => {
                 // Rooms that were open when this host stopped or crashed carry on where their last answered
                 // tick left them (their players rejoin).
@@ -89,13 +92,16 @@ impl Server {
                 if resumed > 0 {
                     tracing::info!(rooms = resumed, "resuming the rooms that were open");
                 }
-                None
+                (None, None)
             }
         };
         let deploy_task = deployer.clone().spawn(deploy_stop.clone())?;
         rooms.rules().replace(crate::rules::RuleSet::new(config.rules.clone())?);
         let alerts = crate::admin::alerts::spawn(rooms.rules(), deployer.clone(), store.clone(), deploy_stop.clone());
         let ctx = Arc::new(ServerCtx::new(rooms.clone(), &config, queue.clone()));
+        if let Some(seats) = seats {
+            let _ = ctx.seats.set(seats);
+        }
         let mut runtimes = vec![("main", tokio::runtime::Handle::current())];
         if let Some(game_threads) = &game_threads {
             runtimes.push(("game", game_threads.handle()));
@@ -286,7 +292,7 @@ async fn join_fleet(
     rooms: &Rooms,
     ws_addr: SocketAddr,
     stop: CancellationToken,
-) -> Result<(crate::fleet::lease::Lease, JoinHandle<()>)> {
+) -> Result<(crate::fleet::lease::Lease, JoinHandle<()>, crate::net::seat::Seats)> {
     use crate::fleet::{lease::Lease, member};
     let Store::Postgres(pg) = store else {
         anyhow::bail!("fleet.enabled needs storage.url to be PostgreSQL (postgres://USER@HOST:PORT/DATABASE)");
@@ -297,14 +303,16 @@ async fn join_fleet(
         set => set.to_string(),
     };
     rooms.stop_serving(member::JOINING.to_string());
-    // A pool of its own: renewals never queue behind the room writer's commits.
-    let lease_store = crate::storage::postgres::PgStore::open(&config.storage_url()).await?;
-    let load = {
+    // Redirects carry seat tokens signed with the fleet's shared secret.
+    let seats = crate::net::seat::Seats { host: id.clone(), secret: pg.fleet_secret("seat").await? };
+    // The lease lives in a session of its own: renewals never queue behind the room writer's commits.
+    let report = {
         let rooms = rooms.clone();
-        move || rooms.open_count() as i64
+        move || (rooms.open_count() as i64, rooms.games())
     };
     tracing::info!(host = %id, address, "joining the fleet");
-    let lease = Lease::start(lease_store, id.clone(), address, config.fleet.times(), load);
-    let task = tokio::spawn(member::serve_while_leased(lease.watch(), (id.into(), pg.clone()), rooms.clone(), stop));
-    Ok((lease, task))
+    let times = config.fleet.times();
+    let lease = Lease::start(pg.clone(), id.clone(), address, times, report);
+    let task = tokio::spawn(member::serve_while_leased(lease.watch(), (id.into(), pg.clone()), rooms.clone(), times.heartbeat, stop));
+    Ok((lease, task, seats))
 }

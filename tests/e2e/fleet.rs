@@ -34,7 +34,7 @@ async fn a_cut_off_host_stops_serving_before_its_lease_expires_and_rejoins_with_
     let (proxy, proxied) = Proxy::before_postgres(&store.url).await;
     assert!(TIMES.check().is_ok());
 
-    let lease = Lease::start(PgStore::open(&proxied).await.unwrap(), "h1".into(), "ws://127.0.0.1:1/ws".into(), TIMES, || 7);
+    let lease = Lease::start(PgStore::open(&proxied).await.unwrap(), "h1".into(), "ws://127.0.0.1:1/ws".into(), TIMES, || (7, vec![]));
     let mut states = lease.watch();
     let first = state(&mut states, "registered", |s| matches!(s, LeaseState::Serving { .. })).await;
     assert_eq!(first.incarnation(), Some(1));
@@ -73,7 +73,7 @@ async fn a_cut_off_host_stops_serving_before_its_lease_expires_and_rejoins_with_
 async fn a_host_whose_lease_the_database_refuses_registers_again() {
     let Some(store) = TestStore::postgres("fleet_lease_refused").await else { return };
     let observer = PgStore::open(&store.url).await.unwrap();
-    let lease = Lease::start(PgStore::open(&store.url).await.unwrap(), "h1".into(), String::new(), TIMES, || 0);
+    let lease = Lease::start(PgStore::open(&store.url).await.unwrap(), "h1".into(), String::new(), TIMES, || (0, vec![]));
     let mut states = lease.watch();
     state(&mut states, "registered", |s| s.incarnation() == Some(1) && s.serving()).await;
     // Someone else registered under the same id (incarnation 2): h1's next renewal is refused, and it
@@ -97,8 +97,9 @@ fn lease_times_that_cannot_hold_a_lease_are_refused_with_the_key_to_change() {
 async fn an_expired_lease_is_never_renewed() {
     let Some(store) = TestStore::postgres("fleet_lease_expired").await else { return };
     let pg = PgStore::open(&store.url).await.unwrap();
-    let incarnation = pg.register_host("h1", "", Duration::from_millis(300)).await.unwrap();
-    assert!(pg.renew_host("h1", incarnation, Duration::from_millis(300), 0).await.unwrap(), "a current lease renews");
+    let mut session = pg.host_session().await.unwrap();
+    let incarnation = session.register("h1", "", &[], Duration::from_millis(300)).await.unwrap();
+    assert!(session.renew("h1", incarnation, Duration::from_millis(300), 0, &[]).await.unwrap(), "a current lease renews");
     tokio::time::timeout(Duration::from_secs(60), async {
         while host(&pg, "h1").await.live {
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -106,7 +107,7 @@ async fn an_expired_lease_is_never_renewed() {
     })
     .await
     .expect("the database expires the lease within 60 s");
-    assert!(!pg.renew_host("h1", incarnation, Duration::from_secs(60), 0).await.unwrap(), "other hosts may hold its rooms by now");
+    assert!(!session.renew("h1", incarnation, Duration::from_secs(60), 0, &[]).await.unwrap(), "other hosts may hold its rooms by now");
     assert!(!host(&pg, "h1").await.live);
-    assert_eq!(pg.register_host("h1", "", Duration::from_secs(60)).await.unwrap(), incarnation + 1);
+    assert_eq!(session.register("h1", "", &[], Duration::from_secs(60)).await.unwrap(), incarnation + 1);
 }

@@ -4,7 +4,9 @@
 
 use std::sync::Arc;
 use std::time::Duration;
+use warden::storage::hosts::HostSession;
 use warden::storage::owners::{Claim, Claimed, Fenced};
+use warden::storage::placement::Placed;
 use warden::storage::postgres::PgStore;
 use warden::storage::{Checkpoint, JournalRow, RoomCommit, RoomWrite};
 use warden_tests::TestStore;
@@ -34,6 +36,13 @@ fn commit(writes: Vec<RoomWrite>, claims: &[(&str, &Claimed)]) -> RoomCommit {
     commit
 }
 
+/// Registers host `id` (with game `g` loaded) in a session of its own: live while the session is.
+async fn register(pg: &PgStore, id: &str, addresses: &str) -> (HostSession, i64) {
+    let mut session = pg.host_session().await.unwrap();
+    let incarnation = session.register(id, addresses, &["g".to_string()], LEASE).await.unwrap();
+    (session, incarnation)
+}
+
 async fn claim(pg: &PgStore, room: &str, host: &str, incarnation: i64) -> Claim {
     pg.claim_room("g", room, host, incarnation).await.unwrap()
 }
@@ -47,8 +56,8 @@ fn owned(host: &str, incarnation: i64, claim: Claim) -> Claimed {
 async fn a_room_is_claimed_by_one_live_host_and_a_host_that_lost_it_cannot_write_to_it() {
     let Some(store) = TestStore::postgres("fleet_owners").await else { return };
     let pg = PgStore::open(&store.url).await.unwrap();
-    let a1 = pg.register_host("a", "ws://a/ws", LEASE).await.unwrap();
-    let b1 = pg.register_host("b", "ws://b/ws", LEASE).await.unwrap();
+    let (_a, a1) = register(&pg, "a", "ws://a/ws").await;
+    let (_b, b1) = register(&pg, "b", "ws://b/ws").await;
 
     // The first claim, and the owner's own claim again, each raise the epoch.
     assert_eq!(claim(&pg, "r0", "a", a1).await, Claim::Owned { epoch: 1 });
@@ -73,7 +82,7 @@ async fn a_room_is_claimed_by_one_live_host_and_a_host_that_lost_it_cannot_write
     assert!(pg.journal("g", "r0", 10).await.unwrap().is_empty(), "no journal row of a's landed");
 
     // a, registered again, owns r1: a commit of both rooms names only r0 as fenced; without it, it goes in.
-    let a2 = pg.register_host("a", "ws://a/ws", LEASE).await.unwrap();
+    let (_a, a2) = register(&pg, "a", "ws://a/ws").await;
     let a_r1 = owned("a", a2, claim(&pg, "r1", "a", a2).await);
     let mut both = commit(vec![row("r0", 12), checkpoint("r1", 5), row("r1", 6)], &[("r0", &a_r0), ("r1", &a_r1)]);
     let e = pg.commit_rooms(&both).await.expect_err("r0 is fenced");
@@ -98,8 +107,8 @@ async fn a_room_is_claimed_by_one_live_host_and_a_host_that_lost_it_cannot_write
 async fn a_transaction_left_open_by_a_partitioned_host_does_not_block_a_takeover() {
     let Some(store) = TestStore::postgres("fleet_owners_open_tx").await else { return };
     let pg = PgStore::open(&store.url).await.unwrap();
-    let a1 = pg.register_host("a", "", LEASE).await.unwrap();
-    let b1 = pg.register_host("b", "", LEASE).await.unwrap();
+    let (_a, a1) = register(&pg, "a", "").await;
+    let (_b, b1) = register(&pg, "b", "").await;
     owned("a", a1, claim(&pg, "r0", "a", a1).await);
     // a's commit as far as its fence check: the owner row share-locked, then nothing more is sent.
     let mut tx = pg.begin().await.unwrap();
@@ -109,4 +118,77 @@ async fn a_transaction_left_open_by_a_partitioned_host_does_not_block_a_takeover
         tokio::time::timeout(Duration::from_secs(60), claim(&pg, "r0", "b", b1)).await.expect("the takeover is not blocked for good");
     assert!(matches!(took, Claim::Owned { .. }), "{took:?}");
     assert!(sqlx::query("SELECT 1").execute(&mut *tx).await.is_err(), "PostgreSQL ended the idle transaction");
+}
+
+/// A host whose database session ends (the process died: the operating system closed its connection)
+/// is dead at once, long before its lease would run out: its rooms can be claimed straight away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_whose_session_ended_is_dead_at_once_and_its_rooms_are_taken_over() {
+    let Some(store) = TestStore::postgres("fleet_owners_session").await else { return };
+    let pg = PgStore::open(&store.url).await.unwrap();
+    let (a, a1) = register(&pg, "a", "ws://a/ws").await;
+    let (_b, b1) = register(&pg, "b", "ws://b/ws").await;
+    owned("a", a1, claim(&pg, "r0", "a", a1).await);
+    assert!(matches!(claim(&pg, "r0", "b", b1).await, Claim::HeldBy { .. }), "a is live");
+    // A renewal from any other session than the lease's own is refused.
+    let mut other = pg.host_session().await.unwrap();
+    assert!(!other.renew("a", a1, LEASE, 0, &[]).await.unwrap(), "a lease is renewed only by its own session");
+    drop(a);
+    // Its lease has 60 s left, but its session is gone (PostgreSQL notices the closed connection at once;
+    // the test waits for it, not for the lease).
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while pg.hosts().await.unwrap().iter().any(|h| h.id == "a" && h.live) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("a host whose session closed is dead well before its lease ends");
+    let a = pg.hosts().await.unwrap().into_iter().find(|h| h.id == "a").unwrap();
+    assert!(a.lease_left_ms > 30_000, "judged by its session, not its lease: {a:?}");
+    assert!(matches!(claim(&pg, "r0", "b", b1).await, Claim::Owned { .. }), "b takes a's room over");
+    assert_eq!(claim(&pg, "r1", "a", a1).await, Claim::NotLive, "a dead host claims nothing");
+}
+
+/// Placement: a new room goes to the least-loaded live host that has its game; a room with a live owner
+/// stays there; a dead owner's room is placed anew; two hosts placing one room agree.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_rooms_go_to_the_least_loaded_live_host_with_the_game() {
+    let Some(store) = TestStore::postgres("fleet_placement").await else { return };
+    let pg = PgStore::open(&store.url).await.unwrap();
+    let (_a, a1) = register(&pg, "a", "ws://a/ws").await;
+    let (b, b1) = register(&pg, "b", "ws://b/ws").await;
+    let mut c = pg.host_session().await.unwrap();
+    let c1 = c.register("c", "ws://c/ws", &["other".to_string()], LEASE).await.unwrap();
+    let there = |host: &str| Placed::There { host: host.into(), addresses: format!("ws://{host}/ws") };
+
+    // Asked by a, with nothing placed: a (ties go to the asking host). Then b, the least loaded; never
+    // c, which does not have the game.
+    assert_eq!(pg.place_room("g", "r0", "a", a1).await.unwrap(), Placed::Here);
+    assert_eq!(pg.place_room("g", "r1", "a", a1).await.unwrap(), there("b"));
+    assert_eq!(pg.place_room("g", "r1", "b", b1).await.unwrap(), Placed::Here, "the owner finds it its own");
+    // Each host has one: the next two spread again, and asking again gives the same answer.
+    let r2 = pg.place_room("g", "r2", "c", c1).await.unwrap();
+    let r3 = pg.place_room("g", "r3", "c", c1).await.unwrap();
+    assert!(r2 != r3 && r2 != Placed::Here && r3 != Placed::Here, "{r2:?} {r3:?}");
+    assert_eq!(pg.place_room("g", "r2", "c", c1).await.unwrap(), r2, "a placed room stays placed");
+    assert!(pg.place_room("nope", "r9", "a", a1).await.unwrap_err().to_string().contains("no live host"));
+
+    // Two hosts placing one new room at once get one answer.
+    let (x, y) = tokio::join!(pg.place_room("g", "r4", "a", a1), pg.place_room("g", "r4", "b", b1));
+    let owner_of = |p: Placed, asker: &str| match p {
+        Placed::Here => asker.to_string(),
+        Placed::There { host, .. } => host,
+    };
+    assert_eq!(owner_of(x.unwrap(), "a"), owner_of(y.unwrap(), "b"));
+
+    // b dies: its room r1 is placed anew, on a live host.
+    drop(b);
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while pg.hosts().await.unwrap().iter().any(|h| h.id == "b" && h.live) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("b is dead once its session is gone");
+    assert_eq!(pg.place_room("g", "r1", "a", a1).await.unwrap(), Placed::Here, "a dead owner's room is placed on a live host");
 }

@@ -9,14 +9,23 @@ use warden::net::client::{ClientRx, ClientTx, Received};
 use warden::net::envelope::{ClientEnvelope, ServerEnvelope};
 use warden_tests::Serve;
 
-/// Every player's move count in the state of the rooms open on `serve`.
+/// Every player's move count in the state of rooms r0.. of arena on `serve` (waiting, up to 60 s, for
+/// each to be open there).
 pub async fn room_moves(serve: &Serve, dir: &std::path::Path, rooms: usize) -> HashMap<String, u64> {
     let token = std::fs::read_to_string(dir.join("admin.token")).unwrap().trim().to_string();
     let admin = warden::admin::Client::new(serve.admin, token);
     let mut moves = HashMap::new();
     for room in 0..rooms {
-        let dump = admin.room_dump("arena", &format!("r{room}")).await.unwrap();
-        let bytes = base64::engine::general_purpose::STANDARD.decode(dump.snapshot.expect("the room answers its snapshot")).unwrap();
+        // A room the host takes over opens a moment after the host serves again.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let snapshot = loop {
+            match admin.room_dump("arena", &format!("r{room}")).await {
+                Ok(dump) if dump.snapshot.is_some() => break dump.snapshot.unwrap(),
+                other => assert!(std::time::Instant::now() < deadline, "room r{room} is open within 60 s: {:?}", other.err()),
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        };
+        let bytes = base64::engine::general_purpose::STANDARD.decode(snapshot).unwrap();
         let state: arena::Arena = rmp_serde::from_slice(&bytes).unwrap();
         // Those it handed `on-leave` when it resumed (their connections were gone) are departed until they
         // rejoin.

@@ -36,9 +36,9 @@ pub fn wasm_bytes(name: &str) -> Vec<u8> {
     std::fs::read(wasm(name)).expect("readable")
 }
 
-/// The `warden` binary of this build.
+/// The `warden` binary of this build (`WARDEN_BIN` overrides: benchmarks run a release build).
 pub fn warden_bin() -> PathBuf {
-    let path = target_dir().join("debug/warden");
+    let path = std::env::var_os("WARDEN_BIN").map(PathBuf::from).unwrap_or_else(|| target_dir().join("debug/warden"));
     assert!(path.exists(), "{} is not built: run `cargo build -p warden` (cargo test --workspace builds it)", path.display());
     path
 }
@@ -298,7 +298,8 @@ impl Proxy {
     }
 }
 
-/// Copies bytes from `from` to `to`, holding them while `hole` is set.
+/// Copies bytes from `from` to `to`, holding them while `hole` is set (the end of the stream too: a
+/// partition does not let a closing connection's FIN through either).
 async fn pump(
     mut from: tokio::net::tcp::OwnedReadHalf,
     mut to: tokio::net::tcp::OwnedWriteHalf,
@@ -307,13 +308,14 @@ async fn pump(
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let mut buf = vec![0; 16 * 1024];
     loop {
-        let n = match from.read(&mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => n,
-        };
+        let read = from.read(&mut buf).await;
         while hole.load(std::sync::atomic::Ordering::SeqCst) {
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
+        let n = match read {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
         if to.write_all(&buf[..n]).await.is_err() {
             return;
         }

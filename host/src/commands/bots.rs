@@ -33,9 +33,10 @@ pub enum BotGame {
 pub struct BotsArgs {
     #[command(flatten)]
     config: ConfigArgs,
-    /// WebSocket URL of the server [default: ws://<net.ws_addr>/ws from the configuration].
+    /// WebSocket URL of the server [default: ws://<net.ws_addr>/ws from the configuration]. Repeat it
+    /// for the hosts of a fleet: bot i starts on URL i mod N, and with --reconnect moves on to the next.
     #[arg(long, conflicts_with = "tcp")]
-    url: Option<String>,
+    url: Vec<String>,
     /// Use TCP to this address instead of WebSocket.
     #[arg(long)]
     tcp: Option<SocketAddr>,
@@ -63,6 +64,14 @@ pub struct BotsArgs {
     /// Print the report as JSON on stdout.
     #[arg(long = "report-json")]
     report_json: bool,
+    /// When a bot's connection ends or its room moves (a host of a fleet died or stopped serving), connect
+    /// again (to the next URL), join the room again and resend the moves not answered yet, for up to
+    /// 60 s, instead of counting a failed connection.
+    #[arg(long)]
+    reconnect: bool,
+    /// The other hosts' endpoints (the repeated --url after the first).
+    #[arg(skip)]
+    also: Vec<Endpoint>,
 }
 
 #[derive(Default)]
@@ -74,6 +83,8 @@ struct Counters {
     errors: AtomicU64,
     duplicated: AtomicU64,
     score_resets: AtomicU64,
+    reconnects: AtomicU64,
+    redirects: AtomicU64,
 }
 
 /// The outcome of a run.
@@ -97,6 +108,10 @@ pub struct Report {
     pub duplicated: u64,
     /// Arena: answers whose score was below the player's score in an earlier answer (room state lost).
     pub score_resets: u64,
+    /// Times a bot connected again after its connection ended or its room moved (--reconnect).
+    pub reconnects: u64,
+    /// `redirect`s followed to the host that runs the room.
+    pub redirects: u64,
     /// Round trip, median, in milliseconds.
     pub rtt_p50_ms: f64,
     /// Round trip, 99th percentile, in milliseconds.
@@ -105,6 +120,8 @@ pub struct Report {
     pub rtt_max_ms: f64,
     /// Answers per second over the run.
     pub answers_per_sec: f64,
+    /// Each player's moves sent (every one of them answered unless `lost` says otherwise), by player id.
+    pub moves: std::collections::BTreeMap<String, u64>,
 }
 
 impl BotsArgs {
@@ -113,7 +130,7 @@ impl BotsArgs {
     pub fn new(game: BotGame, players: usize, room_size: usize, rate: f64, duration: f64, room_prefix: &str) -> Self {
         BotsArgs {
             config: ConfigArgs::default(),
-            url: None,
+            url: Vec::new(),
             tcp: None,
             json: false,
             game,
@@ -123,18 +140,32 @@ impl BotsArgs {
             duration,
             room_prefix: room_prefix.to_string(),
             report_json: false,
+            reconnect: false,
+            also: Vec::new(),
         }
+    }
+
+    /// The bots play a fleet: the hosts' `endpoints` besides the one [`drive`] is given; a bot whose
+    /// connection ends or whose room moves connects again (to the next host), rejoins and resends what
+    /// was not answered.
+    pub fn fleet(mut self, endpoints: Vec<Endpoint>) -> Self {
+        self.also = endpoints;
+        self.reconnect = true;
+        self
     }
 }
 
 /// Runs `warden bots`.
 pub fn run(args: BotsArgs) -> Result<()> {
+    let mut args = args;
     let config = args.config.load(Vec::new())?;
-    let endpoint = match (&args.tcp, &args.url) {
+    let format = if args.json { Format::Json } else { Format::MsgPack };
+    let endpoint = match (&args.tcp, args.url.first()) {
         (Some(addr), _) => Endpoint::Tcp(*addr),
-        (None, Some(url)) => Endpoint::Ws(url.clone(), if args.json { Format::Json } else { Format::MsgPack }),
-        (None, None) => Endpoint::Ws(format!("ws://{}/ws", config.net.ws_addr), if args.json { Format::Json } else { Format::MsgPack }),
+        (None, Some(url)) => Endpoint::Ws(url.clone(), format),
+        (None, None) => Endpoint::Ws(format!("ws://{}/ws", config.net.ws_addr), format),
     };
+    args.also = args.url.iter().skip(1).map(|url| Endpoint::Ws(url.clone(), format)).collect();
     if args.players == 0 || args.room_size == 0 || args.rate <= 0.0 || args.duration <= 0.0 {
         bail!("--players, --room-size, --rate and --duration must be above 0");
     }
@@ -171,11 +202,15 @@ pub async fn drive_until(args: &BotsArgs, endpoint: Endpoint, secret: Option<Vec
     let progress = ProgressBar::new_spinner();
     progress.set_style(ProgressStyle::with_template("{spinner} {elapsed} {msg}")?);
     let start_at = Instant::now() + Duration::from_millis(200 + args.players as u64 / 2);
+    let endpoints: Arc<[Endpoint]> = std::iter::once(endpoint).chain(args.also.iter().cloned()).collect();
+    let moves: Arc<Mutex<std::collections::BTreeMap<String, u64>>> = Arc::default();
     let mut bots = Vec::with_capacity(args.players);
     for i in 0..args.players {
         let bot = Bot {
             index: i,
-            endpoint: endpoint.clone(),
+            endpoints: endpoints.clone(),
+            reconnect: args.reconnect,
+            moves: moves.clone(),
             token: secret.as_ref().map(|s| auth::mint(s, &format!("bot-{i}"), auth::unix_now() + 3600)),
             game: args.game,
             room: format!("{}-{}", args.room_prefix, i / args.room_size),
@@ -229,10 +264,13 @@ pub async fn drive_until(args: &BotsArgs, endpoint: Endpoint, secret: Option<Vec
         lost: sent.saturating_sub(answered),
         duplicated: c.duplicated.load(Ordering::Relaxed),
         score_resets: c.score_resets.load(Ordering::Relaxed),
+        reconnects: c.reconnects.load(Ordering::Relaxed),
+        redirects: c.redirects.load(Ordering::Relaxed),
         rtt_p50_ms: ms(h.value_at_quantile(0.50)),
         rtt_p99_ms: ms(h.value_at_quantile(0.99)),
         rtt_max_ms: ms(h.max()),
         answers_per_sec: answered as f64 / elapsed,
+        moves: std::mem::take(&mut *moves.lock().unwrap()),
     })
 }
 
@@ -245,12 +283,15 @@ fn print_report(args: &BotsArgs, r: &Report) {
     println!("  lost        {}", r.lost);
     println!("  duplicated  {}", r.duplicated);
     println!("  score resets {}", r.score_resets);
+    println!("  reconnects  {} ({} redirects followed)", r.reconnects, r.redirects);
     println!("  round trip  p50 {:.2} ms  p99 {:.2} ms  max {:.2} ms", r.rtt_p50_ms, r.rtt_p99_ms, r.rtt_max_ms);
 }
 
 struct Bot {
     index: usize,
-    endpoint: Endpoint,
+    endpoints: Arc<[Endpoint]>,
+    reconnect: bool,
+    moves: Arc<Mutex<std::collections::BTreeMap<String, u64>>>,
     token: Option<String>,
     game: BotGame,
     room: String,
@@ -289,14 +330,55 @@ fn answer_seq(game: BotGame, index: usize, player: &str, data: &[u8]) -> Option<
     }
 }
 
+/// How long a bot with --reconnect keeps trying to get back into its room.
+const RECONNECT_FOR: Duration = Duration::from_secs(60);
+
 impl Bot {
-    async fn run(self) -> Result<()> {
-        let joined = async {
-            let (mut tx, mut rx) = client::connect(&self.endpoint).await?;
-            let player = client::handshake(&mut tx, &mut rx, self.token.clone(), self.game_name(), &self.room).await?;
-            anyhow::Ok((tx, rx, player))
+    /// Connects (to endpoint `attempt` mod N, from its own), says hello and joins its room, following
+    /// redirects.
+    async fn join(&self, attempt: usize) -> Result<client::InRoom> {
+        let endpoint = &self.endpoints[(self.index + attempt) % self.endpoints.len()];
+        let joined = client::join_room(endpoint, self.token.clone(), self.game_name(), &self.room).await?;
+        self.counters.redirects.fetch_add(u64::from(joined.redirects), Ordering::Relaxed);
+        Ok(joined)
+    }
+
+    /// Into the room (again, after the connection ended or the room moved), trying each host in turn for
+    /// up to [`RECONNECT_FOR`], with every move not answered yet sent again, in order.
+    async fn rejoin(&self, attempt: &mut usize, sent_at: &[Instant], answered: &[bool]) -> Result<client::InRoom> {
+        let deadline = Instant::now() + RECONNECT_FOR;
+        let mut backoff = Duration::from_millis(20);
+        let mut joined = loop {
+            *attempt += 1;
+            match self.join(*attempt).await {
+                Ok(joined) => break joined,
+                Err(e) if Instant::now() < deadline => {
+                    tracing::debug!(bot = self.index, "reconnect failed, trying the next host: {e:#}");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_millis(500));
+                }
+                Err(e) => return Err(e.context(format!("bot {} could not get back into its room", self.index))),
+            }
         };
-        let (mut tx, mut rx, player) = match joined.await {
+        if !sent_at.is_empty() {
+            self.counters.reconnects.fetch_add(1, Ordering::Relaxed);
+        }
+        for seq in 1..=sent_at.len() as u64 {
+            if !answered.get(seq as usize - 1).copied().unwrap_or(false) {
+                joined.tx.send(&ClientEnvelope::Msg { data: payload(self.game, self.index, seq) }).await?;
+            }
+        }
+        Ok(joined)
+    }
+
+    async fn run(self) -> Result<()> {
+        let mut attempt = 0;
+        let first = match self.reconnect {
+            // A host of the fleet may not serve yet: try the others.
+            true => self.rejoin(&mut attempt, &[], &[]).await,
+            false => self.join(attempt).await,
+        };
+        let client::InRoom { mut tx, mut rx, player, .. } = match first {
             Ok(ok) => ok,
             Err(e) => {
                 self.counters.failed.fetch_add(1, Ordering::Relaxed);
@@ -304,71 +386,60 @@ impl Bot {
             }
         };
         self.counters.connected.fetch_add(1, Ordering::Relaxed);
-        let sent_at: Arc<Mutex<Vec<Instant>>> = Arc::default();
-        let sender = {
-            let (sent_at, counters, game, index, stop) = (sent_at.clone(), self.counters.clone(), self.game, self.index, self.stop.clone());
-            // Spread the bots' sends over the period.
-            let phase = self.period.mul_f64((self.index % 100) as f64 / 100.0);
-            let (start, period, end) = (self.start_at + phase, self.period, self.start_at + phase + self.duration);
-            tokio::spawn(async move {
-                let mut ticks = tokio::time::interval_at(start, period);
-                ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                let mut seq = 0u64;
-                loop {
-                    let at = tokio::select! {
-                        at = ticks.tick() => at,
-                        _ = stop.cancelled() => break,
-                    };
-                    if at >= end {
-                        break;
-                    }
-                    seq += 1;
-                    sent_at.lock().unwrap().push(Instant::now());
-                    if tx.send(&ClientEnvelope::Msg { data: payload(game, index, seq) }).await.is_err() {
-                        break;
-                    }
-                    counters.sent.fetch_add(1, Ordering::Relaxed);
-                }
-                (tx, seq)
-            })
-        };
+        // Spread the bots' sends over the period.
+        let phase = self.period.mul_f64((self.index % 100) as f64 / 100.0);
+        let (start, end) = (self.start_at + phase, self.start_at + phase + self.duration);
+        let mut ticks = tokio::time::interval_at(start, self.period);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // When each move was first sent (index: seq - 1), and whether it was answered.
+        let mut sent_at: Vec<Instant> = Vec::new();
         let mut answered: Vec<bool> = Vec::new();
         let mut answered_count = 0u64;
         let mut best_score = 0u64;
         let mut local = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
-        let mut sender = Some(sender);
-        let mut sent_total = None;
-        let mut tx_back = None;
-        let mut grace_until = None;
+        // Once sending is over: how long to wait for the last answers.
+        let mut grace_until: Option<Instant> = None;
+        let grace = if self.reconnect { RECONNECT_FOR } else { Duration::from_secs(3) };
         loop {
-            if let (Some(total), Some(until)) = (sent_total, grace_until)
-                && (answered_count >= total || Instant::now() >= until)
+            let now = Instant::now();
+            if let Some(until) = grace_until
+                && (answered_count >= sent_at.len() as u64 || now >= until)
             {
                 break;
             }
-            let wait =
-                if let Some(until) = grace_until { until.saturating_duration_since(Instant::now()) } else { Duration::from_millis(100) };
-            tokio::select! {
-                finished = async { sender.as_mut().unwrap().await }, if sender.is_some() => {
-                    let (tx, total) = finished.context("the sender panicked")?;
-                    sender = None;
-                    sent_total = Some(total);
-                    tx_back = Some(tx);
-                    grace_until = Some(Instant::now() + Duration::from_secs(3));
+            let wait = grace_until.map_or(Duration::from_millis(100), |until| until.saturating_duration_since(now));
+            // What ended the connection, if something did.
+            let lost: Option<String> = tokio::select! {
+                at = ticks.tick(), if grace_until.is_none() => {
+                    if at >= end || self.stop.is_cancelled() {
+                        grace_until = Some(Instant::now() + grace);
+                        continue;
+                    }
+                    let seq = sent_at.len() as u64 + 1;
+                    sent_at.push(Instant::now());
+                    self.counters.sent.fetch_add(1, Ordering::Relaxed);
+                    match tx.send(&ClientEnvelope::Msg { data: payload(self.game, self.index, seq) }).await {
+                        Ok(()) => None,
+                        Err(e) => Some(format!("{e:#}")),
+                    }
+                }
+                _ = self.stop.cancelled(), if grace_until.is_none() => {
+                    grace_until = Some(Instant::now() + grace);
+                    continue;
                 }
                 received = tokio::time::timeout(wait.max(Duration::from_millis(1)), rx.recv()) => match received {
-                    Err(_) => continue,
+                    Err(_) => None,
+                    Ok(Err(e)) if self.reconnect => Some(format!("{e:#}")),
                     Ok(Err(e)) => {
                         self.counters.failed.fetch_add(1, Ordering::Relaxed);
                         return Err(e.context(format!("bot {} received a bad frame", self.index)));
                     }
-                    Ok(Ok(Received::Closed(reason))) => {
-                        self.counters.failed.fetch_add(1, Ordering::Relaxed);
-                        bail!("bot {}: the server closed the connection ({reason:?})", self.index);
-                    }
+                    Ok(Ok(Received::Closed(reason))) => Some(format!("the server closed the connection ({reason:?})")),
+                    Ok(Ok(Received::Envelope(ServerEnvelope::Kicked { reason }))) if self.reconnect => Some(reason),
                     Ok(Ok(Received::Envelope(ServerEnvelope::Error { message, .. }))) => {
                         self.counters.errors.fetch_add(1, Ordering::Relaxed);
                         tracing::debug!(bot = self.index, "error: {message}");
+                        None
                     }
                     Ok(Ok(Received::Envelope(ServerEnvelope::Msg { data }))) => {
                         let Some((seq, score)) = answer_seq(self.game, self.index, &player, &data) else { continue };
@@ -379,8 +450,7 @@ impl Bot {
                             }
                             best_score = best_score.max(score);
                         }
-                        let sent = sent_at.lock().unwrap().get(seq as usize - 1).copied();
-                        let Some(sent) = sent else { continue };
+                        let Some(sent) = sent_at.get((seq as usize).wrapping_sub(1)).copied() else { continue };
                         let i = seq as usize - 1;
                         if answered.len() <= i {
                             answered.resize(i + 1, false);
@@ -393,15 +463,31 @@ impl Bot {
                             self.counters.answered.fetch_add(1, Ordering::Relaxed);
                             local.saturating_record(sent.elapsed().as_micros() as u64);
                         }
+                        None
                     }
-                    Ok(Ok(Received::Envelope(_))) => {}
+                    Ok(Ok(Received::Envelope(_))) => None,
                 },
+            };
+            if let Some(why) = lost {
+                if !self.reconnect {
+                    self.counters.failed.fetch_add(1, Ordering::Relaxed);
+                    bail!("bot {}: {why}", self.index);
+                }
+                tracing::debug!(bot = self.index, "lost the room ({why}); joining again");
+                tx.close().await;
+                let joined = match self.rejoin(&mut attempt, &sent_at, &answered).await {
+                    Ok(joined) => joined,
+                    Err(e) => {
+                        self.counters.failed.fetch_add(1, Ordering::Relaxed);
+                        return Err(e);
+                    }
+                };
+                (tx, rx) = (joined.tx, joined.rx);
             }
         }
         self.histogram.lock().unwrap().add(&local)?;
-        if let Some(mut tx) = tx_back {
-            tx.close().await;
-        }
+        self.moves.lock().unwrap().insert(player, sent_at.len() as u64);
+        tx.close().await;
         Ok(())
     }
 

@@ -14,6 +14,7 @@
 //! answers, and starts with no rooms. A renewal the database refuses (the lease expired there, or the
 //! host id registered again elsewhere) lapses it the same way.
 
+use crate::storage::hosts::HostSession;
 use crate::storage::postgres::PgStore;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -100,34 +101,44 @@ impl LeaseState {
     }
 }
 
+/// What a host reports with each renewal: the rooms it runs and the games it has loaded.
+pub type Report = Box<dyn Fn() -> (i64, Vec<String>) + Send + Sync>;
+
 /// A running lease keeper: read its state, or stop it.
 pub struct Lease {
     state: watch::Receiver<LeaseState>,
     stop: CancellationToken,
-    store: PgStore,
     id: String,
-    keeper: Option<tokio::task::JoinHandle<()>>,
+    /// Ends with the session the lease is held in, if it still holds it.
+    keeper: Option<tokio::task::JoinHandle<Option<(HostSession, i64)>>>,
 }
 
 impl Lease {
-    /// Starts keeping host `id`'s lease in `store`, advertising `addresses`; `load` says how many rooms
-    /// the host runs now (recorded with each renewal).
-    pub fn start(store: PgStore, id: String, addresses: String, times: LeaseTimes, load: impl Fn() -> i64 + Send + 'static) -> Lease {
+    /// Starts keeping host `id`'s lease in `store`, advertising `addresses`; `report` says how many rooms
+    /// the host runs now and which games it has loaded (recorded with each renewal).
+    pub fn start(
+        store: PgStore,
+        id: String,
+        addresses: String,
+        times: LeaseTimes,
+        report: impl Fn() -> (i64, Vec<String>) + Send + Sync + 'static,
+    ) -> Lease {
         let (tx, state) = watch::channel(LeaseState::Joining);
         let stop = CancellationToken::new();
-        let keeper = tokio::spawn(keep(store.clone(), id.clone(), addresses, times, Box::new(load), tx, stop.clone()));
-        Lease { state, stop, store, id, keeper: Some(keeper) }
+        let keeper = tokio::spawn(keep(store, id.clone(), addresses, times, Box::new(report), tx, stop.clone()));
+        Lease { state, stop, id, keeper: Some(keeper) }
     }
 
     /// Stops renewing and ends the lease in the database now, if it still holds it (a host that shuts
     /// down, after its rooms have stopped: other hosts need not wait for the lease to run out).
     pub async fn release(mut self) {
         self.stop.cancel();
-        if let Some(keeper) = self.keeper.take() {
-            let _ = keeper.await;
-        }
-        if let LeaseState::Serving { incarnation, .. } = self.state() {
-            match self.store.release_host(&self.id, incarnation).await {
+        let held = match self.keeper.take() {
+            Some(keeper) => keeper.await.ok().flatten(),
+            None => None,
+        };
+        if let Some((session, incarnation)) = held {
+            match session.release(&self.id, incarnation).await {
                 Ok(true) => tracing::info!(host = %self.id, incarnation, "left the fleet"),
                 Ok(false) => {}
                 Err(e) => tracing::warn!(host = %self.id, incarnation, "failed to release the lease (it runs out by itself): {e:#}"),
@@ -157,26 +168,31 @@ async fn keep(
     id: String,
     addresses: String,
     times: LeaseTimes,
-    load: Box<dyn Fn() -> i64 + Send>,
+    report: Report,
     tx: watch::Sender<LeaseState>,
     stop: CancellationToken,
-) {
+) -> Option<(HostSession, i64)> {
     let retry = (times.heartbeat / 4).max(Duration::from_millis(50));
     loop {
-        // Register (again): a new incarnation, nothing held.
-        let (incarnation, mut until) = loop {
+        // Register (again), in a session of its own: a new incarnation, nothing held.
+        let (mut session, incarnation, mut until) = loop {
             let sent = Instant::now();
+            let registered = async {
+                let mut session = store.host_session().await?;
+                let incarnation = session.register(&id, &addresses, &report().1, times.lease).await?;
+                anyhow::Ok((session, incarnation))
+            };
             let registered = tokio::select! {
-                _ = stop.cancelled() => return,
-                r = tokio::time::timeout(times.lease - times.margin, store.register_host(&id, &addresses, times.lease)) => r,
+                _ = stop.cancelled() => return None,
+                r = tokio::time::timeout(times.lease - times.margin, registered) => r,
             };
             match registered {
-                Ok(Ok(incarnation)) => break (incarnation, sent + times.lease - times.margin),
+                Ok(Ok((session, incarnation))) => break (session, incarnation, sent + times.lease - times.margin),
                 Ok(Err(e)) => tracing::warn!(host = %id, "cannot register in the fleet, retrying: {e:#}"),
                 Err(_) => tracing::warn!(host = %id, "cannot register in the fleet (no answer), retrying"),
             }
             tokio::select! {
-                _ = stop.cancelled() => return,
+                _ = stop.cancelled() => return None,
                 _ = tokio::time::sleep(retry) => {}
             }
         };
@@ -186,7 +202,7 @@ async fn keep(
         // Renew until the lease lapses.
         let reason = loop {
             tokio::select! {
-                _ = stop.cancelled() => return,
+                _ = stop.cancelled() => return Some((session, incarnation)),
                 _ = tokio::time::sleep_until(next) => {}
                 _ = tokio::time::sleep_until(until) => break NO_RENEWAL.to_string(),
             }
@@ -195,9 +211,10 @@ async fn keep(
                 break NO_RENEWAL.to_string();
             }
             // Waiting longer than the deadline is pointless: the lease lapses there anyway.
+            let (load, games) = report();
             let renewed = tokio::select! {
-                _ = stop.cancelled() => return,
-                r = tokio::time::timeout_at(until, store.renew_host(&id, incarnation, times.lease, load())) => r,
+                _ = stop.cancelled() => return Some((session, incarnation)),
+                r = tokio::time::timeout_at(until, session.renew(&id, incarnation, times.lease, load, &games)) => r,
             };
             match renewed {
                 Ok(Ok(true)) => {
@@ -208,13 +225,13 @@ async fn keep(
                 Ok(Ok(false)) => {
                     break "the database declared this host's lease over (it expired, or the host id registered again)".to_string();
                 }
-                Ok(Err(e)) => {
-                    tracing::warn!(host = %id, incarnation, "lease renewal failed, retrying: {e:#}");
-                    next = Instant::now() + retry;
-                }
+                // The lease lives in this session: once it fails, the fleet may already see the host
+                // gone (PostgreSQL ended the session), so it stops serving at once.
+                Ok(Err(e)) => break format!("the lease's session to PostgreSQL failed: {e:#}"),
                 Err(_) => break NO_RENEWAL.to_string(),
             }
         };
+        drop(session);
         tracing::error!(host = %id, incarnation, "lease lapsed: {reason}; this host stops serving and registers again");
         tx.send_replace(LeaseState::Lapsed { incarnation, reason });
     }

@@ -8,12 +8,14 @@
 //!
 //! Every room claims its room as it opens (`storage/owners.rs`): a room that a live host owns is not
 //! opened here, and a room that another host took over stops here as soon as a commit of its writes is
-//! fenced.
+//! fenced. While serving, the host takes over its share of the open rooms no live host owns, once a
+//! heartbeat ([`super::adopt`]): the rooms of a host that died, and those of its own earlier incarnation.
 
 use super::lease::LeaseState;
 use crate::room::{Owner, Rooms};
 use crate::storage::postgres::PgStore;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -21,14 +23,19 @@ use tokio_util::sync::CancellationToken;
 pub const JOINING: &str = "the host is joining the fleet (registering in PostgreSQL)";
 
 /// Follows the lease of host `host`: serves rooms while it is held (each room claimed in `store` as it
-/// opens), stops them when it lapses. Returns when `stop` is cancelled or the lease keeper has ended.
-/// `rooms` must be refusing rooms when this starts (see [`JOINING`]).
+/// opens), stops them when it lapses, and every `scan` takes over its share of the rooms no live host
+/// owns. Returns when `stop` is cancelled or the lease keeper has ended. `rooms` must be refusing rooms
+/// when this starts (see [`JOINING`]).
 pub async fn serve_while_leased(
     mut lease: watch::Receiver<LeaseState>,
     (host, store): (Arc<str>, PgStore),
     rooms: Rooms,
+    scan: Duration,
     stop: CancellationToken,
 ) {
+    // A task of its own: a scan waits for the store, and the lease must be followed meanwhile.
+    let adopting = tokio::spawn(super::adopt::keep_adopting(lease.clone(), (host.clone(), store.clone()), rooms.clone(), scan));
+    let _adopting = AbortOnDrop(adopting);
     // The incarnation rooms are served under, if they are.
     let mut serving: Option<i64> = None;
     loop {
@@ -45,13 +52,7 @@ pub async fn serve_while_leased(
                 if lease.borrow().serving() {
                     rooms.serve(Some(Owner { host: host.clone(), incarnation, store: store.clone() }));
                     serving = Some(incarnation);
-                    match rooms.resume_open().await {
-                        Ok(n) => tracing::info!(incarnation, rooms = n, "serving rooms under the fleet lease"),
-                        Err(e) => tracing::error!(
-                            incarnation,
-                            "serving rooms, but the open rooms were not resumed (they open when a player joins): {e:#}"
-                        ),
-                    }
+                    tracing::info!(incarnation, "serving rooms under the fleet lease");
                 }
             }
             LeaseState::Lapsed { incarnation, reason } if serving.is_some() => {
@@ -64,5 +65,14 @@ pub async fn serve_while_leased(
             _ = stop.cancelled() => return,
             changed = lease.changed() => if changed.is_err() { return },
         }
+    }
+}
+
+/// Aborts the task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }

@@ -2,6 +2,7 @@
 //! serves rooms only while it holds its lease ([`member`]). PostgreSQL is the one source of truth; there
 //! is no consensus of our own (see `docs/fleet.md`).
 
+pub mod adopt;
 pub mod lease;
 pub mod member;
 

@@ -47,12 +47,17 @@ pub fn seal(secret: &[u8], body: &[u8]) -> String {
     format!("{body}.{sig}")
 }
 
-/// Checks a token at time `now` (unix seconds) and returns the player id.
-pub fn verify(secret: &[u8], token: &str, now: u64) -> Result<String, TokenError> {
+/// The body of a token [`seal`]ed with `secret`, once its signature checks.
+pub fn unseal(secret: &[u8], token: &str) -> Result<Vec<u8>, TokenError> {
     let (body, sig) = token.split_once('.').ok_or(TokenError::Malformed("no signature part"))?;
     let sig = B64.decode(sig).map_err(|_| TokenError::Malformed("the signature is not base64url"))?;
     mac(secret, body).verify_slice(&sig).map_err(|_| TokenError::BadSignature)?;
-    let decoded = B64.decode(body).map_err(|_| TokenError::Malformed("the body is not base64url"))?;
+    B64.decode(body).map_err(|_| TokenError::Malformed("the body is not base64url"))
+}
+
+/// Checks a token at time `now` (unix seconds) and returns the player id.
+pub fn verify(secret: &[u8], token: &str, now: u64) -> Result<String, TokenError> {
+    let decoded = unseal(secret, token)?;
     let decoded = String::from_utf8(decoded).map_err(|_| TokenError::Malformed("the body is not UTF-8"))?;
     let (player, expires) = decoded.rsplit_once('.').ok_or(TokenError::Malformed("the body has no expiry"))?;
     let expires: u64 = expires.parse().map_err(|_| TokenError::Malformed("the expiry is not a number"))?;

@@ -151,8 +151,23 @@ impl ClientRx {
     }
 }
 
-/// Says hello (with `token`, or as a dev guest), then joins `room` of `game`; returns the player id.
+/// Says hello (with `token`, or as a dev guest), then joins `room` of `game`; returns the player id. A
+/// `redirect` is an error here (see [`join_room`], which follows it).
 pub async fn handshake(tx: &mut ClientTx, rx: &mut ClientRx, token: Option<String>, game: &str, room: &str) -> Result<String> {
+    match hello_and_join(tx, rx, token, game, room).await? {
+        Ok(player) => Ok(player),
+        Err(redirect) => bail!("expected joined, got {redirect:?}"),
+    }
+}
+
+/// Says hello and joins: the player id, or the `redirect` the server answered the join with.
+async fn hello_and_join(
+    tx: &mut ClientTx,
+    rx: &mut ClientRx,
+    token: Option<String>,
+    game: &str,
+    room: &str,
+) -> Result<Result<String, ServerMsg>> {
     use crate::net::envelope::ServerEnvelope;
     let wait = Duration::from_secs(10);
     tx.send(&ClientEnvelope::Hello { token }).await?;
@@ -162,7 +177,44 @@ pub async fn handshake(tx: &mut ClientTx, rx: &mut ClientRx, token: Option<Strin
     };
     tx.send(&ClientEnvelope::Join { game: game.into(), room: room.into() }).await?;
     match rx.envelope(wait).await? {
-        ServerEnvelope::Joined { .. } => Ok(player),
+        ServerEnvelope::Joined { .. } => Ok(Ok(player)),
+        redirect @ ServerEnvelope::Redirect { .. } => Ok(Err(redirect)),
         other => bail!("expected joined, got {other:?}"),
     }
+}
+
+/// A player in a room, connected to the host that runs it.
+pub struct InRoom {
+    /// The sending half.
+    pub tx: ClientTx,
+    /// The receiving half.
+    pub rx: ClientRx,
+    /// The player id.
+    pub player: String,
+    /// How many `redirect`s it followed to get there.
+    pub redirects: u32,
+}
+
+/// Connects to `endpoint`, says hello with `token` and joins `room` of `game`, following `redirect`s (in a
+/// fleet, the room may run on another host: the player connects there with the seat token it was given).
+pub async fn join_room(endpoint: &Endpoint, token: Option<String>, game: &str, room: &str) -> Result<InRoom> {
+    use crate::net::envelope::ServerEnvelope;
+    let (mut endpoint, mut token) = (endpoint.clone(), token);
+    for redirects in 0..4 {
+        let (mut tx, mut rx) = connect(&endpoint).await?;
+        match hello_and_join(&mut tx, &mut rx, token.clone(), game, room).await? {
+            Ok(player) => return Ok(InRoom { tx, rx, player, redirects }),
+            Err(ServerEnvelope::Redirect { address, seat, .. }) => {
+                tx.close().await;
+                let format = match &endpoint {
+                    Endpoint::Ws(_, format) => *format,
+                    Endpoint::Tcp(_) => Format::MsgPack,
+                };
+                endpoint = Endpoint::Ws(address, format);
+                token = Some(seat);
+            }
+            Err(other) => bail!("expected joined, got {other:?}"),
+        }
+    }
+    bail!("room {room} of {game}: redirected more than three times")
 }

@@ -19,10 +19,11 @@ pub enum Format {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ClientEnvelope<D> {
-    /// First envelope of a connection: authenticate. `token` is minted by `warden token`; without one
-    /// the server admits an anonymous guest only in dev mode.
+    /// First envelope of a connection: authenticate. `token` is minted by `warden token`, or is the seat
+    /// token of a `redirect` (in a fleet); without one the server admits an anonymous guest only in dev
+    /// mode.
     Hello {
-        /// Signed player token.
+        /// Signed player token, or seat token.
         #[serde(default)]
         token: Option<String>,
     },
@@ -103,6 +104,23 @@ pub enum ServerEnvelope<D> {
     Pong {
         /// The ping's nonce.
         nonce: u64,
+    },
+    /// In a fleet: the room you asked to join runs on another host. Connect to `address` and say `hello`
+    /// with `seat` as the token, then `join` the same room (the seat is valid there, for that room, for
+    /// `seat_ttl_ms`).
+    Redirect {
+        /// Game name.
+        game: String,
+        /// Room id.
+        room: String,
+        /// The owning host's id.
+        host: String,
+        /// Where to connect (a WebSocket URL).
+        address: String,
+        /// A short-lived seat token for `hello` there.
+        seat: String,
+        /// How long the seat token is valid, in milliseconds.
+        seat_ttl_ms: u64,
     },
 }
 
@@ -234,6 +252,9 @@ impl<A> ServerEnvelope<A> {
             ServerEnvelope::Error { code, message, fatal } => ServerEnvelope::Error { code, message, fatal },
             ServerEnvelope::Kicked { reason } => ServerEnvelope::Kicked { reason },
             ServerEnvelope::Pong { nonce } => ServerEnvelope::Pong { nonce },
+            ServerEnvelope::Redirect { game, room, host, address, seat, seat_ttl_ms } => {
+                ServerEnvelope::Redirect { game, room, host, address, seat, seat_ttl_ms }
+            }
         })
     }
 }
@@ -401,6 +422,14 @@ mod tests {
             ServerEnvelope::Error { code: ErrorCode::RoomFull, message: "full".into(), fatal: false },
             ServerEnvelope::Kicked { reason: "bye".into() },
             ServerEnvelope::Pong { nonce: 3 },
+            ServerEnvelope::Redirect {
+                game: "arena".into(),
+                room: "r".into(),
+                host: "b".into(),
+                address: "ws://b/ws".into(),
+                seat: "seat:x.y".into(),
+                seat_ttl_ms: 30_000,
+            },
         ];
         for format in [Format::MsgPack, Format::Json] {
             for env in &all {

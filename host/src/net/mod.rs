@@ -5,6 +5,7 @@ pub mod auth;
 pub mod client;
 pub mod envelope;
 pub mod limits;
+pub mod seat;
 pub mod session;
 pub mod stats;
 pub mod tcp;

@@ -36,6 +36,8 @@ pub struct ServerCtx {
     pub saves: crate::storage::queue::SaveQueue,
     /// Network counts, for `/metrics`.
     pub stats: Arc<NetStats>,
+    /// In a fleet: this host's part in seat tokens (set once it has joined).
+    pub seats: std::sync::OnceLock<crate::net::seat::Seats>,
     guests: AtomicU64,
 }
 
@@ -50,6 +52,7 @@ impl ServerCtx {
             shutdown: CancellationToken::new(),
             saves,
             stats: Arc::new(NetStats::default()),
+            seats: std::sync::OnceLock::new(),
             guests: AtomicU64::new(0),
         }
     }
@@ -108,6 +111,7 @@ where
         limiter: RateLimiter::direct(quota),
         player: None,
         room: None,
+        seat: None,
         format: Format::MsgPack,
     };
     let mut stream = stream;
@@ -226,6 +230,8 @@ struct Session {
     limiter: DefaultDirectRateLimiter,
     player: Option<Arc<str>>,
     room: Option<(RoomHandle, Arc<AtomicBool>)>,
+    /// Admitted with a seat token: the only room it may join (game, room).
+    seat: Option<(String, String)>,
     format: Format,
 }
 
@@ -343,6 +349,19 @@ impl Session {
             return None;
         }
         let (player, guest) = match (token, &self.ctx.secret) {
+            (Some(token), _) if token.starts_with(crate::net::seat::PREFIX) => {
+                let seat = match self.ctx.seats.get() {
+                    Some(seats) => seats.verify(&token[crate::net::seat::PREFIX.len()..], auth::unix_now()),
+                    None => Err(crate::net::seat::SeatError::NoFleet),
+                };
+                match seat {
+                    Ok(seat) => {
+                        self.seat = Some((seat.game, seat.room));
+                        (seat.player, false)
+                    }
+                    Err(e) => return Some((ErrorCode::BadToken, e.to_string())),
+                }
+            }
             (Some(token), Some(secret)) => match auth::verify(secret, &token, auth::unix_now()) {
                 Ok(player) => (player, false),
                 Err(e) => return Some((ErrorCode::BadToken, e.to_string())),
@@ -376,6 +395,12 @@ impl Session {
         if self.current_room().is_some() {
             return self.error(ErrorCode::AlreadyInRoom, "leave the current room before joining another");
         }
+        if let Some((g, r)) = &self.seat
+            && (g, r) != (&game, &room)
+        {
+            return self
+                .error(ErrorCode::BadToken, format!("your seat token is for room {r} of {g} only; join it, or say hello elsewhere"));
+        }
         let in_room = Arc::new(AtomicBool::new(false));
         let conn = PlayerConn {
             id: self.player.clone().expect("authenticated"),
@@ -386,6 +411,15 @@ impl Session {
         };
         match self.ctx.rooms.join(&game, &room, conn).await {
             Ok(handle) => self.room = Some((handle, in_room)),
+            Err(crate::room::JoinError::Elsewhere { game, room, host, address }) => match self.ctx.seats.get() {
+                Some(seats) => {
+                    let player = self.player.as_deref().expect("authenticated");
+                    let seat = seats.mint(player, &game, &room, &host, auth::unix_now());
+                    let ttl = crate::net::seat::SEAT_TTL.as_millis() as u64;
+                    self.reply(&ServerEnvelope::Redirect { game, room, host, address, seat, seat_ttl_ms: ttl });
+                }
+                None => self.error(ErrorCode::NotServing, format!("room {room} runs on host {host} ({address})")),
+            },
             Err(e) => self.error(e.code(), e.to_string()),
         }
     }

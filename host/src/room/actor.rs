@@ -344,7 +344,7 @@ impl Room {
         // it (and, in a fleet, before its claim fences that instance's writes).
         self.rooms.flush_checkpoints().await;
         if let Err(why) = self.claim().await {
-            return self.refuse_all(JoinError::NotServing(why), super::stats::CloseReason::Moved);
+            return self.refuse_all(why, super::stats::CloseReason::Moved);
         }
         let stored = match self.rooms.0.store.get() {
             Some(store) => match Self::load(store, &self.key, (self.seed, self.rng.hash_key())).await {

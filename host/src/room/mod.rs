@@ -208,6 +208,18 @@ pub enum JoinError {
     /// The host does not serve rooms now (the reason says why).
     #[error("this host is not serving rooms now ({0}); connect again in a few seconds")]
     NotServing(String),
+    /// In a fleet: the room runs on another host (the session answers with a `redirect` there).
+    #[error("room {room} of {game} runs on host {host} ({address}); connect there")]
+    Elsewhere {
+        /// The game.
+        game: String,
+        /// The room.
+        room: String,
+        /// The owning host's id.
+        host: String,
+        /// Where players reach it.
+        address: String,
+    },
 }
 
 impl JoinError {
@@ -224,7 +236,7 @@ impl JoinError {
             JoinError::SavesUnavailable(_) => ErrorCode::GameError,
             JoinError::CoolingDown(..) => ErrorCode::GameError,
             JoinError::ShuttingDown => ErrorCode::ShuttingDown,
-            JoinError::NotServing(_) => ErrorCode::NotServing,
+            JoinError::NotServing(_) | JoinError::Elsewhere { .. } => ErrorCode::NotServing,
         }
     }
 }
@@ -638,6 +650,8 @@ impl Rooms {
         if let Some(why) = self.not_serving() {
             return Err(JoinError::NotServing(why));
         }
+        // In a fleet, a room that is not open here may belong on another host.
+        self.place(game, room).await?;
         self.count_join(game, &conn.id)?;
         // The plugin's load-save must answer from memory: read the player's save before the join.
         if let Err(e) = self.0.saves.preload(game, &conn.id).await {

@@ -8,7 +8,11 @@
 //! after the notice that its room moved, however long the store takes to answer. Dropping an answer is
 //! safe (the player sends the move again, and the room, resumed from the store, answers it); sending one
 //! after its room moved is not (it would overtake the notice, and a room that runs elsewhere).
+//!
+//! In a fleet, a join for a room that is not open here asks the store where it runs (`Rooms::place`):
+//! here, or on another host, where the player is sent (`redirect`).
 
+use super::JoinError;
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -81,6 +85,12 @@ impl Service {
         state.owner = owner.map(Arc::new);
     }
 
+    /// In a fleet, the host rooms are claimed for now (none outside a fleet, or while not serving).
+    pub fn owner(&self) -> Option<Arc<Owner>> {
+        let state = self.state.lock().unwrap();
+        state.refusing.is_none().then(|| state.owner.clone()).flatten()
+    }
+
     /// Why rooms are not served now, if they are not.
     pub fn refusing(&self) -> Option<String> {
         self.state.lock().unwrap().refusing.clone()
@@ -147,5 +157,45 @@ impl super::Rooms {
     /// Why rooms are not served now (none: they are).
     pub fn not_serving(&self) -> Option<String> {
         self.0.service.refusing()
+    }
+
+    /// Opens room `room` of `game` if it is not open (it resumes from the store, claiming it first in a
+    /// fleet); true if it was started now. `Err` says why rooms are not served, or that the game is not
+    /// loaded here.
+    pub fn open_room(&self, game: &str, room: &str) -> Result<bool, String> {
+        let entry = self.game(game).ok_or_else(|| format!("game {game} is not loaded on this host"))?;
+        let key = (game.to_string(), room.to_string());
+        if self.0.rooms.lock().unwrap().get(&key).is_some_and(|(handle, _)| !handle.tx.is_closed()) {
+            return Ok(false);
+        }
+        self.get_or_create(game, room, &entry)?;
+        Ok(true)
+    }
+
+    /// In a fleet, where room `room` of `game` is to run, if it is not open here: `Err(Elsewhere)` when
+    /// on another host (its live owner's, or the least-loaded live host's that has the game, where the
+    /// room is placed now). A room whose owner died is placed anew: that is how a join takes it over.
+    pub(super) async fn place(&self, game: &str, room: &str) -> Result<(), JoinError> {
+        use crate::storage::placement::Placed;
+        let Some(owner) = self.0.service.owner() else { return Ok(()) };
+        let key = (game.to_string(), room.to_string());
+        if self.0.rooms.lock().unwrap().get(&key).is_some_and(|(handle, _)| !handle.tx.is_closed()) {
+            return Ok(());
+        }
+        // A store that does not answer (cut off) must not hold the player's join for long.
+        let placed =
+            tokio::time::timeout(std::time::Duration::from_secs(3), owner.store.place_room(game, room, &owner.host, owner.incarnation))
+                .await
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("no answer within 3 s")));
+        match placed {
+            Ok(Placed::Here) => Ok(()),
+            Ok(Placed::There { host, addresses }) => {
+                Err(JoinError::Elsewhere { game: game.to_string(), room: room.to_string(), host, address: addresses })
+            }
+            Err(e) => {
+                tracing::error!(game, room, "failed to place the room in the fleet: {e:#}");
+                Err(JoinError::NotServing("the fleet's store did not answer where the room runs".to_string()))
+            }
+        }
     }
 }

@@ -1,5 +1,6 @@
 //! The fleet's hosts table on PostgreSQL: registration, lease renewal and the list of hosts, every
-//! expiry judged by the database's clock (`now()`), never by a host's.
+//! expiry judged by the database's clock (`now()`), never by a host's, and every lease bound to the
+//! database session that holds it (`live_hosts` in `0005_fleet_routing.sql`).
 
 use super::postgres::PgStore;
 use anyhow::{Context as _, Result};
@@ -17,10 +18,13 @@ pub struct HostRecord {
     pub addresses: String,
     /// Rooms it runs.
     pub load: i64,
-    /// Whether its lease is current by the database's clock.
+    /// Whether it is live: its lease is current by the database's clock and the session that holds it
+    /// is connected.
     pub live: bool,
     /// How long its lease has left (negative: expired that long ago), in ms by the database's clock.
     pub lease_left_ms: i64,
+    /// The games it has loaded.
+    pub games: Vec<String>,
 }
 
 /// The interval as PostgreSQL takes it (microseconds).
@@ -28,64 +32,88 @@ fn micros(d: Duration) -> i64 {
     d.as_micros().min(i64::MAX as u128) as i64
 }
 
+/// The database session a host's lease lives in: a connection of its own, outside the pool. The host
+/// is live only while this session is connected (and its lease runs): when the host dies, the operating
+/// system closes the connection, PostgreSQL ends the session, and the other hosts see the host gone at
+/// once. Renewals go through the same session only: a renewal from any other connection is refused.
+pub struct HostSession {
+    conn: sqlx::PgConnection,
+}
+
 impl PgStore {
-    /// Registers host `id` with a lease of `lease` from the database's now; returns its new incarnation
-    /// (one above the last it had, 1 for a new host).
-    pub async fn register_host(&self, id: &str, addresses: &str, lease: Duration) -> Result<i64> {
+    /// Opens a session for a host's lease.
+    pub async fn host_session(&self) -> Result<HostSession> {
+        Ok(HostSession { conn: self.connection().await? })
+    }
+}
+
+impl HostSession {
+    /// Registers host `id` with a lease of `lease` from the database's now, bound to this session;
+    /// returns its new incarnation (one above the last it had, 1 for a new host).
+    pub async fn register(&mut self, id: &str, addresses: &str, games: &[String], lease: Duration) -> Result<i64> {
         let row = sqlx::query(
-            "INSERT INTO hosts (id, incarnation, addresses, lease_until) \
-             VALUES ($1, 1, $2, now() + make_interval(secs => $3::double precision / 1e6)) \
+            "INSERT INTO hosts (id, incarnation, addresses, games, lease_until, session_pid, session_start) \
+             SELECT $1, 1, $2, $4, now() + make_interval(secs => $3::double precision / 1e6), pid, backend_start \
+                 FROM pg_stat_activity WHERE pid = pg_backend_pid() \
              ON CONFLICT (id) DO UPDATE SET incarnation = hosts.incarnation + 1, addresses = EXCLUDED.addresses, \
-                 load = 0, started_at = now(), renewed_at = now(), lease_until = EXCLUDED.lease_until \
+                 games = EXCLUDED.games, load = 0, started_at = now(), renewed_at = now(), lease_until = EXCLUDED.lease_until, \
+                 session_pid = EXCLUDED.session_pid, session_start = EXCLUDED.session_start \
              RETURNING incarnation",
         )
         .bind(id)
         .bind(addresses)
         .bind(micros(lease))
-        .fetch_one(self.pool())
+        .bind(games)
+        .fetch_one(&mut self.conn)
         .await
         .with_context(|| format!("failed to register host {id:?} in the hosts table"))?;
         Ok(row.get(0))
     }
 
     /// Renews host `id`'s lease at `incarnation` for `lease` from the database's now, recording its
-    /// `load`. False when the lease is not its own any more: it expired (by the database's clock), or the
-    /// host registered again since. An expired lease is never renewed: other hosts may have taken its
-    /// rooms.
-    pub async fn renew_host(&self, id: &str, incarnation: i64, lease: Duration, load: i64) -> Result<bool> {
+    /// `load` and `games`. False when the lease is not its own any more: it expired (by the database's
+    /// clock), the host registered again since, or the lease belongs to another session. An expired
+    /// lease is never renewed: other hosts may have taken its rooms.
+    pub async fn renew(&mut self, id: &str, incarnation: i64, lease: Duration, load: i64, games: &[String]) -> Result<bool> {
         let renewed = sqlx::query(
-            "UPDATE hosts SET lease_until = now() + make_interval(secs => $3::double precision / 1e6), renewed_at = now(), load = $4 \
-             WHERE id = $1 AND incarnation = $2 AND lease_until > now()",
+            "UPDATE hosts SET lease_until = now() + make_interval(secs => $3::double precision / 1e6), renewed_at = now(), \
+                 load = $4, games = $5 \
+             WHERE id = $1 AND incarnation = $2 AND lease_until > now() AND session_pid = pg_backend_pid()",
         )
         .bind(id)
         .bind(incarnation)
         .bind(micros(lease))
         .bind(load)
-        .execute(self.pool())
+        .bind(games)
+        .execute(&mut self.conn)
         .await
         .with_context(|| format!("failed to renew the lease of host {id:?}"))?;
         Ok(renewed.rows_affected() == 1)
     }
 
     /// Ends host `id`'s lease at `incarnation` now (it stopped serving: other hosts need not wait for the
-    /// lease to run out). False if the lease was not its own any more.
-    pub async fn release_host(&self, id: &str, incarnation: i64) -> Result<bool> {
+    /// lease to run out), and closes the session. False if the lease was not its own any more.
+    pub async fn release(mut self, id: &str, incarnation: i64) -> Result<bool> {
         let released =
             sqlx::query("UPDATE hosts SET lease_until = now(), load = 0 WHERE id = $1 AND incarnation = $2 AND lease_until > now()")
                 .bind(id)
                 .bind(incarnation)
-                .execute(self.pool())
+                .execute(&mut self.conn)
                 .await
                 .with_context(|| format!("failed to release the lease of host {id:?}"))?;
+        use sqlx::Connection as _;
+        let _ = self.conn.close().await;
         Ok(released.rows_affected() == 1)
     }
+}
 
+impl PgStore {
     /// Every host, live or not, by id.
     pub async fn hosts(&self) -> Result<Vec<HostRecord>> {
         let rows = sqlx::query(
-            "SELECT id, incarnation, addresses, load, lease_until > now(), \
-                 (extract(epoch FROM lease_until - now()) * 1000)::bigint \
-             FROM hosts ORDER BY id",
+            "SELECT id, incarnation, addresses, load, EXISTS (SELECT 1 FROM live_hosts l WHERE l.id = h.id), \
+                 (extract(epoch FROM lease_until - now()) * 1000)::bigint, games \
+             FROM hosts h ORDER BY id",
         )
         .fetch_all(self.pool())
         .await
@@ -99,6 +127,7 @@ impl PgStore {
                 load: r.get(3),
                 live: r.get(4),
                 lease_left_ms: r.get(5),
+                games: r.get(6),
             })
             .collect())
     }

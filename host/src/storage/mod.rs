@@ -9,6 +9,7 @@
 pub mod export;
 pub mod hosts;
 pub mod owners;
+pub mod placement;
 pub mod postgres;
 pub mod queue;
 pub mod rooms;

@@ -56,18 +56,18 @@ pub struct Fenced(pub Vec<(String, String)>);
 
 impl PgStore {
     /// Claims room `room` of `game` for host `host` at `incarnation`: it becomes the host's at a new epoch
-    /// if the host's lease is live and no other live host owns the room (a dead owner's room is taken
+    /// if the host is live and no other live host owns the room (a dead owner's room is taken
     /// over; the host's own earlier claim is renewed).
     pub async fn claim_room(&self, game: &str, room: &str, host: &str, incarnation: i64) -> Result<Claim> {
         let claimed: Option<i64> = sqlx::query_scalar(
-            "WITH me AS (SELECT 1 FROM hosts WHERE id = $3 AND incarnation = $4 AND lease_until > now())
+            "WITH me AS (SELECT 1 FROM live_hosts WHERE id = $3 AND incarnation = $4)
              INSERT INTO room_owners (game, room, host_id, incarnation, epoch)
              SELECT $1, $2, $3, $4, 1 FROM me
              ON CONFLICT (game, room) DO UPDATE
                  SET host_id = EXCLUDED.host_id, incarnation = EXCLUDED.incarnation, epoch = room_owners.epoch + 1, claimed_at = now()
                  WHERE NOT EXISTS (
-                     SELECT 1 FROM hosts h
-                     WHERE h.id = room_owners.host_id AND h.incarnation = room_owners.incarnation AND h.lease_until > now()
+                     SELECT 1 FROM live_hosts h
+                     WHERE h.id = room_owners.host_id AND h.incarnation = room_owners.incarnation
                          AND NOT (h.id = $3 AND h.incarnation = $4))
              RETURNING epoch",
         )
@@ -83,8 +83,8 @@ impl PgStore {
         }
         // Not claimed: the host is not live, or the room has a live owner.
         let owner = sqlx::query(
-            "SELECT o.host_id, h.addresses FROM room_owners o JOIN hosts h ON h.id = o.host_id AND h.incarnation = o.incarnation
-             WHERE o.game = $1 AND o.room = $2 AND h.lease_until > now() AND NOT (h.id = $3 AND h.incarnation = $4)",
+            "SELECT o.host_id, h.addresses FROM room_owners o JOIN live_hosts h ON h.id = o.host_id AND h.incarnation = o.incarnation
+             WHERE o.game = $1 AND o.room = $2 AND NOT (h.id = $3 AND h.incarnation = $4)",
         )
         .bind(game)
         .bind(room)

@@ -21,6 +21,8 @@ use std::time::Duration;
 #[derive(Clone)]
 pub struct PgStore {
     pool: PgPool,
+    /// How its connections are made (a fleet host's lease keeps a session of its own).
+    options: Arc<PgConnectOptions>,
     /// Which rooms need which journal segments: built on first use, guarded for the whole of a commit.
     index: Arc<tokio::sync::Mutex<Option<SegmentIndex>>>,
     /// [`segments::SPILL_AFTER`], in ms (tests shorten it).
@@ -45,18 +47,29 @@ impl PgStore {
             // A lost server shows as an error within this, for the caller to retry, rather than a hang.
             .acquire_timeout(Duration::from_secs(3))
             .test_before_acquire(true)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await
             .with_context(|| {
                 format!("failed to connect to PostgreSQL at {shown} (is the server up, and does the database exist? `createdb` makes it)")
             })?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await.with_context(|| format!("failed to migrate the schema of {shown}"))?;
-        Ok(PgStore { pool, index: Default::default(), spill_after_ms: Arc::new(AtomicU64::new(segments::SPILL_AFTER.as_millis() as u64)) })
+        Ok(PgStore {
+            pool,
+            options: Arc::new(options),
+            index: Default::default(),
+            spill_after_ms: Arc::new(AtomicU64::new(segments::SPILL_AFTER.as_millis() as u64)),
+        })
     }
 
     /// The pool, for the statements kept in files of their own ([`super::hosts`]).
     pub(crate) fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// A connection of its own, outside the pool (the session a fleet host's lease lives in).
+    pub(crate) async fn connection(&self) -> Result<sqlx::PgConnection> {
+        use sqlx::ConnectOptions as _;
+        self.options.connect().await.context("failed to open a session to PostgreSQL")
     }
 
     /// Writes a batch of saves in one transaction, as one statement over arrays; each save's revision
@@ -510,9 +523,35 @@ impl PgStore {
     }
 
     /// A room's durable journal after `after_tick`, oldest first.
+    ///
+    /// In a fleet the room may have run on other hosts until now: their segments are not in this host's
+    /// index, and the rows they moved to `room_journal` are not known to it either. So the read takes the
+    /// room's per-room rows, the segments the index names for it, and every segment the index does not
+    /// know, in one snapshot (a host moving a segment's rows to `room_journal` meanwhile is seen either
+    /// before or after), and keeps the room's rows of them.
     pub async fn journal(&self, game: &str, room: &str, after_tick: i64) -> Result<Vec<JournalRow>> {
-        let guard = self.index().await?;
-        segments::read_journal(self, guard.as_ref().expect("built by index()"), Some((game, room, after_tick))).await
+        let (known, mine) = {
+            let guard = self.index().await?;
+            let index = guard.as_ref().expect("built by index()");
+            (index.seqs(), index.sources(game, room).map(|s| s.seqs).unwrap_or_default())
+        };
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY").execute(&mut *tx).await?;
+        let per_room: Vec<(i64, Vec<u8>)> =
+            sqlx::query_as("SELECT tick, data FROM room_journal WHERE game = $1 AND room = $2 AND tick > $3")
+                .bind(game)
+                .bind(room)
+                .bind(after_tick)
+                .fetch_all(&mut *tx)
+                .await?;
+        let segments: Vec<(i64, Vec<u8>)> =
+            sqlx::query_as("SELECT seq, data FROM room_journal_segments WHERE seq = ANY($1) OR NOT (seq = ANY($2))")
+                .bind(&mine)
+                .bind(&known)
+                .fetch_all(&mut *tx)
+                .await?;
+        tx.commit().await?;
+        segments::merge(game, room, after_tick, per_room, segments)
     }
 
     /// Whether the store holds nothing yet.

@@ -294,6 +294,11 @@ impl SegmentIndex {
         rooms
     }
 
+    /// The sequence numbers of the segments it knows (still needed).
+    pub fn seqs(&self) -> Vec<i64> {
+        self.segments.keys().copied().collect()
+    }
+
     /// Segments still needed.
     pub fn live(&self) -> usize {
         self.segments.len()

@@ -3,6 +3,7 @@
 //
 //   const c = await WardenClient.connect("ws://127.0.0.1:7350/ws", { token });   // hello -> welcome
 //   const joined = await c.join("arena", "r1");                                  // joined envelope
+//                                   // (in a fleet it follows a `redirect` to the host that runs the room)
 //   c.onMessage = (data) => ...;     // the plugin's messages, decoded
 //   c.send({ type: "move", dir: "up", seq: 1 });
 //
@@ -107,12 +108,17 @@ const MsgPack = (() => {
 
 class WardenClient {
   constructor(ws) {
-    this.ws = ws;
     this.onMessage = () => {};
     this.onKicked = () => {};
     this.onError = () => {};
     this.onClose = () => {};
+    this.onRedirect = () => {};
     this.waiting = [];
+    this.attach(ws);
+  }
+
+  attach(ws) {
+    this.ws = ws;
     ws.binaryType = "arraybuffer";
     ws.onmessage = (ev) => this.receive(MsgPack.decode(new Uint8Array(ev.data)));
     ws.onclose = (ev) => { this.waiting.forEach((w) => w.reject(new Error("closed: " + ev.reason))); this.onClose(ev.reason); };
@@ -134,8 +140,25 @@ class WardenClient {
     });
   }
 
-  /** Joins room `room` of `game`; resolves to the `joined` envelope (its `seed` exact, as a BigInt if needed). */
-  join(game, room) { return this.request({ type: "join", game, room }, "joined"); }
+  /**
+   * Joins room `room` of `game`; resolves to the `joined` envelope (its `seed` exact, as a BigInt if needed).
+   * In a fleet the room may run on another host: the server answers `redirect`, and the client moves there
+   * (a new connection, `hello` with the redirect's seat token) and joins the room on it.
+   */
+  async join(game, room) {
+    for (let hops = 0; hops < 4; hops++) {
+      const env = await this.request({ type: "join", game, room }, ["joined", "redirect"]);
+      if (env.type === "joined") return env;
+      this.onRedirect(env);
+      const next = await WardenClient.connect(env.address, { token: env.seat });
+      const old = this.ws;
+      old.onclose = null;
+      old.close();
+      this.welcome = next.welcome;
+      this.attach(next.ws);
+    }
+    throw new Error(`room ${room} of ${game}: redirected more than three times`);
+  }
 
   /** Sends a game message (any JSON-like value; BigInt for 64-bit integers). */
   send(data) { this.raw({ type: "msg", data: MsgPack.encode(data) }); }
@@ -153,7 +176,7 @@ class WardenClient {
 
   receive(env) {
     const w = this.waiting[0];
-    if (w && env.type === w.answer) { this.waiting.shift(); return w.resolve(env); }
+    if (w && [].concat(w.answer).includes(env.type)) { this.waiting.shift(); return w.resolve(env); }
     if (w && env.type === "error") { this.waiting.shift(); this.onError(env); return w.reject(new Error(`${env.code}: ${env.message}`)); }
     switch (env.type) {
       case "msg": return this.onMessage(MsgPack.decode(env.data));

@@ -123,8 +123,8 @@ impl Room {
     }
 
     /// In a fleet, claims the room for this host (`storage/owners.rs`): its writes are fenced by the
-    /// claim. `Err` says why the room cannot open here.
-    pub(super) async fn claim(&mut self) -> Result<(), String> {
+    /// claim. `Err` says why the room cannot open here (another host runs it: the joiners are sent there).
+    pub(super) async fn claim(&mut self) -> Result<(), JoinError> {
         use crate::storage::owners::{Claim, Claimed};
         let Some(owner) = self.term.owner.clone() else { return Ok(()) };
         let (game, room) = (&self.key.0, &self.key.1);
@@ -133,11 +133,13 @@ impl Room {
                 self.claim = Some(Arc::new(Claimed { host: owner.host.clone(), incarnation: owner.incarnation, epoch }));
                 Ok(())
             }
-            Ok(Claim::HeldBy { host, addresses }) => Err(format!("room {room} runs on host {host} ({addresses})")),
-            Ok(Claim::NotLive) => Err("this host's fleet lease is not live".to_string()),
+            Ok(Claim::HeldBy { host, addresses }) => {
+                Err(JoinError::Elsewhere { game: game.clone(), room: room.clone(), host, address: addresses })
+            }
+            Ok(Claim::NotLive) => Err(JoinError::NotServing("this host's fleet lease is not live".to_string())),
             Err(e) => {
                 tracing::error!("failed to claim the room: {e:#}");
-                Err("the fleet's store is unreachable".to_string())
+                Err(JoinError::NotServing("the fleet's store is unreachable".to_string()))
             }
         }
     }
