@@ -42,6 +42,10 @@ enum Command {
     /// The hosts of the fleet on the configured PostgreSQL: id, incarnation, whether the lease is live
     /// and how long it has left (by the database's clock), rooms, and the address players reach it at.
     Fleet(commands::fleet::FleetArgs),
+    /// Drain a host of the fleet: it stops its rooms (their players are told they moved and rejoin on the
+    /// other hosts, each room resuming at its last answered tick), then leaves the fleet and exits.
+    /// Audited.
+    Drain(commands::fleet::DrainArgs),
     /// Make a minisign key pair for signing plugins (NAME.key, NAME.pub) and print the warden.toml line
     /// that trusts it.
     Keygen(commands::sign::KeygenArgs),
@@ -127,6 +131,7 @@ fn main() -> ExitCode {
         Command::Saves(args) => commands::saves::run(args),
         Command::Store(args) => commands::store::run(args),
         Command::Fleet(args) => commands::fleet::run(args),
+        Command::Drain(args) => commands::fleet::run_drain(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -38,6 +38,8 @@ pub struct Server {
     deploy_task: JoinHandle<()>,
     /// The fleet lease and the task that serves rooms only while it is held (`[fleet]`).
     fleet: Option<(crate::fleet::lease::Lease, JoinHandle<()>)>,
+    /// Cancelled once a fleet host asked to drain has stopped its rooms: it is to shut down.
+    drained: CancellationToken,
     _runtime: Arc<Runtime>,
     /// Dropped last: the rooms running on it have ended by then.
     _game_threads: Option<crate::room::threads::GameThreads>,
@@ -76,13 +78,15 @@ impl Server {
             tracing::warn!("no plugin is serving from {}: joins are refused until one is deployed", config.plugin_dir.display());
         }
         let deploy_stop = CancellationToken::new();
+        // Cancelled when a fleet host has drained (`warden drain`): it is to shut down.
+        let drained = CancellationToken::new();
         let ws_listener =
             TcpListener::bind(config.net.ws_addr).await.with_context(|| format!("failed to listen on {}", config.net.ws_addr))?;
         let ws_addr = ws_listener.local_addr()?;
         let (fleet, seats) = match config.fleet.enabled {
             // In a fleet, rooms are served only under the lease; the open rooms resume once it is held.
             true => {
-                let (lease, member, seats) = join_fleet(&config, &store, &rooms, ws_addr, deploy_stop.clone()).await?;
+                let (lease, member, seats) = join_fleet(&config, &store, &rooms, ws_addr, (deploy_stop.clone(), drained.clone())).await?;
                 (Some((lease, member)), Some(seats))
             }
             false => {
@@ -172,6 +176,7 @@ impl Server {
             deploy_stop,
             deploy_task,
             fleet,
+            drained,
             _runtime: runtime,
             _game_threads: game_threads,
         })
@@ -195,6 +200,11 @@ impl Server {
     /// Samples the watchdog took so far.
     pub fn watchdog_samples(&self) -> u64 {
         self.watchdog_stats.samples()
+    }
+
+    /// Resolves once this fleet host has drained (`warden drain`) and is to shut down; never otherwise.
+    pub async fn drained(&self) {
+        self.drained.cancelled().await
     }
 
     /// The admin endpoint's address.
@@ -291,7 +301,7 @@ async fn join_fleet(
     store: &Store,
     rooms: &Rooms,
     ws_addr: SocketAddr,
-    stop: CancellationToken,
+    (stop, drained): (CancellationToken, CancellationToken),
 ) -> Result<(crate::fleet::lease::Lease, JoinHandle<()>, crate::net::seat::Seats)> {
     use crate::fleet::{lease::Lease, member};
     let Store::Postgres(pg) = store else {
@@ -313,6 +323,7 @@ async fn join_fleet(
     tracing::info!(host = %id, address, "joining the fleet");
     let times = config.fleet.times();
     let lease = Lease::start(pg.clone(), id.clone(), address, times, report);
-    let task = tokio::spawn(member::serve_while_leased(lease.watch(), (id.into(), pg.clone()), rooms.clone(), times.heartbeat, stop));
+    let member = member::serve_while_leased(lease.watch(), (id.into(), pg.clone()), rooms.clone(), times.heartbeat, (stop, drained));
+    let task = tokio::spawn(member);
     Ok((lease, task, seats))
 }

@@ -7,15 +7,21 @@
 //! answered with the rooms' states, on the hosts and in the store (checkpoint + durable journal, read
 //! back by a host started alone after all three were killed): every answered move is in its room exactly
 //! once, none lost and none applied twice, and no tick of any room is stored twice.
+//!
+//! And a host paused with SIGSTOP for 10 s: its rooms are taken over once its lease runs out, and when
+//! it resumes it sends its players nothing of them any more.
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use warden::commands::bots::{self, BotGame, BotsArgs};
-use warden::net::client::Endpoint;
+use warden::net::client::{self, Endpoint};
 use warden::net::envelope::Format;
 use warden::storage::postgres::PgStore;
 use warden_tests::{Serve, TestStore};
+
+mod shared;
 
 const SECRET: &str = "fleet-failover-secret-0001";
 const PLAYERS: usize = 24;
@@ -221,4 +227,174 @@ async fn killing_hosts_under_bot_load_loses_no_answered_move_and_applies_none_tw
     }
     hosts[0].start(&store.url).await;
     check_rooms(&pg, &hosts, &report.moves, "from the store").await;
+}
+
+/// What a watcher saw, with when.
+type Log = Arc<Mutex<Vec<(Instant, Seen)>>>;
+
+/// What a player connected to a host saw, in order: answers (`Msg`), notices and the end.
+#[derive(Debug, PartialEq)]
+enum Seen {
+    Msg,
+    Kicked(String),
+    Closed,
+}
+
+/// A player on `endpoint` in `room` (following redirects) that moves every 50 ms and records every
+/// envelope that reaches it, with when, until its connection ends or it is kicked.
+async fn watcher(endpoint: Endpoint, player: String, room: String, log: Log) {
+    use warden::net::client::Received;
+    use warden::net::envelope::{ClientEnvelope, ServerEnvelope};
+    let token = warden::net::auth::mint(SECRET.as_bytes(), &player, warden::net::auth::unix_now() + 3600);
+    let mut joined = client::join_room(&endpoint, Some(token), "arena", &room).await.unwrap();
+    let mut moves = tokio::time::interval(Duration::from_millis(50));
+    let mut seq = 0u64;
+    loop {
+        tokio::select! {
+            _ = moves.tick() => {
+                seq += 1;
+                let data = rmp_serde::to_vec_named(&serde_json::json!({"type": "move", "dir": "up", "seq": seq})).unwrap();
+                // The host may be paused: the bytes wait in its socket.
+                let _ = joined.tx.send(&ClientEnvelope::Msg { data }).await;
+            }
+            received = joined.rx.recv() => {
+                let seen = match received {
+                    Ok(Received::Envelope(ServerEnvelope::Msg { .. })) => Seen::Msg,
+                    Ok(Received::Envelope(ServerEnvelope::Kicked { reason })) => Seen::Kicked(reason),
+                    Ok(Received::Envelope(_)) => continue,
+                    Ok(Received::Closed(_)) | Err(_) => Seen::Closed,
+                };
+                let end = seen != Seen::Msg;
+                log.lock().unwrap().push((Instant::now(), seen));
+                if end {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// A host paused with SIGSTOP for 10 s loses its rooms to another (its lease runs out while its session
+/// stays open); resumed, it sends its players nothing of those rooms any more: every answer and state it
+/// computes on waking waits for a commit that is fenced, and it tells them the rooms moved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_paused_for_ten_seconds_sends_nothing_after_its_rooms_were_taken_over() {
+    let Some(store) = TestStore::postgres("fleet_paused").await else { return };
+    let pg = PgStore::open(&store.url).await.unwrap();
+    let mut hosts: Vec<Host> =
+        ["a", "b"].iter().map(|id| Host { id, dir: tempfile::tempdir().unwrap(), port: free_port(), serve: None }).collect();
+    // a alone first: the players' rooms open there.
+    hosts[0].start(&store.url).await;
+    wait_for("a is live", || live(&pg, "a")).await;
+    let logs: Vec<Log> = (0..4).map(|_| Arc::default()).collect();
+    let a = hosts[0].serve.as_ref().unwrap();
+    wait_for("a serves rooms", || async { shared::health(a).await.0 == 200 }).await;
+    for (i, log) in logs.iter().enumerate() {
+        tokio::spawn(watcher(hosts[0].endpoint(), format!("p{i}"), format!("paused-{}", i / 2), log.clone()));
+    }
+    let answers = |log: &Log| log.lock().unwrap().iter().filter(|(_, s)| *s == Seen::Msg).count();
+    wait_for("every player is answered on a", || {
+        let ok = logs.iter().all(|l| answers(l) >= 5);
+        async move { ok }
+    })
+    .await;
+    hosts[1].start(&store.url).await;
+    wait_for("b is live", || live(&pg, "b")).await;
+
+    let pid = hosts[0].serve.as_ref().unwrap().child.id().to_string();
+    assert!(std::process::Command::new("kill").args(["-STOP", &pid]).status().unwrap().success());
+    let paused = Instant::now();
+    wait_for("b takes the paused host's rooms over", || async {
+        let owners = owners(&pg).await;
+        ["paused-0", "paused-1"].iter().all(|r| owners.get(*r).is_some_and(|h| h == "b"))
+    })
+    .await;
+    tokio::time::sleep((paused + Duration::from_secs(10)).saturating_duration_since(Instant::now())).await;
+    let resumed = Instant::now();
+    assert!(std::process::Command::new("kill").args(["-CONT", &pid]).status().unwrap().success());
+    wait_for("every player of a is told its room moved, or cut off", || {
+        let ok = logs.iter().all(|l| l.lock().unwrap().last().is_some_and(|(at, s)| *at > resumed && *s != Seen::Msg));
+        async move { ok }
+    })
+    .await;
+    for (i, log) in logs.iter().enumerate() {
+        let log = log.lock().unwrap();
+        let late: Vec<&(Instant, Seen)> = log.iter().filter(|(at, s)| *at > resumed && *s == Seen::Msg).collect();
+        assert!(late.is_empty(), "p{i}: the resumed host sent {} game messages after its rooms were taken over", late.len());
+        let (_, last) = log.last().unwrap();
+        if let Seen::Kicked(reason) = last {
+            assert!(reason.contains("moved"), "p{i}: {reason}");
+        }
+    }
+    // And nothing it did on waking reached the store: no tick of either room is stored twice.
+    for room in ["paused-0", "paused-1"] {
+        let mut copies = std::collections::HashMap::<i64, Vec<u8>>::new();
+        for (tick, data) in pg.journal_copies("arena", room).await.unwrap() {
+            if let Some(other) = copies.insert(tick, data.clone()) {
+                assert_eq!(other, data, "{room}: tick {tick} was stored by two hosts");
+            }
+        }
+    }
+}
+
+/// `warden drain HOST` under bot load: the host stops its rooms (their players are told they moved),
+/// leaves the fleet and exits by itself; the rooms go on on the other hosts with every answered move in
+/// them exactly once; the drain is audited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drained_host_hands_its_rooms_over_and_stops_with_no_answered_move_lost() {
+    let Some(store) = TestStore::postgres("fleet_drain").await else { return };
+    let pg = PgStore::open(&store.url).await.unwrap();
+    let mut hosts: Vec<Host> =
+        HOSTS.iter().map(|id| Host { id, dir: tempfile::tempdir().unwrap(), port: free_port(), serve: None }).collect();
+    for host in &mut hosts {
+        host.start(&store.url).await;
+    }
+    let stop = CancellationToken::new();
+    let args =
+        BotsArgs::new(BotGame::Arena, PLAYERS, ROOM_SIZE, 5.0, 600.0, "failover").fleet(vec![hosts[1].endpoint(), hosts[2].endpoint()]);
+    let driver = tokio::spawn({
+        let (stop, endpoint) = (stop.clone(), hosts[0].endpoint());
+        async move { bots::drive_until(&args, endpoint, Some(SECRET.as_bytes().to_vec()), stop).await }
+    });
+    wait_for("every room is placed", || async { owners(&pg).await.len() == ROOMS }).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let before = owners(&pg).await;
+    let victim = *HOSTS.iter().max_by_key(|id| before.values().filter(|h| h == id).count()).unwrap();
+    let moved: Vec<String> = before.iter().filter(|(_, h)| *h == victim).map(|(r, _)| r.clone()).collect();
+
+    let url = format!("storage.url={:?}", store.url);
+    let drain = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(warden_tests::warden_bin()).args(["drain", victim, "--set", &url]).output().unwrap()
+    })
+    .await
+    .unwrap();
+    let said = String::from_utf8_lossy(&drain.stdout);
+    assert!(drain.status.success(), "warden drain: {said}{}", String::from_utf8_lossy(&drain.stderr));
+    assert!(said.contains("left the fleet"), "{said}");
+    // The host exits by itself, cleanly.
+    let host = hosts.iter_mut().find(|h| h.id == victim).unwrap();
+    let mut serve = host.serve.take().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = serve.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the drained host exits within 60 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "the drained host exits cleanly: {status}");
+    wait_for("the drained host's rooms have live owners again", || async {
+        let now = owners(&pg).await;
+        moved.iter().all(|r| now.get(r).is_some_and(|h| h != victim))
+    })
+    .await;
+
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    stop.cancel();
+    let report = tokio::time::timeout(Duration::from_secs(180), driver).await.expect("the bots finish").unwrap().unwrap();
+    assert_eq!((report.failed_connections, report.lost, report.duplicated, report.score_resets), (0, 0, 0, 0), "{report:#?}");
+    assert!(report.reconnects >= ROOM_SIZE as u64, "the drained host's players joined again elsewhere: {report:#?}");
+    check_rooms(&pg, &hosts, &report.moves, "after the drain").await;
+    let audit = warden::storage::Store::Postgres(pg.clone()).audit_log(50).await.unwrap();
+    assert!(audit.iter().any(|e| e.action == "drain" && e.detail.contains(&format!("host {victim} "))), "the drain is audited: {audit:?}");
 }

@@ -190,6 +190,49 @@ async fn the_player_page_joins_arena_and_a_key_press_moves_the_player() {
     drop(serve);
 }
 
+/// In a fleet, the player page on host a joins a room placed on host b: the reference client follows the
+/// `redirect` to b with its seat token, and the room runs there (PostgreSQL: `WARDEN_TEST_DATABASE_URL`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_player_page_follows_a_redirect_to_the_host_that_runs_its_room() {
+    let Some(store) = warden_tests::TestStore::postgres("pages_fleet_redirect").await else { return };
+    let start = |dir: &Path, id: &str| {
+        let (url, id) = (format!("storage.url={:?}", store.url), format!("fleet.host_id={id:?}"));
+        Serve::start(dir, &["arena"], &["--set", &url, "--set", "fleet.enabled=true", "--set", &id])
+    };
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (a, b) = (start(dir_a.path(), "a"), start(dir_b.path(), "b"));
+    let admin_b = Admin::new(b.admin, std::fs::read_to_string(dir_b.path().join("admin.token")).unwrap().trim().to_string());
+    // b serves rooms (so placement can choose it) ...
+    until("b serves rooms", || async { admin_b.metrics().await.is_ok_and(|m| m.contains("\nwarden_serving 1\n")) }).await;
+    // ... and a player's room on a (placed on the asking host while the loads tie) makes b the least
+    // loaded, so the page's room goes to b.
+    let deadline = Instant::now() + WAIT;
+    let _held = loop {
+        let attempt = async {
+            let (mut tx, mut rx) = client::connect(&Endpoint::Ws(a.ws.clone(), Format::MsgPack)).await.map_err(|e| format!("{e:#}"))?;
+            client::handshake(&mut tx, &mut rx, None, "arena", "on-a").await.map_err(|e| format!("{e:#}"))?;
+            Ok::<_, String>((tx, rx))
+        };
+        match attempt.await {
+            Ok(conn) => break conn,
+            Err(e) => assert!(Instant::now() < deadline, "a serves rooms within {WAIT:?}: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+
+    let driver = start_driver();
+    let page = browser(&driver).await;
+    let host_a = a.ws.trim_start_matches("ws://").trim_end_matches("/ws").to_string();
+    page.goto(&format!("http://{host_a}/play?room=on-b")).await.unwrap();
+    page.wait().at_most(WAIT).for_element(Locator::Css("body[data-ready]")).await.unwrap();
+    let rooms = admin_b.rooms().await.unwrap();
+    assert!(rooms.iter().any(|r| r.game == "arena" && r.room == "on-b"), "the page's room runs on b: {rooms:?}");
+    page.find(Locator::Css("#grid")).await.unwrap().send_keys("\u{E014}").await.unwrap(); // ArrowRight
+    page.wait().at_most(WAIT).for_element(Locator::Css("body[data-moved='1']")).await.unwrap();
+    page.close().await.unwrap();
+    drop((a, b));
+}
+
 #[test]
 fn the_reference_client_keeps_64_bit_integers_exact() {
     // The page's MessagePack codec, run by the machine's Node.js: u64 and i64 above 2^53 come back as

@@ -52,8 +52,10 @@ pub fn run(args: ServeArgs) -> Result<()> {
             server.admin_addr(),
             server.games().join(",")
         ));
-        signals.wait().await;
-        tracing::info!("shutting down: finishing ticks and telling players");
+        tokio::select! {
+            () = signals.wait() => tracing::info!("shutting down: finishing ticks and telling players"),
+            () = server.drained() => tracing::info!("drained: leaving the fleet"),
+        }
         server.shutdown().await;
         say("warden stopped");
         Ok(())

@@ -76,6 +76,8 @@ pub enum LeaseState {
         incarnation: i64,
         /// The local deadline: no later than the database's end of the lease.
         until: Instant,
+        /// Asked to drain (`warden drain`): move the rooms off and leave the fleet.
+        draining: bool,
     },
     /// The lease of `incarnation` lapsed: the host serves nothing until it has registered again.
     Lapsed {
@@ -197,7 +199,7 @@ async fn keep(
             }
         };
         tracing::info!(host = %id, incarnation, "registered in the fleet");
-        tx.send_replace(LeaseState::Serving { incarnation, until });
+        tx.send_replace(LeaseState::Serving { incarnation, until, draining: false });
         let mut next = Instant::now() + times.heartbeat;
         // Renew until the lease lapses.
         let reason = loop {
@@ -217,12 +219,12 @@ async fn keep(
                 r = tokio::time::timeout_at(until, session.renew(&id, incarnation, times.lease, load, &games)) => r,
             };
             match renewed {
-                Ok(Ok(true)) => {
+                Ok(Ok(Some(draining))) => {
                     until = sent + times.lease - times.margin;
-                    tx.send_replace(LeaseState::Serving { incarnation, until });
+                    tx.send_replace(LeaseState::Serving { incarnation, until, draining });
                     next = sent + times.heartbeat;
                 }
-                Ok(Ok(false)) => {
+                Ok(Ok(None)) => {
                     break "the database declared this host's lease over (it expired, or the host id registered again)".to_string();
                 }
                 // The lease lives in this session: once it fails, the fleet may already see the host

@@ -22,16 +22,21 @@ use tokio_util::sync::CancellationToken;
 /// Why rooms are refused before the host's first registration.
 pub const JOINING: &str = "the host is joining the fleet (registering in PostgreSQL)";
 
+/// Why rooms stop on a host asked to drain.
+pub const DRAINING: &str = "this host is draining (warden drain): its rooms move to the other hosts";
+
 /// Follows the lease of host `host`: serves rooms while it is held (each room claimed in `store` as it
 /// opens), stops them when it lapses, and every `scan` takes over its share of the rooms no live host
-/// owns. Returns when `stop` is cancelled or the lease keeper has ended. `rooms` must be refusing rooms
-/// when this starts (see [`JOINING`]).
+/// owns. Asked to drain, it stops every room (its players are told it moved), waits for what they wrote,
+/// and cancels `drained`: the server then shuts down and releases its lease, and the other hosts take the
+/// rooms over. Returns when `stop` is cancelled or the lease keeper has ended. `rooms` must be refusing
+/// rooms when this starts (see [`JOINING`]).
 pub async fn serve_while_leased(
     mut lease: watch::Receiver<LeaseState>,
     (host, store): (Arc<str>, PgStore),
     rooms: Rooms,
     scan: Duration,
-    stop: CancellationToken,
+    (stop, drained): (CancellationToken, CancellationToken),
 ) {
     // A task of its own: a scan waits for the store, and the lease must be followed meanwhile.
     let adopting = tokio::spawn(super::adopt::keep_adopting(lease.clone(), (host.clone(), store.clone()), rooms.clone(), scan));
@@ -41,6 +46,12 @@ pub async fn serve_while_leased(
     loop {
         let state = lease.borrow_and_update().clone();
         match state {
+            LeaseState::Serving { draining: true, incarnation, .. } if serving.is_some() && !drained.is_cancelled() => {
+                tracing::warn!(incarnation, "asked to drain: stopping every room, then leaving the fleet");
+                rooms.stop_serving(DRAINING.to_string());
+                rooms.stopped_rooms_ended().await;
+                drained.cancel();
+            }
             LeaseState::Serving { incarnation, .. } if serving != Some(incarnation) => {
                 if let Some(old) = serving.take() {
                     // Lapsed and registered again between two looks: stop what the old one held first.

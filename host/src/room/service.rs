@@ -194,7 +194,7 @@ impl super::Rooms {
             }
             Err(e) => {
                 tracing::error!(game, room, "failed to place the room in the fleet: {e:#}");
-                Err(JoinError::NotServing("the fleet's store did not answer where the room runs".to_string()))
+                Err(JoinError::NotServing(format!("the fleet could not say where room {room} runs (the host's log says why)")))
             }
         }
     }

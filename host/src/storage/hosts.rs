@@ -25,6 +25,8 @@ pub struct HostRecord {
     pub lease_left_ms: i64,
     /// The games it has loaded.
     pub games: Vec<String>,
+    /// Asked to drain (`warden drain`).
+    pub draining: bool,
 }
 
 /// The interval as PostgreSQL takes it (microseconds).
@@ -56,7 +58,7 @@ impl HostSession {
              SELECT $1, 1, $2, $4, now() + make_interval(secs => $3::double precision / 1e6), pid, backend_start \
                  FROM pg_stat_activity WHERE pid = pg_backend_pid() \
              ON CONFLICT (id) DO UPDATE SET incarnation = hosts.incarnation + 1, addresses = EXCLUDED.addresses, \
-                 games = EXCLUDED.games, load = 0, started_at = now(), renewed_at = now(), lease_until = EXCLUDED.lease_until, \
+                 games = EXCLUDED.games, load = 0, started_at = now(), renewed_at = now(), lease_until = EXCLUDED.lease_until, draining = false, \
                  session_pid = EXCLUDED.session_pid, session_start = EXCLUDED.session_start \
              RETURNING incarnation",
         )
@@ -71,24 +73,26 @@ impl HostSession {
     }
 
     /// Renews host `id`'s lease at `incarnation` for `lease` from the database's now, recording its
-    /// `load` and `games`. False when the lease is not its own any more: it expired (by the database's
-    /// clock), the host registered again since, or the lease belongs to another session. An expired
-    /// lease is never renewed: other hosts may have taken its rooms.
-    pub async fn renew(&mut self, id: &str, incarnation: i64, lease: Duration, load: i64, games: &[String]) -> Result<bool> {
-        let renewed = sqlx::query(
+    /// `load` and `games`; says whether the host is asked to drain. `None` when the lease is not its own
+    /// any more: it expired (by the database's clock), the host registered again since, or the lease
+    /// belongs to another session. An expired lease is never renewed: other hosts may have taken its
+    /// rooms.
+    pub async fn renew(&mut self, id: &str, incarnation: i64, lease: Duration, load: i64, games: &[String]) -> Result<Option<bool>> {
+        let draining: Option<bool> = sqlx::query_scalar(
             "UPDATE hosts SET lease_until = now() + make_interval(secs => $3::double precision / 1e6), renewed_at = now(), \
                  load = $4, games = $5 \
-             WHERE id = $1 AND incarnation = $2 AND lease_until > now() AND session_pid = pg_backend_pid()",
+             WHERE id = $1 AND incarnation = $2 AND lease_until > now() AND session_pid = pg_backend_pid() \
+             RETURNING draining",
         )
         .bind(id)
         .bind(incarnation)
         .bind(micros(lease))
         .bind(load)
         .bind(games)
-        .execute(&mut self.conn)
+        .fetch_optional(&mut self.conn)
         .await
         .with_context(|| format!("failed to renew the lease of host {id:?}"))?;
-        Ok(renewed.rows_affected() == 1)
+        Ok(draining)
     }
 
     /// Ends host `id`'s lease at `incarnation` now (it stopped serving: other hosts need not wait for the
@@ -108,11 +112,23 @@ impl HostSession {
 }
 
 impl PgStore {
+    /// Asks live host `id` to drain (`warden drain`): it stops its rooms, which move to the other hosts,
+    /// and leaves the fleet. Returns the incarnation asked, or `None` if no such host is live.
+    pub async fn drain_host(&self, id: &str) -> Result<Option<i64>> {
+        sqlx::query_scalar(
+            "UPDATE hosts h SET draining = true WHERE id = $1 AND EXISTS (SELECT 1 FROM live_hosts l WHERE l.id = h.id) RETURNING incarnation",
+        )
+        .bind(id)
+        .fetch_optional(self.pool())
+        .await
+        .with_context(|| format!("failed to ask host {id:?} to drain"))
+    }
+
     /// Every host, live or not, by id.
     pub async fn hosts(&self) -> Result<Vec<HostRecord>> {
         let rows = sqlx::query(
             "SELECT id, incarnation, addresses, load, EXISTS (SELECT 1 FROM live_hosts l WHERE l.id = h.id), \
-                 (extract(epoch FROM lease_until - now()) * 1000)::bigint, games \
+                 (extract(epoch FROM lease_until - now()) * 1000)::bigint, games, draining \
              FROM hosts h ORDER BY id",
         )
         .fetch_all(self.pool())
@@ -128,6 +144,7 @@ impl PgStore {
                 live: r.get(4),
                 lease_left_ms: r.get(5),
                 games: r.get(6),
+                draining: r.get(7),
             })
             .collect())
     }

@@ -55,7 +55,7 @@ impl PgStore {
             }
             let pick = sqlx::query(&format!(
                 "SELECT h.id, h.incarnation, h.addresses FROM live_hosts h
-                 WHERE $1 = ANY(h.games)
+                 WHERE $1 = ANY(h.games) AND NOT h.draining
                  ORDER BY (SELECT count(*) FROM room_owners o
                            LEFT JOIN room_checkpoints c ON c.game = o.game AND c.room = o.room
                            WHERE o.host_id = h.id AND o.incarnation = h.incarnation
@@ -93,7 +93,7 @@ impl PgStore {
     }
 
     /// The open rooms whose owner is not live (it died, or they never had one), and the live hosts that
-    /// may take them over.
+    /// may take them over (not those draining).
     pub async fn orphaned_rooms(&self) -> Result<(Vec<(String, String)>, Vec<LiveHost>)> {
         let rooms = sqlx::query(
             "SELECT c.game, c.room FROM room_checkpoints c
@@ -105,7 +105,7 @@ impl PgStore {
         .fetch_all(self.pool())
         .await
         .context("failed to read the rooms no live host owns")?;
-        let hosts = sqlx::query("SELECT id, games FROM live_hosts ORDER BY id")
+        let hosts = sqlx::query("SELECT id, games FROM live_hosts WHERE NOT draining ORDER BY id")
             .fetch_all(self.pool())
             .await
             .context("failed to read the live hosts")?;
