@@ -240,18 +240,20 @@ enum Seen {
     Closed,
 }
 
-/// A player on `endpoint` in `room` (following redirects) that moves every 50 ms and records every
-/// envelope that reaches it, with when, until its connection ends or it is kicked.
+/// A player on `endpoint` in `room` (following redirects) that moves every 50 ms while its last move was
+/// answered (one move outstanding at most: a paused host finds one waiting, not a flood its rate limit
+/// would close the connection for) and records every envelope that reaches it, with when, until its
+/// connection ends or it is kicked.
 async fn watcher(endpoint: Endpoint, player: String, room: String, log: Log) {
     use warden::net::client::Received;
     use warden::net::envelope::{ClientEnvelope, ServerEnvelope};
     let token = warden::net::auth::mint(SECRET.as_bytes(), &player, warden::net::auth::unix_now() + 3600);
     let mut joined = client::join_room(&endpoint, Some(token), "arena", &room).await.unwrap();
     let mut moves = tokio::time::interval(Duration::from_millis(50));
-    let mut seq = 0u64;
+    let (mut seq, mut answered) = (0u64, 0u64);
     loop {
         tokio::select! {
-            _ = moves.tick() => {
+            _ = moves.tick(), if answered == seq => {
                 seq += 1;
                 let data = rmp_serde::to_vec_named(&serde_json::json!({"type": "move", "dir": "up", "seq": seq})).unwrap();
                 // The host may be paused: the bytes wait in its socket.
@@ -259,7 +261,12 @@ async fn watcher(endpoint: Endpoint, player: String, room: String, log: Log) {
             }
             received = joined.rx.recv() => {
                 let seen = match received {
-                    Ok(Received::Envelope(ServerEnvelope::Msg { .. })) => Seen::Msg,
+                    Ok(Received::Envelope(ServerEnvelope::Msg { data })) => {
+                        if let Ok(arena::ArenaOut::Moved { seq: s, .. }) = rmp_serde::from_slice(&data) {
+                            answered = answered.max(s);
+                        }
+                        Seen::Msg
+                    }
                     Ok(Received::Envelope(ServerEnvelope::Kicked { reason })) => Seen::Kicked(reason),
                     Ok(Received::Envelope(_)) => continue,
                     Ok(Received::Closed(_)) | Err(_) => Seen::Closed,
@@ -361,6 +368,14 @@ async fn a_drained_host_hands_its_rooms_over_and_stops_with_no_answered_move_los
     let before = owners(&pg).await;
     let victim = *HOSTS.iter().max_by_key(|id| before.values().filter(|h| h == id).count()).unwrap();
     let moved: Vec<String> = before.iter().filter(|(_, h)| *h == victim).map(|(r, _)| r.clone()).collect();
+    // One more player in one of its rooms, who records what it is told.
+    let told: Log = Arc::default();
+    tokio::spawn(watcher(hosts[0].endpoint(), "watch".into(), moved[0].clone(), told.clone()));
+    wait_for("the watching player is answered", || {
+        let ok = told.lock().unwrap().iter().any(|(_, s)| *s == Seen::Msg);
+        async move { ok }
+    })
+    .await;
 
     let url = format!("storage.url={:?}", store.url);
     let drain = tokio::task::spawn_blocking(move || {
@@ -383,6 +398,16 @@ async fn a_drained_host_hands_its_rooms_over_and_stops_with_no_answered_move_los
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert!(status.success(), "the drained host exits cleanly: {status}");
+    wait_for("the watching player is told", || {
+        let ok = told.lock().unwrap().last().is_some_and(|(_, s)| *s != Seen::Msg);
+        async move { ok }
+    })
+    .await;
+    let last = told.lock().unwrap().last().map(|(_, s)| format!("{s:?}"));
+    assert!(
+        last.as_deref().is_some_and(|s| s.contains("moved") && s.contains("draining")),
+        "its players are told the room moved: {last:?}"
+    );
     wait_for("the drained host's rooms have live owners again", || async {
         let now = owners(&pg).await;
         moved.iter().all(|r| now.get(r).is_some_and(|h| h != victim))
