@@ -22,51 +22,18 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use warden::commands::bots::{self, BotGame, BotsArgs};
 use warden::net::client::{self, Endpoint, Received};
-use warden::net::envelope::{ClientEnvelope, Format, ServerEnvelope};
+use warden::net::envelope::{ClientEnvelope, ServerEnvelope};
 use warden::storage::postgres::PgStore;
-use warden_tests::Serve;
+
+#[path = "../../tests/e2e/fleet_rig.rs"]
+mod fleet_rig;
+use fleet_rig::{Host, busiest, host, live, owners, wait_for};
 
 const SECRET: &str = "failover-bench-secret-0001";
 const ROOMS: usize = 6;
 const HOSTS: [&str; 3] = ["a", "b", "c"];
 /// How long a probe waits for an answer before it tries another host.
 const STALL: Duration = Duration::from_millis(1000);
-
-struct Host {
-    id: &'static str,
-    dir: tempfile::TempDir,
-    port: u16,
-    serve: Option<Serve>,
-}
-
-impl Host {
-    async fn start(&mut self, url: &str) {
-        let sets = [
-            format!("storage.url={url:?}"),
-            format!("auth.secret={SECRET:?}"),
-            format!("net.ws_addr=\"127.0.0.1:{}\"", self.port),
-            "fleet.enabled=true".into(),
-            format!("fleet.host_id={:?}", self.id),
-        ];
-        let args: Vec<String> = sets.into_iter().flat_map(|s| ["--set".to_string(), s]).collect();
-        let dir = self.dir.path().to_path_buf();
-        let serve = tokio::task::spawn_blocking(move || {
-            let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            Serve::start(&dir, &["arena"], &args)
-        })
-        .await
-        .unwrap();
-        self.serve = Some(serve);
-    }
-
-    fn pid(&self) -> String {
-        self.serve.as_ref().unwrap().child.id().to_string()
-    }
-
-    fn endpoint(&self) -> Endpoint {
-        Endpoint::Ws(format!("ws://127.0.0.1:{}/ws", self.port), Format::MsgPack)
-    }
-}
 
 fn signal(pid: &str, sig: &str) {
     assert!(std::process::Command::new("kill").args([sig, pid]).status().unwrap().success());
@@ -131,30 +98,6 @@ async fn probe(room: String, index: usize, endpoints: Vec<Endpoint>, seen: Arc<M
     }
 }
 
-async fn owners(pg: &PgStore) -> BTreeMap<String, String> {
-    let mut tx = pg.begin().await.unwrap();
-    let rows: Vec<(String, String)> = sqlx::query_as(
-        "SELECT o.room, o.host_id FROM room_owners o JOIN live_hosts h ON h.id = o.host_id AND h.incarnation = o.incarnation
-         WHERE o.game = 'arena' AND o.room LIKE 'probe-%'",
-    )
-    .fetch_all(&mut *tx)
-    .await
-    .unwrap();
-    rows.into_iter().collect()
-}
-
-async fn live(pg: &PgStore, id: &str) -> bool {
-    pg.hosts().await.unwrap().iter().any(|h| h.id == id && h.live)
-}
-
-async fn wait_for<F: std::future::Future<Output = bool>>(what: &str, mut done: impl FnMut() -> F) {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !done().await {
-        assert!(Instant::now() < deadline, "{what} within 120 s");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 fn quantiles(mut v: Vec<Duration>) -> String {
     v.sort();
     let q = |p: f64| v[((v.len() - 1) as f64 * p).round() as usize].as_secs_f64();
@@ -175,10 +118,9 @@ async fn main() {
     pg.execute("DROP SCHEMA public CASCADE").await.unwrap();
     pg.execute("CREATE SCHEMA public").await.unwrap();
     let pg = PgStore::open(&url).await.unwrap();
-    let port = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mut hosts: Vec<Host> = HOSTS.iter().map(|id| Host { id, dir: tempfile::tempdir().unwrap(), port: port(), serve: None }).collect();
+    let mut hosts: Vec<Host> = HOSTS.iter().map(|id| Host::new(id)).collect();
     for host in &mut hosts {
-        host.start(&url).await;
+        host.start(&url, SECRET, &[]).await;
     }
     for id in HOSTS {
         wait_for(&format!("{id} is live"), || live(&pg, id)).await;
@@ -208,18 +150,18 @@ async fn main() {
     for (i, seen) in probes.iter().enumerate() {
         tokio::spawn(probe(format!("probe-{i}"), i, endpoints.clone(), seen.clone(), stop.clone()));
     }
-    wait_for("every probe room is placed", || async { owners(&pg).await.len() == ROOMS }).await;
+    wait_for("every probe room is placed", || async { owners(&pg).await.keys().filter(|r| r.starts_with("probe-")).count() == ROOMS })
+        .await;
 
     let mut results: BTreeMap<&str, Vec<Duration>> = BTreeMap::new();
     for (kind, sig) in [("kill -9", "-KILL"), ("SIGSTOP", "-STOP")] {
         for trial in 0..trials {
             tokio::time::sleep(Duration::from_millis(1000)).await;
-            let before = owners(&pg).await;
-            let victim = *HOSTS.iter().max_by_key(|id| before.values().filter(|h| h == id).count()).unwrap();
-            let rooms: Vec<usize> =
-                before.iter().filter(|(_, h)| *h == victim).map(|(r, _)| r.trim_start_matches("probe-").parse().unwrap()).collect();
-            let host = hosts.iter_mut().find(|h| h.id == victim).unwrap();
-            let pid = host.pid();
+            let probed: BTreeMap<String, String> = owners(&pg).await.into_iter().filter(|(r, _)| r.starts_with("probe-")).collect();
+            let (victim, rooms) = busiest(&probed, &HOSTS);
+            let rooms: Vec<usize> = rooms.iter().map(|r| r.trim_start_matches("probe-").parse().unwrap()).collect();
+            let down = host(&mut hosts, victim);
+            let pid = down.pid();
             let stopped = Instant::now();
             signal(&pid, sig);
             for &room in &rooms {
@@ -235,10 +177,8 @@ async fn main() {
             if sig == "-STOP" {
                 signal(&pid, "-CONT");
             }
-            if let Some(mut serve) = host.serve.take() {
-                serve.kill();
-            }
-            host.start(&url).await;
+            down.kill();
+            down.start(&url, SECRET, &[]).await;
             wait_for(&format!("{victim} is back"), || live(&pg, victim)).await;
         }
     }

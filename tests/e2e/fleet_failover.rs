@@ -17,11 +17,12 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use warden::commands::bots::{self, BotGame, BotsArgs};
 use warden::net::client::{self, Endpoint};
-use warden::net::envelope::Format;
 use warden::storage::postgres::PgStore;
-use warden_tests::{Serve, TestStore};
+use warden_tests::TestStore;
 
+mod fleet_rig;
 mod shared;
+use fleet_rig::{Host, busiest, host, live, owners, wait_for};
 
 const SECRET: &str = "fleet-failover-secret-0001";
 const PLAYERS: usize = 24;
@@ -30,89 +31,22 @@ const ROOMS: usize = PLAYERS / ROOM_SIZE;
 const KILLS: usize = 10;
 const HOSTS: [&str; 3] = ["a", "b", "c"];
 
-/// A host of the fleet: its directory, its fixed WebSocket port (a restarted host is found where it was),
-/// and the running process.
-struct Host {
-    id: &'static str,
-    dir: tempfile::TempDir,
-    port: u16,
-    serve: Option<Serve>,
+/// This test's settings, over the rig's: generous lease times (a loaded machine's delays must not lapse a
+/// lease nothing cut; a host that dies is seen dead by its closed session, not by its lease running
+/// out), and checkpoints that come and go during the test (rooms resume from checkpoint + journal).
+const SETTINGS: [&str; 4] =
+    ["fleet.heartbeat_ms=250", "fleet.lease_ms=6000", "fleet.lease_margin_ms=2000", "rooms.checkpoint_every_ms=1000"];
+
+async fn start(host: &mut Host, url: &str) {
+    host.start(url, SECRET, &SETTINGS).await;
 }
 
-impl Host {
-    fn args(&self, url: &str) -> Vec<String> {
-        let sets = [
-            format!("storage.url={url:?}"),
-            format!("auth.secret={SECRET:?}"),
-            format!("net.ws_addr=\"127.0.0.1:{}\"", self.port),
-            "fleet.enabled=true".into(),
-            format!("fleet.host_id={:?}", self.id),
-            // Generous times: a loaded machine's delays must not lapse a lease nothing cut. A host that
-            // dies is seen dead by its closed session, not by its lease running out.
-            "fleet.heartbeat_ms=250".into(),
-            "fleet.lease_ms=6000".into(),
-            "fleet.lease_margin_ms=2000".into(),
-            // Checkpoints come and go during the test: rooms resume from checkpoint + journal.
-            "rooms.checkpoint_every_ms=1000".into(),
-        ];
-        sets.into_iter().flat_map(|s| ["--set".to_string(), s]).collect()
-    }
-
-    async fn start(&mut self, url: &str) {
-        let (dir, args) = (self.dir.path().to_path_buf(), self.args(url));
-        let serve = tokio::task::spawn_blocking(move || {
-            let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            Serve::start(&dir, &["arena"], &args)
-        })
-        .await
-        .unwrap();
-        self.serve = Some(serve);
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut serve) = self.serve.take() {
-            serve.kill();
-        }
-    }
-
-    fn endpoint(&self) -> Endpoint {
-        Endpoint::Ws(format!("ws://127.0.0.1:{}/ws", self.port), Format::MsgPack)
-    }
-
-    fn admin(&self) -> warden::admin::Client {
-        let token = std::fs::read_to_string(self.dir.path().join("admin.token")).unwrap().trim().to_string();
-        warden::admin::Client::new(self.serve.as_ref().expect("running").admin, token)
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// Each room's live owner (by host id), as the database has it.
-async fn owners(pg: &PgStore) -> BTreeMap<String, String> {
-    let mut tx = pg.begin().await.unwrap();
-    let rows: Vec<(String, String)> = sqlx::query_as(
-        "SELECT o.room, o.host_id FROM room_owners o JOIN live_hosts h ON h.id = o.host_id AND h.incarnation = o.incarnation
-         WHERE o.game = 'arena'",
-    )
-    .fetch_all(&mut *tx)
-    .await
-    .unwrap();
-    rows.into_iter().collect()
-}
-
-async fn live(pg: &PgStore, id: &str) -> bool {
-    pg.hosts().await.unwrap().iter().any(|h| h.id == id && h.live)
-}
-
-/// Waits (up to 60 s) until `done` holds.
-async fn wait_for<F: std::future::Future<Output = bool>>(what: &str, mut done: impl FnMut() -> F) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !done().await {
-        assert!(Instant::now() < deadline, "{what} within 60 s");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+/// `warden bots` playing the fleet: PLAYERS players starting on each host in turn, until `stop`.
+fn play(hosts: &[Host], stop: &CancellationToken) -> tokio::task::JoinHandle<Result<bots::Report, impl std::fmt::Debug + Send + use<>>> {
+    let args =
+        BotsArgs::new(BotGame::Arena, PLAYERS, ROOM_SIZE, 5.0, 600.0, "failover").fleet(vec![hosts[1].endpoint(), hosts[2].endpoint()]);
+    let (stop, endpoint) = (stop.clone(), hosts[0].endpoint());
+    tokio::spawn(async move { bots::drive_until(&args, endpoint, Some(SECRET.as_bytes().to_vec()), stop).await })
 }
 
 /// Every player's (moves, last move applied) in arena room `room`, dumped from the host that runs it
@@ -157,22 +91,16 @@ async fn check_rooms(pg: &PgStore, hosts: &[Host], sent: &BTreeMap<String, u64>,
 async fn killing_hosts_under_bot_load_loses_no_answered_move_and_applies_none_twice() {
     let Some(store) = TestStore::postgres("fleet_failover").await else { return };
     let pg = PgStore::open(&store.url).await.unwrap();
-    let mut hosts: Vec<Host> =
-        HOSTS.iter().map(|id| Host { id, dir: tempfile::tempdir().unwrap(), port: free_port(), serve: None }).collect();
+    let mut hosts: Vec<Host> = HOSTS.iter().map(|id| Host::new(id)).collect();
     for host in &mut hosts {
-        host.start(&store.url).await;
+        start(host, &store.url).await;
     }
     for id in HOSTS {
         wait_for(&format!("host {id} is live"), || live(&pg, id)).await;
     }
 
     let stop = CancellationToken::new();
-    let args =
-        BotsArgs::new(BotGame::Arena, PLAYERS, ROOM_SIZE, 5.0, 600.0, "failover").fleet(vec![hosts[1].endpoint(), hosts[2].endpoint()]);
-    let driver = tokio::spawn({
-        let (stop, endpoint) = (stop.clone(), hosts[0].endpoint());
-        async move { bots::drive_until(&args, endpoint, Some(SECRET.as_bytes().to_vec()), stop).await }
-    });
+    let driver = play(&hosts, &stop);
     wait_for("every room is placed", || async { owners(&pg).await.len() == ROOMS }).await;
 
     let mut failovers = Vec::new();
@@ -180,11 +108,10 @@ async fn killing_hosts_under_bot_load_loses_no_answered_move_and_applies_none_tw
         // Let play go on, then kill the host that runs the most rooms.
         tokio::time::sleep(Duration::from_millis(1500)).await;
         let before = owners(&pg).await;
-        let victim = *HOSTS.iter().max_by_key(|id| before.values().filter(|h| h == id).count()).unwrap();
-        let moved: Vec<String> = before.iter().filter(|(_, h)| *h == victim).map(|(r, _)| r.clone()).collect();
-        let host = hosts.iter_mut().find(|h| h.id == victim).unwrap();
+        let (victim, moved) = busiest(&before, &HOSTS);
+        let down = host(&mut hosts, victim);
         let killed_at = Instant::now();
-        host.kill();
+        down.kill();
         // Every room it ran gets a live owner again (the bots' joins place them, or the live hosts'
         // scans take them over), on another host.
         wait_for(&format!("kill {kill}: the rooms of {victim} have live owners again"), || async {
@@ -193,7 +120,7 @@ async fn killing_hosts_under_bot_load_loses_no_answered_move_and_applies_none_tw
         })
         .await;
         failovers.push(killed_at.elapsed());
-        host.start(&store.url).await;
+        start(down, &store.url).await;
         wait_for(&format!("kill {kill}: {victim} is back"), || live(&pg, victim)).await;
     }
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -225,7 +152,7 @@ async fn killing_hosts_under_bot_load_loses_no_answered_move_and_applies_none_tw
     for host in &mut hosts {
         host.kill();
     }
-    hosts[0].start(&store.url).await;
+    start(&mut hosts[0], &store.url).await;
     check_rooms(&pg, &hosts, &report.moves, "from the store").await;
 }
 
@@ -288,10 +215,9 @@ async fn watcher(endpoint: Endpoint, player: String, room: String, log: Log) {
 async fn a_host_paused_for_ten_seconds_sends_nothing_after_its_rooms_were_taken_over() {
     let Some(store) = TestStore::postgres("fleet_paused").await else { return };
     let pg = PgStore::open(&store.url).await.unwrap();
-    let mut hosts: Vec<Host> =
-        ["a", "b"].iter().map(|id| Host { id, dir: tempfile::tempdir().unwrap(), port: free_port(), serve: None }).collect();
+    let mut hosts: Vec<Host> = ["a", "b"].iter().map(|id| Host::new(id)).collect();
     // a alone first: the players' rooms open there.
-    hosts[0].start(&store.url).await;
+    start(&mut hosts[0], &store.url).await;
     wait_for("a is live", || live(&pg, "a")).await;
     let logs: Vec<Log> = (0..4).map(|_| Arc::default()).collect();
     let a = hosts[0].serve.as_ref().unwrap();
@@ -305,10 +231,10 @@ async fn a_host_paused_for_ten_seconds_sends_nothing_after_its_rooms_were_taken_
         async move { ok }
     })
     .await;
-    hosts[1].start(&store.url).await;
+    start(&mut hosts[1], &store.url).await;
     wait_for("b is live", || live(&pg, "b")).await;
 
-    let pid = hosts[0].serve.as_ref().unwrap().child.id().to_string();
+    let pid = hosts[0].pid();
     assert!(std::process::Command::new("kill").args(["-STOP", &pid]).status().unwrap().success());
     let paused = Instant::now();
     wait_for("b takes the paused host's rooms over", || async {
@@ -351,23 +277,16 @@ async fn a_host_paused_for_ten_seconds_sends_nothing_after_its_rooms_were_taken_
 async fn a_drained_host_hands_its_rooms_over_and_stops_with_no_answered_move_lost() {
     let Some(store) = TestStore::postgres("fleet_drain").await else { return };
     let pg = PgStore::open(&store.url).await.unwrap();
-    let mut hosts: Vec<Host> =
-        HOSTS.iter().map(|id| Host { id, dir: tempfile::tempdir().unwrap(), port: free_port(), serve: None }).collect();
+    let mut hosts: Vec<Host> = HOSTS.iter().map(|id| Host::new(id)).collect();
     for host in &mut hosts {
-        host.start(&store.url).await;
+        start(host, &store.url).await;
     }
     let stop = CancellationToken::new();
-    let args =
-        BotsArgs::new(BotGame::Arena, PLAYERS, ROOM_SIZE, 5.0, 600.0, "failover").fleet(vec![hosts[1].endpoint(), hosts[2].endpoint()]);
-    let driver = tokio::spawn({
-        let (stop, endpoint) = (stop.clone(), hosts[0].endpoint());
-        async move { bots::drive_until(&args, endpoint, Some(SECRET.as_bytes().to_vec()), stop).await }
-    });
+    let driver = play(&hosts, &stop);
     wait_for("every room is placed", || async { owners(&pg).await.len() == ROOMS }).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let before = owners(&pg).await;
-    let victim = *HOSTS.iter().max_by_key(|id| before.values().filter(|h| h == id).count()).unwrap();
-    let moved: Vec<String> = before.iter().filter(|(_, h)| *h == victim).map(|(r, _)| r.clone()).collect();
+    let (victim, moved) = busiest(&before, &HOSTS);
     // One more player in one of its rooms, who records what it is told.
     let told: Log = Arc::default();
     tokio::spawn(watcher(hosts[0].endpoint(), "watch".into(), moved[0].clone(), told.clone()));
@@ -387,8 +306,7 @@ async fn a_drained_host_hands_its_rooms_over_and_stops_with_no_answered_move_los
     assert!(drain.status.success(), "warden drain: {said}{}", String::from_utf8_lossy(&drain.stderr));
     assert!(said.contains("left the fleet"), "{said}");
     // The host exits by itself, cleanly.
-    let host = hosts.iter_mut().find(|h| h.id == victim).unwrap();
-    let mut serve = host.serve.take().unwrap();
+    let mut serve = host(&mut hosts, victim).serve.take().unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     let status = loop {
         if let Some(status) = serve.child.try_wait().unwrap() {
