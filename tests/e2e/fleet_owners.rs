@@ -43,6 +43,18 @@ async fn register(pg: &PgStore, id: &str, addresses: &str) -> (HostSession, i64)
     (session, incarnation)
 }
 
+/// Waits (up to 30 s, well within the tests' 60 s leases) until host `id` is not live: its session
+/// closed, and PostgreSQL noticed.
+async fn until_dead(pg: &PgStore, id: &str) {
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while pg.hosts().await.unwrap().iter().any(|h| h.id == id && h.live) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("host {id}, whose session closed, is dead well before its lease ends"));
+}
+
 async fn claim(pg: &PgStore, room: &str, host: &str, incarnation: i64) -> Claim {
     pg.claim_room("g", room, host, incarnation).await.unwrap()
 }
@@ -136,13 +148,7 @@ async fn a_host_whose_session_ended_is_dead_at_once_and_its_rooms_are_taken_over
     drop(a);
     // Its lease has 60 s left, but its session is gone (PostgreSQL notices the closed connection at once;
     // the test waits for it, not for the lease).
-    tokio::time::timeout(Duration::from_secs(30), async {
-        while pg.hosts().await.unwrap().iter().any(|h| h.id == "a" && h.live) {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await
-    .expect("a host whose session closed is dead well before its lease ends");
+    until_dead(&pg, "a").await;
     let a = pg.hosts().await.unwrap().into_iter().find(|h| h.id == "a").unwrap();
     assert!(a.lease_left_ms > 30_000, "judged by its session, not its lease: {a:?}");
     assert!(matches!(claim(&pg, "r0", "b", b1).await, Claim::Owned { .. }), "b takes a's room over");
@@ -183,12 +189,6 @@ async fn new_rooms_go_to_the_least_loaded_live_host_with_the_game() {
 
     // b dies: its room r1 is placed anew, on a live host.
     drop(b);
-    tokio::time::timeout(Duration::from_secs(30), async {
-        while pg.hosts().await.unwrap().iter().any(|h| h.id == "b" && h.live) {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await
-    .expect("b is dead once its session is gone");
+    until_dead(&pg, "b").await;
     assert_eq!(pg.place_room("g", "r1", "a", a1).await.unwrap(), Placed::Here, "a dead owner's room is placed on a live host");
 }
