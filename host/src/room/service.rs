@@ -159,13 +159,18 @@ impl super::Rooms {
         self.0.service.refusing()
     }
 
+    /// Whether room `room` of `game` is open here.
+    fn is_open(&self, game: &str, room: &str) -> bool {
+        let key = (game.to_string(), room.to_string());
+        self.0.rooms.lock().unwrap().get(&key).is_some_and(|(handle, _)| !handle.tx.is_closed())
+    }
+
     /// Opens room `room` of `game` if it is not open (it resumes from the store, claiming it first in a
     /// fleet); true if it was started now. `Err` says why rooms are not served, or that the game is not
     /// loaded here.
     pub fn open_room(&self, game: &str, room: &str) -> Result<bool, String> {
         let entry = self.game(game).ok_or_else(|| format!("game {game} is not loaded on this host"))?;
-        let key = (game.to_string(), room.to_string());
-        if self.0.rooms.lock().unwrap().get(&key).is_some_and(|(handle, _)| !handle.tx.is_closed()) {
+        if self.is_open(game, room) {
             return Ok(false);
         }
         self.get_or_create(game, room, &entry)?;
@@ -178,8 +183,7 @@ impl super::Rooms {
     pub(super) async fn place(&self, game: &str, room: &str) -> Result<(), JoinError> {
         use crate::storage::placement::Placed;
         let Some(owner) = self.0.service.owner() else { return Ok(()) };
-        let key = (game.to_string(), room.to_string());
-        if self.0.rooms.lock().unwrap().get(&key).is_some_and(|(handle, _)| !handle.tx.is_closed()) {
+        if self.is_open(game, room) {
             return Ok(());
         }
         // A store that does not answer (cut off) must not hold the player's join for long.
