@@ -73,6 +73,12 @@ impl Server {
         }
         rooms.attach(store.clone(), config.crash_dir(), config.crashes.max_bytes);
         let deployer = Arc::new(Deployer::new(runtime.clone(), store.clone(), rooms.clone(), &config)?);
+        if config.fleet.enabled
+            && let Store::Postgres(pg) = &store
+        {
+            // One registry for the fleet: versions this host has no file of come from the fleet's artifacts.
+            deployer.join_fleet(pg.clone(), config.fleet.host_id().map_err(anyhow::Error::msg)?);
+        }
         deployer.boot().await?;
         if rooms.games().is_empty() {
             tracing::warn!("no plugin is serving from {}: joins are refused until one is deployed", config.plugin_dir.display());
@@ -87,6 +93,15 @@ impl Server {
             // In a fleet, rooms are served only under the lease; the open rooms resume once it is held.
             true => {
                 let (lease, member, seats) = join_fleet(&config, &store, &rooms, ws_addr, (deploy_stop.clone(), drained.clone())).await?;
+                // Follows the fleet's registry, and runs its rollouts while it holds the rollout lease.
+                let watch = lease.watch();
+                let incarnation = move || match &*watch.borrow() {
+                    crate::fleet::lease::LeaseState::Serving { incarnation, .. } => Some(*incarnation),
+                    _ => None,
+                };
+                let t = config.fleet.times();
+                let times = crate::deploy::fleet::LeaderTimes { heartbeat: t.heartbeat, lease: t.lease, margin: t.margin };
+                tokio::spawn(deployer.clone().follow_fleet(incarnation, times, deploy_stop.clone()));
                 (Some((lease, member)), Some(seats))
             }
             false => {

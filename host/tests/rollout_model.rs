@@ -333,7 +333,7 @@ impl World {
         if !path.exists() {
             drop_version(&self.plugins, PLUGIN, PLUGIN, &version.to_string());
         }
-        self.host().deployer.run(&Candidate { path, seen_at: Instant::now() }, false).await.map(|_| ()).map_err(|r| r.kind())
+        self.host().deployer.run(&Candidate::file(path, Instant::now()), false).await.map(|_| ()).map_err(|r| r.kind())
     }
 
     /// The room's listing, once it has caught up with its target version and shows `players`.

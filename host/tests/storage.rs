@@ -1,7 +1,9 @@
 //! The store's contract, on every backend: SQLite always, PostgreSQL when `WARDEN_TEST_DATABASE_URL`
 //! names a server (each test in a database of its own). One body per test, run against each.
 
-use warden::storage::{Checkpoint, JournalRow, RoomCommit, RoomWrite, SaveWrite, Store, Transition, VersionRecord, VersionState};
+use warden::storage::{
+    AuditWrite, Checkpoint, Expect, JournalRow, RoomCommit, RoomWrite, SaveWrite, Store, Transition, VersionRecord, VersionState,
+};
 use warden_tests::TestStore;
 
 /// Runs `body` against a fresh store of every backend.
@@ -161,6 +163,56 @@ async fn registry_floors_switches_audit_and_checkpoints() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_several_hosts_take_at_once_is_written_once_with_its_audit_entry() {
+    // Hosts of a fleet that see the same breach each try to mark the version bad, at once: the
+    // registry takes one of the steps (and its audit entry), and tells the others it was taken.
+    on_every_backend!("a_step_several_hosts_take_at_once", |s, backend| {
+        let v = |version: &str, state| VersionRecord { plugin: "arena".into(), version: version.into(), state, sha256: "00".into() };
+        let set = |rs: Vec<VersionRecord>| Transition { versions: rs, ..Transition::default() };
+        let rollback = Transition {
+            versions: vec![v("2.0.0", VersionState::Bad), v("1.0.0", VersionState::Active)],
+            expect: Some(Expect {
+                version: "2.0.0".into(),
+                states: vec![VersionState::Canary, VersionState::Probation, VersionState::Active],
+            }),
+            audit: Some(AuditWrite {
+                actor: "health".into(),
+                action: "rollback".into(),
+                version: Some("2.0.0".into()),
+                detail: "breach".into(),
+            }),
+            ..Transition::default()
+        };
+        // Ten rounds of eight at once: a race that goes one way by luck goes the other way in some round.
+        for round in 0..10 {
+            s.transition("arena", &set(vec![v("1.0.0", VersionState::Stable), v("2.0.0", VersionState::Probation)])).await.unwrap();
+            let tries: Vec<_> = (0..8)
+                .map(|_| {
+                    let (s, t) = (s.clone(), rollback.clone());
+                    tokio::spawn(async move { s.transition("arena", &t).await.unwrap() })
+                })
+                .collect();
+            let mut taken = 0;
+            for t in tries {
+                taken += usize::from(t.await.unwrap());
+            }
+            assert_eq!(taken, 1, "{backend}, round {round}: one of eight concurrent rollbacks is taken");
+        }
+        let rollbacks = s.audit_log(100).await.unwrap().into_iter().filter(|e| e.action == "rollback").count();
+        assert_eq!(rollbacks, 10, "{backend}: one audit entry per step taken, in the step's transaction");
+        // A new version is registered once: a second registration finds it there, and writes nothing.
+        let register = Transition {
+            expect: Some(Expect { version: "3.0.0".into(), states: Vec::new() }),
+            ..set(vec![v("3.0.0", VersionState::Probation)])
+        };
+        assert!(s.transition("arena", &register).await.unwrap(), "{backend}");
+        let again = Transition { versions: vec![v("3.0.0", VersionState::Canary)], ..register.clone() };
+        assert!(!s.transition("arena", &again).await.unwrap(), "{backend}");
+        assert!(s.versions("arena").await.unwrap().iter().any(|r| r.version == "3.0.0" && r.state == VersionState::Probation), "{backend}");
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_room_commit_keeps_a_checkpoint_and_exactly_the_journal_after_it() {
     on_every_backend!("a_room_commit_keeps_a_checkpoint", |s, backend| {
         let commit = |writes: Vec<RoomWrite>| RoomCommit::fold(writes);
@@ -212,7 +264,10 @@ async fn migrate_copies_everything_between_backends_and_refuses_a_non_empty_targ
     source.write_saves(&[save("ann", &vec![8u8; 5_000])]).await.unwrap();
     let v = VersionRecord { plugin: "arena".into(), version: "1.0.0".into(), state: VersionState::Active, sha256: "ab".into() };
     source
-        .transition("arena", &Transition { versions: vec![v], floor: Some(("arena".into(), semver::Version::new(1, 0, 0))), rollout: None })
+        .transition(
+            "arena",
+            &Transition { versions: vec![v], floor: Some(("arena".into(), semver::Version::new(1, 0, 0))), ..Transition::default() },
+        )
         .await
         .unwrap();
     source.set_switch("arena", "joins", false, "ops", "maintenance").await.unwrap();

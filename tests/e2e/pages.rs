@@ -192,6 +192,7 @@ async fn the_player_page_joins_arena_and_a_key_press_moves_the_player() {
 
 /// In a fleet, the player page on host a joins a room placed on host b: the reference client follows the
 /// `redirect` to b with its seat token, and the room runs there (PostgreSQL: `WARDEN_TEST_DATABASE_URL`).
+/// Then host a's operator page shows the fleet.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_player_page_follows_a_redirect_to_the_host_that_runs_its_room() {
     let Some(store) = warden_tests::TestStore::postgres("pages_fleet_redirect").await else { return };
@@ -229,6 +230,30 @@ async fn the_player_page_follows_a_redirect_to_the_host_that_runs_its_room() {
     assert!(rooms.iter().any(|r| r.game == "arena" && r.room == "on-b"), "the page's room runs on b: {rooms:?}");
     page.find(Locator::Css("#grid")).await.unwrap().send_keys("\u{E014}").await.unwrap(); // ArrowRight
     page.wait().at_most(WAIT).for_element(Locator::Css("body[data-moved='1']")).await.unwrap();
+
+    // The operator page of host a shows the fleet: both hosts live, the versions each has ready, the host
+    // that runs the rollouts, and the rooms summed across the hosts (on-a on a, on-b on b).
+    let token_a = std::fs::read_to_string(dir_a.path().join("admin.token")).unwrap().trim().to_string();
+    page.goto(&format!("http://{}/", a.admin)).await.unwrap();
+    page.wait().at_most(WAIT).for_element(Locator::Css("#token")).await.unwrap().send_keys(&token_a).await.unwrap();
+    page.find(Locator::Css("#login-ok")).await.unwrap().click().await.unwrap();
+    for host in ["a", "b"] {
+        let row = page
+            .wait()
+            .at_most(WAIT)
+            .for_element(Locator::XPath(&format!("//tr[@data-host='{host}'][contains(., 'arena 0.2.0')]")))
+            .await
+            .unwrap();
+        let text = row.text().await.unwrap();
+        assert!(text.contains("live"), "host {host} in the page's fleet table: {text}");
+    }
+    let summary = page.find(Locator::Css("#fleet-summary")).await.unwrap().text().await.unwrap();
+    assert!(summary.contains("Answered by host a") && summary.contains("rollouts run by host"), "{summary}");
+    page.wait()
+        .at_most(WAIT)
+        .for_element(Locator::XPath("//div[@data-plugin='arena']//tr[@data-version='0.2.0']/td[4][.='2']"))
+        .await
+        .unwrap();
     page.close().await.unwrap();
     drop((a, b));
 }

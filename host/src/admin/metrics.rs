@@ -509,7 +509,7 @@ impl Scrape {
         )?;
         out.counter(
             "rollbacks",
-            "Versions rolled back, per plugin and reason (operator, swap_failed, error_rate, trap_storm, failed_restore, escalation, latency).",
+            "Versions rolled back, per plugin and reason (operator, swap_failed, error_rate, trap_storm, failed_restore, escalation, latency; fleet: another host of the fleet marked it bad).",
             d.rolled_back.iter().map(|((p, r), n)| (labels([("plugin", p), ("reason", r)]), *n)),
         )?;
         out.counter(

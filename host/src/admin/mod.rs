@@ -16,7 +16,7 @@
 //! - `GET /admin/log`: the log filter ([`crate::logs::LogStatus`]); `POST /admin/log`
 //!   `{"filter": "warden=debug", "for_ms": 600000?}` replaces it (for a while).
 //! - `GET /admin/rules`: the threshold rules and their firings; `PUT /admin/rules` `[rule, ...]` replaces
-//!   them until the next restart ([`crate::rules`]); `GET /admin/alerts`: the last firings, newest first.
+//!   them until the next restart ([`crate::rules`]; in a fleet, on every host and for good); `GET /admin/alerts`: the last firings, newest first.
 //! - `POST /plugins/{name}/switch` `{"switch": "feature:chat" | "joins", "on": false}`: a runtime switch
 //!   ([`crate::deploy::switches`]).
 
@@ -210,13 +210,19 @@ async fn list_rules(State(state): State<AppState>, headers: HeaderMap) -> Reply<
 async fn set_rules(State(state): State<AppState>, headers: HeaderMap, Json(rules): Json<Vec<crate::rules::Rule>>) -> Reply<Outcome> {
     authorize(&state, &headers)?;
     let names: Vec<String> = rules.iter().map(|r| r.name.clone()).collect();
-    let set = crate::rules::RuleSet::new(rules).map_err(failed)?;
+    let set = crate::rules::RuleSet::new(rules.clone()).map_err(failed)?;
+    // In a fleet, stored for every host (each applies them from the registry's event).
+    let fleet = state.deployer.share_rules(&rules, "admin").await.map_err(failed)?;
     state.rooms.rules().replace(set);
     let detail = format!("{} rule(s) in force: {}", names.len(), names.join(", "));
     if let Err(e) = state.deployer.store().audit("admin", "rules", None, None, &detail).await {
         tracing::error!("failed to audit the rules' change ({detail}): {e:#}");
     }
-    Ok(Json(Outcome { message: format!("{detail} (until the next restart, which reads [[rules]] in warden.toml)") }))
+    let lasts = match fleet {
+        true => "on every host of the fleet, and on hosts that start later",
+        false => "until the next restart, which reads [[rules]] in warden.toml",
+    };
+    Ok(Json(Outcome { message: format!("{detail} ({lasts})") }))
 }
 
 async fn list_alerts(State(state): State<AppState>, headers: HeaderMap) -> Reply<Vec<crate::rules::Alert>> {

@@ -1,7 +1,10 @@
-//! `warden fleet`: the hosts of the fleet on the configured PostgreSQL, as its hosts table has them; and
+//! `warden fleet`: the hosts of the fleet on the configured PostgreSQL, as its hosts table has them, with
+//! the versions each has ready and the host running rollouts; and
 //! `warden drain HOST`: move a host's rooms to the other hosts, then stop it.
 
 use crate::commands::config_args::ConfigArgs;
+use crate::storage::fleet_deploy::HostVersion;
+use crate::storage::hosts::HostRecord;
 use crate::storage::{Store, redact};
 use anyhow::{Context as _, Result, bail};
 
@@ -33,27 +36,57 @@ pub fn run(args: FleetArgs) -> Result<()> {
     let config = args.config.load(Vec::new())?;
     let url = config.storage_url();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let hosts = runtime.block_on(async { fleet_store(&url).await?.1.hosts().await })?;
+    let (hosts, versions, leader) = runtime.block_on(async {
+        let pg = fleet_store(&url).await?.1;
+        anyhow::Ok((pg.hosts().await?, pg.host_versions().await?, pg.leader("rollout").await?))
+    })?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&hosts)?);
+        let json = serde_json::json!({ "hosts": hosts, "versions": versions, "rollout_leader": leader });
+        println!("{}", serde_json::to_string_pretty(&json)?);
         return Ok(());
     }
     if hosts.is_empty() {
         println!("no host has joined the fleet on {} (a host joins with fleet.enabled = true)", redact(&url));
         return Ok(());
     }
-    println!("{:<24} {:>11} {:<8} {:>12} {:>6}  {:<28} GAMES", "HOST", "INCARNATION", "STATE", "LEASE LEFT", "ROOMS", "ADDRESS");
-    for h in hosts {
-        // Not live with lease left: its database session ended (the process died).
-        let state = match (h.live, h.lease_left_ms > 0) {
-            (true, _) => "live",
-            (false, true) => "dead",
-            (false, false) => "expired",
-        };
+    println!("{:<24} {:>11} {:<8} {:>12} {:>6}  {:<28} READY", "HOST", "INCARNATION", "STATE", "LEASE LEFT", "ROOMS", "ADDRESS");
+    for h in &hosts {
+        let state = if h.draining && h.live { "draining" } else { state_of(h) };
         let left = format!("{:.1} s", h.lease_left_ms as f64 / 1000.0);
-        println!("{:<24} {:>11} {:<8} {:>12} {:>6}  {:<28} {}", h.id, h.incarnation, state, left, h.load, h.addresses, h.games.join(","));
+        println!(
+            "{:<24} {:>11} {:<8} {:>12} {:>6}  {:<28} {}",
+            h.id,
+            h.incarnation,
+            state,
+            left,
+            h.load,
+            h.addresses,
+            ready_on(&versions, &h.id)
+        );
     }
+    println!("rollouts run by host {} (the holder of the rollout lease)", leader.as_deref().unwrap_or("(none: no host is live)"));
     Ok(())
+}
+
+/// `live`, `dead` (its database session ended: the process died) or `expired` (its lease ran out).
+pub fn state_of(h: &HostRecord) -> &'static str {
+    match (h.live, h.lease_left_ms > 0) {
+        (true, _) => "live",
+        (false, true) => "dead",
+        (false, false) => "expired",
+    }
+}
+
+/// The versions host `host` has ready, by plugin (`arena 0.2.0 0.3.0; chat 1.0.0`), and those it could
+/// not make ready (`!0.3.1`).
+pub fn ready_on(versions: &[HostVersion], host: &str) -> String {
+    let mut by_plugin: std::collections::BTreeMap<&str, Vec<String>> = Default::default();
+    for v in versions.iter().filter(|v| v.host == host) {
+        let shown = if v.state == "ready" { v.version.clone() } else { format!("!{}", v.version) };
+        by_plugin.entry(&v.plugin).or_default().push(shown);
+    }
+    let shown: Vec<String> = by_plugin.into_iter().map(|(p, vs)| format!("{p} {}", vs.join(" "))).collect();
+    if shown.is_empty() { "-".into() } else { shown.join("; ") }
 }
 
 /// Arguments of `warden drain`.

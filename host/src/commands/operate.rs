@@ -145,6 +145,19 @@ pub fn render(status: &Status) -> String {
         }
     }
     let _ = writeln!(out, "(window figures over the health policy's window; * = rollout paused)");
+    if let Some(fleet) = &status.fleet {
+        let _ = writeln!(
+            out,
+            "fleet: answered by host {}; rollouts run by host {}; rooms and window figures summed across the live hosts",
+            fleet.this_host,
+            fleet.leader.as_deref().unwrap_or("(none yet)")
+        );
+        let _ = writeln!(out, "  {:<24} {:<8} {:>6}  READY", "HOST", "STATE", "ROOMS");
+        for h in &fleet.hosts {
+            let state = if h.draining && h.live { "draining" } else { super::fleet::state_of(h) };
+            let _ = writeln!(out, "  {:<24} {:<8} {:>6}  {}", h.id, state, h.load, super::fleet::ready_on(&fleet.versions, &h.id));
+        }
+    }
     if let Some(log) = &status.log {
         let _ = writeln!(out, "{}", crate::commands::steer::render_log(log));
     }

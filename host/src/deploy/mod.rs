@@ -8,6 +8,7 @@
 //! its next tick boundary. Every outcome is an audit entry. A room that cannot take the new version
 //! reports it, and the version is marked bad and rolled back everywhere it went.
 
+pub mod fleet;
 pub mod pipeline;
 mod rollout;
 pub mod sign;
@@ -22,7 +23,7 @@ use crate::config::{Config, DeployConfig, PluginConfig, RolloutConfig, Strategy}
 use crate::health::{Counts, Policy};
 use crate::room::{Canary, Rooms, Serving, SwapFailure};
 use crate::runtime::{CacheOutcome, Plugin, Runtime};
-use crate::storage::{Store, Transition, VersionRecord, VersionState};
+use crate::storage::{AuditWrite, Expect, Store, Transition, VersionRecord, VersionState};
 use anyhow::{Result, bail};
 use pipeline::Rejection;
 use sign::TrustedKey;
@@ -98,10 +99,20 @@ pub enum DeployEvent {
 /// A file handed to the deployer, with when its first event was seen.
 #[derive(Debug)]
 pub struct Candidate {
-    /// The `.wasm` file.
+    /// The `.wasm` file (for a pushed artifact, its name only).
     pub path: PathBuf,
     /// When the watcher first saw it (the start of "file event to live").
     pub seen_at: Instant,
+    /// A version pushed to the fleet (`warden push --fleet`): its bytes and signature come from here,
+    /// checked as a file's are, instead of from `path`.
+    pub pushed: Option<crate::storage::fleet_deploy::Artifact>,
+}
+
+impl Candidate {
+    /// The file at `path`, seen at `seen_at`.
+    pub fn file(path: PathBuf, seen_at: Instant) -> Candidate {
+        Candidate { path, seen_at, pushed: None }
+    }
 }
 
 /// Deploys plugin versions into [`Rooms`], recording each outcome in the store.
@@ -130,6 +141,8 @@ pub struct Deployer {
     /// rollback, promote and pause: an operator acting on what `warden status` (the registry) shows
     /// never meets the rollout state of before that write.
     operating: tokio::sync::Mutex<()>,
+    /// This host's place in a fleet ([`fleet`]), if it is in one.
+    fleet: std::sync::OnceLock<fleet::FleetLink>,
 }
 
 /// What `warden status` shows.
@@ -142,6 +155,10 @@ pub struct Status {
     /// The log filter (filled in by the admin endpoint).
     #[serde(default)]
     pub log: Option<crate::logs::LogStatus>,
+    /// The fleet, if this host is in one: then each version's rooms and window are summed across its
+    /// live hosts.
+    #[serde(default)]
+    pub fleet: Option<fleet::FleetStatus>,
 }
 
 /// One plugin in [`Status`].
@@ -207,6 +224,7 @@ impl Deployer {
             switching: tokio::sync::Mutex::new(()),
             stored_features: Mutex::new(HashMap::new()),
             operating: tokio::sync::Mutex::new(()),
+            fleet: std::sync::OnceLock::new(),
         })
     }
 
@@ -276,12 +294,22 @@ impl Deployer {
             let stored = self.store.rollout(&name).await?;
             if let Some(version) = &active {
                 match files.iter().find(|(v, _)| v == version) {
-                    Some((_, path)) => match self.run(&Candidate { path: path.clone(), seen_at: Instant::now() }, true).await {
+                    Some((_, path)) => match self.run(&Candidate::file(path.clone(), Instant::now()), true).await {
                         Ok(_) => {
                             self.resume_after_restart(&name, version, stored.as_ref(), newest(&[VersionState::Canary])).await;
                             continue;
                         }
                         Err(e) => tracing::error!(plugin = %name, %version, "the active version failed its checks at start: {e}"),
+                    },
+                    // In a fleet, another host's file: fetched from the fleet's artifacts and checked here.
+                    None if self.fleet().is_some() => match self.reconcile(&name).await {
+                        Ok(()) if self.rooms.game(&name).is_some() => continue,
+                        Ok(()) => {
+                            tracing::error!(plugin = %name, %version, "the fleet's artifacts have no file of the registry's active version")
+                        }
+                        Err(e) => {
+                            tracing::error!(plugin = %name, %version, "the registry's active version cannot be served from the fleet's artifacts: {e:#}")
+                        }
                     },
                     None => tracing::error!(
                         plugin = %name,
@@ -298,7 +326,7 @@ impl Deployer {
                 if active.as_ref().is_some_and(|a| version <= a) {
                     break;
                 }
-                if self.run(&Candidate { path: path.clone(), seen_at: Instant::now() }, false).await.is_ok() {
+                if self.run(&Candidate::file(path.clone(), Instant::now()), false).await.is_ok() {
                     break;
                 }
             }
@@ -366,10 +394,17 @@ impl Deployer {
         // Until the manifest is read, the audit entry names what the file name says.
         let claimed = pipeline::parse_file_name(&file_name).map(|(n, v)| (n, v.map(|v| v.to_string()).unwrap_or_default()));
         let (cap, trusted, dev) = (self.deploy.max_plugin_bytes, self.trusted.clone(), self.dev);
-        let checked = tokio::task::spawn_blocking(move || pipeline::read_and_verify(&path, cap, &trusted, dev))
-            .await
-            .expect("the check does not panic")
-            .map_err(|r| (claimed.clone(), r))?;
+        let pushed = candidate.pushed.clone();
+        let checked = tokio::task::spawn_blocking(move || match pushed {
+            Some(artifact) => {
+                let sha256 = artifact.sha256.clone();
+                fleet::verify_artifact(artifact, &sha256, (cap, &trusted, dev))
+            }
+            None => pipeline::read_and_verify(&path, cap, &trusted, dev),
+        })
+        .await
+        .expect("the check does not panic")
+        .map_err(|r| (claimed.clone(), r))?;
         let event_to_verified = candidate.seen_at.elapsed();
         let m = checked.manifest.clone();
         let fail = |r: Rejection| (Some((m.name.clone(), m.version.clone())), r);
@@ -404,21 +439,23 @@ impl Deployer {
         let rt = self.rt.clone();
         let config = init_config.clone();
         let started = Instant::now();
-        let (plugin, smoke) = tokio::task::spawn_blocking({
+        let (compiled, checked) = tokio::task::spawn_blocking({
             let current = current.clone();
-            move || pipeline::compile_and_smoke(&rt, &checked.bytes, current.as_deref(), &config)
+            move || (pipeline::compile_and_smoke(&rt, &checked.bytes, current.as_deref(), &config), checked)
         })
         .await
-        .expect("compiling does not panic")
-        .map_err(fail)?;
+        .expect("compiling does not panic");
+        let (plugin, smoke) = compiled.map_err(fail)?;
         let compile = started.elapsed() - smoke;
         let (cache, sha256) = (plugin.cache_outcome(), plugin.sha256().to_string());
         let plugin = Arc::new(plugin);
+        // The rest of a fleet fetches it from there once the registry names it.
+        self.share_artifact(&checked, &sha256).await.map_err(store_err)?;
 
         // Record, then roll out: the registry first (one transaction), then the rooms.
         let rollout = self.rollout_config(&m.name);
         let canary_rooms = match (&current, rollout.strategy) {
-            (Some(_), Strategy::Canary) if !restart => self.pick_canary(&m.name, rollout.canary_share),
+            (Some(_), Strategy::Canary) if !restart => self.pick_canary(&m.name, rollout.canary_share, self.fleet_rooms(&m.name).await),
             _ => Vec::new(),
         };
         let game = self.rooms.game(&m.name);
@@ -441,8 +478,6 @@ impl Deployer {
         };
         // A game added now starts with its stored switches (read before anything is written).
         let switches = if game.is_none() { self.starting_switches(&m.name).await.map_err(store_err)? } else { Default::default() };
-        let _operating = self.operating.lock().await;
-        self.store.transition(&m.name, &transition).await.map_err(store_err)?;
         let signer = checked.signed.as_ref().map_or_else(|| "UNSIGNED (dev mode)".to_string(), |s| format!("signed by key {}", s.key_id));
         let from = current.as_ref().map_or_else(|| "first version".to_string(), |p| format!("replacing {}", p.manifest().version));
         let how = match (&current, canary_rooms.len()) {
@@ -457,8 +492,27 @@ impl Deployer {
                 rollout.canary_ms, rollout.probation_ms
             ),
         };
-        let action = if restart { "restart" } else { "deploy" };
-        self.audit("deploy", action, Some(&m.name), Some(&m.version), &format!("{file_name} sha256={sha256} {signer}, {from}{how}")).await;
+        let mut transition = transition;
+        transition.audit = Some(AuditWrite {
+            actor: "deploy".into(),
+            action: if restart { "restart" } else { "deploy" }.into(),
+            version: Some(m.version.clone()),
+            detail: format!("{file_name} sha256={sha256} {signer}, {from}{how}"),
+        });
+        if !restart {
+            // A new version is registered once: in a fleet, two hosts may be handed the same file.
+            transition.expect = Some(Expect { version: m.version.clone(), states: Vec::new() });
+        }
+        let operating = self.operating.lock().await;
+        if !self.store.transition(&m.name, &transition).await.map_err(store_err)? {
+            drop(operating);
+            tracing::info!(plugin = %m.name, version = %m.version, "another host of the fleet registered this version first: following the registry");
+            self.served.lock().unwrap().entry(m.name.clone()).or_default().push(plugin.clone());
+            self.reconcile(&m.name).await.map_err(store_err)?;
+            self.report_ready(&plugin).await;
+            let timings = DeployTimings { event_to_verified, compile, cache, smoke, event_to_active: candidate.seen_at.elapsed() };
+            return Ok((plugin, timings));
+        }
         let phase = match &game {
             Some(game) if !first => {
                 game.health(&m.version).clear_window();
@@ -486,7 +540,9 @@ impl Deployer {
         };
         tracing::debug!(plugin = %m.name, version = %m.version, ?phase, canary_rooms = canary_rooms.len(), "rolling out");
         self.served.lock().unwrap().entry(m.name.clone()).or_default().push(plugin.clone());
+        drop(operating);
         let timings = DeployTimings { event_to_verified, compile, cache, smoke, event_to_active: candidate.seen_at.elapsed() };
+        self.report_ready(&plugin).await;
         Ok((plugin, timings))
     }
 
@@ -512,6 +568,7 @@ impl Deployer {
 
     /// Every plugin's versions, rollout phase, health and rooms, and the last rollbacks.
     pub async fn status(&self) -> Result<Status> {
+        let sums = self.fleet_sums().await?;
         let mut plugins = Vec::new();
         for name in self.rooms.games() {
             let Some(game) = self.rooms.game(&name) else { continue };
@@ -520,10 +577,15 @@ impl Deployer {
             let mut versions = Vec::new();
             for record in self.store.versions(&name).await? {
                 let h = game.health(&record.version);
-                let (window, total) = (h.window(), h.total());
+                let (mut window, total) = (h.window(), h.total());
+                let mut rooms = rooms.get(&record.version).copied().unwrap_or(0);
+                if let Some(sums) = &sums {
+                    let sum = sums.get(&(name.clone(), record.version.clone())).cloned().unwrap_or_default();
+                    (window, rooms) = (sum.counts, sum.rooms as usize);
+                }
                 let phase = rollout.as_ref().filter(|r| r.version.manifest().version == record.version).map(|r| r.phase);
                 versions.push(VersionStatus {
-                    rooms: rooms.get(&record.version).copied().unwrap_or(0),
+                    rooms,
                     p99_us: window.p99_us(),
                     error_rate: window.error_rate(),
                     window,
@@ -539,7 +601,7 @@ impl Deployer {
             plugins.push(PluginStatus { name, versions, switches });
         }
         let rollbacks = self.store.audit_log(200).await?.into_iter().filter(|e| e.action == "rollback").take(5).collect();
-        Ok(Status { plugins, rollbacks, log: None })
+        Ok(Status { plugins, rollbacks, log: None, fleet: self.fleet_status().await? })
     }
 
     /// Watches the plugin directory (unless `deploy.watch` is off) and deploys what settles in it, and
@@ -579,7 +641,7 @@ impl Deployer {
                                     tokio::select! {
                                         _ = stop.cancelled() => {}
                                         _ = tokio::time::sleep(wait) => {
-                                            let _ = tx.send(Candidate { path: candidate.path, seen_at: Instant::now() }).await;
+                                            let _ = tx.send(Candidate::file(candidate.path, Instant::now())).await;
                                         }
                                     }
                                 });

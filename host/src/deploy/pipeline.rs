@@ -134,6 +134,8 @@ pub struct CheckedFile {
     pub manifest: Manifest,
     /// The signature, if signed (only `dev` admits unsigned files).
     pub signed: Option<Verified>,
+    /// The signature's text, as read (stored with the file for the rest of a fleet).
+    pub signature: Option<String>,
     /// Time spent reading and verifying.
     pub verify_time: Duration,
 }
@@ -149,21 +151,40 @@ pub fn read_and_verify(path: &Path, cap: u64, trusted: &[TrustedKey], allow_unsi
         return Err(Rejection::TooLarge { size, cap });
     }
     let bytes = std::fs::read(path).map_err(|e| Rejection::Unreadable(e.to_string()))?;
+    let sig_path = sign::signature_path(path);
+    let signature = match std::fs::read_to_string(&sig_path) {
+        Ok(text) => Some(text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(Rejection::Unreadable(format!("{}: {e}", sig_path.display()))),
+    };
+    let sig_name = sig_path.file_name().unwrap_or_default().to_string_lossy().into_owned();
+    let mut checked = verify(&file_name, bytes, signature, (cap, trusted, allow_unsigned), &sig_name)?;
+    checked.verify_time = started.elapsed();
+    Ok(checked)
+}
+
+/// The checks of [`read_and_verify`] on bytes and signature text already read (from a file, or from the
+/// fleet's artifacts): the cap, the signature against `trusted` (none accepted only if
+/// `allow_unsigned`; `sig_name` names the missing signature), and the names against `file_name`.
+pub fn verify(
+    file_name: &str,
+    bytes: Vec<u8>,
+    signature: Option<String>,
+    (cap, trusted, allow_unsigned): (u64, &[TrustedKey], bool),
+    sig_name: &str,
+) -> Result<CheckedFile, Rejection> {
+    let started = Instant::now();
     if bytes.len() as u64 > cap {
         return Err(Rejection::TooLarge { size: bytes.len() as u64, cap });
     }
-    let sig_path = sign::signature_path(path);
-    let signed = match std::fs::read_to_string(&sig_path) {
-        Ok(text) => Some(sign::verify(&bytes, &text, trusted)?),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && allow_unsigned => None,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(Rejection::Unsigned(sig_path.file_name().unwrap_or_default().to_string_lossy().into_owned()));
-        }
-        Err(e) => return Err(Rejection::Unreadable(format!("{}: {e}", sig_path.display()))),
+    let signed = match &signature {
+        Some(text) => Some(sign::verify(&bytes, text, trusted)?),
+        None if allow_unsigned => None,
+        None => return Err(Rejection::Unsigned(sig_name.to_string())),
     };
     let manifest = manifest::read(&bytes)?;
-    check_names(&file_name, signed.as_ref(), &manifest)?;
-    Ok(CheckedFile { bytes, manifest, signed, verify_time: started.elapsed() })
+    check_names(file_name, signed.as_ref(), &manifest)?;
+    Ok(CheckedFile { bytes, manifest, signed, signature, verify_time: started.elapsed() })
 }
 
 /// File name, trusted comment and manifest must name the same plugin and version.

@@ -12,7 +12,7 @@
 //! finished its trial and is not bad. It is what a rollback of V goes back to, in every path.
 
 use super::*;
-use crate::storage::{RolloutRecord, Transition};
+use crate::storage::{AuditWrite, Expect, RolloutRecord, Transition};
 
 /// Where a version is in its rollout.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -138,10 +138,15 @@ fn record_as(records: &[VersionRecord], version: &str, state: VersionState) -> O
 impl Deployer {
     /// The canary rooms: `share` of the game's open rooms that have players (at least one), chosen by a
     /// hash of their id. Empty rooms give a canary no evidence, so they are never chosen; with no room
-    /// occupied there is no canary.
-    pub(super) fn pick_canary(&self, game: &str, share: f64) -> Vec<String> {
+    /// occupied there is no canary. In a fleet, `elsewhere` are the rooms the other hosts run (open
+    /// rooms; an open room has players or had them within its grace period).
+    pub(super) fn pick_canary(&self, game: &str, share: f64, elsewhere: Vec<String>) -> Vec<String> {
         let mut rooms: Vec<String> =
             self.rooms.list().into_iter().filter(|r| r.game == game && r.usage.players > 0).map(|r| r.room).collect();
+        let here: std::collections::HashSet<String> = self.rooms.list().into_iter().filter(|r| r.game == game).map(|r| r.room).collect();
+        rooms.extend(elsewhere.into_iter().filter(|r| !here.contains(r)));
+        rooms.sort();
+        rooms.dedup();
         if rooms.is_empty() {
             return rooms;
         }
@@ -226,19 +231,26 @@ impl Deployer {
                 break;
             }
         }
-        let Some(path) = found else {
-            bail!(
-                "{plugin} {version} has no file in {} (put {plugin}-{version}.wasm and its .minisig back, then try again)",
-                self.dir.display()
-            )
+        let (checked, path) = match found {
+            Some(path) => {
+                let (cap, trusted, dev) = (self.deploy.max_plugin_bytes, self.trusted.clone(), self.dev);
+                let checked = tokio::task::spawn_blocking({
+                    let path = path.clone();
+                    move || pipeline::read_and_verify(&path, cap, &trusted, dev)
+                })
+                .await?
+                .map_err(|r| anyhow::anyhow!("{}: {r}; fix: {}", path.display(), r.fix()))?;
+                (checked, path)
+            }
+            // In a fleet, another host's file, checked here.
+            None => match self.fetch_artifact(plugin, version).await? {
+                Some(checked) => (checked, PathBuf::from(format!("fleet artifact {plugin}-{version}.wasm"))),
+                None => bail!(
+                    "{plugin} {version} has no file in {} (put {plugin}-{version}.wasm and its .minisig back, then try again)",
+                    self.dir.display()
+                ),
+            },
         };
-        let (cap, trusted, dev) = (self.deploy.max_plugin_bytes, self.trusted.clone(), self.dev);
-        let checked = tokio::task::spawn_blocking({
-            let path = path.clone();
-            move || pipeline::read_and_verify(&path, cap, &trusted, dev)
-        })
-        .await?
-        .map_err(|r| anyhow::anyhow!("{}: {r}; fix: {}", path.display(), r.fix()))?;
         let settings = self.plugins.get(plugin).cloned().unwrap_or_default();
         let config = init_config(&settings)?;
         let current = self.rooms.game(plugin).map(|g| g.active());
@@ -248,7 +260,7 @@ impl Deployer {
                 .await?
                 .map_err(|r| anyhow::anyhow!("{}: {r}; fix: {}", path.display(), r.fix()))?;
         let loaded = Arc::new(loaded);
-        tracing::info!(plugin, version, file = %path.display(), "loaded from the plugin directory for a rollback");
+        tracing::info!(plugin, version, file = %path.display(), "loaded a version that was not loaded (a rollback target, or a fleet's version)");
         self.served.lock().unwrap().entry(plugin.to_string()).or_default().insert(0, loaded.clone());
         Ok(loaded)
     }
@@ -304,13 +316,29 @@ impl Deployer {
         let target = self.load_version(game_name, &to).await?;
         // One transition: the bad version, the target, and whatever else served (a version on probation
         // while a canary ran) retired.
-        let mut t = Transition { rollout: Some(None), ..Transition::default() };
+        // Marked bad once: in a fleet, several hosts may see the same breach or failed swap at once.
+        let mut t = Transition {
+            rollout: Some(None),
+            expect: Some(Expect {
+                version: bad.clone(),
+                states: vec![VersionState::Canary, VersionState::Probation, VersionState::Active],
+            }),
+            audit: Some(AuditWrite {
+                actor: actor.to_string(),
+                action: "rollback".into(),
+                version: Some(bad.clone()),
+                detail: format!("{reason}; back on {to}"),
+            }),
+            ..Transition::default()
+        };
         t.versions.push(state_of(&trial, VersionState::Bad));
         for r in records.iter().filter(|r| r.state.is_serving() && r.version != bad && r.version != to) {
             t.versions.extend(retired(&records, &r.version).and_then(|s| record_as(&records, &r.version, s)));
         }
         t.versions.push(state_of(&target, VersionState::Active));
-        self.store.transition(game_name, &t).await?;
+        if !self.store.transition(game_name, &t).await? {
+            bail!("{game_name} {bad} is no longer serving in the registry (another host of the fleet rolled it back first)");
+        }
 
         game.update(|s| {
             let mut bad_list = s.bad.clone();
@@ -320,7 +348,6 @@ impl Deployer {
         self.served.lock().unwrap().entry(game_name.to_string()).or_default().retain(|p| p.manifest().version != bad);
         self.rollouts.lock().unwrap().insert(game_name.to_string(), Rollout::new(target.clone(), Phase::Stable, None));
         tracing::error!(plugin = game_name, bad, back_to = %to, actor, "rolled back: {reason}");
-        self.audit(actor, "rollback", Some(game_name), Some(&bad), &format!("{reason}; back on {to}")).await;
         self.emit(DeployEvent::RolledBack {
             plugin: game_name.to_string(),
             bad: bad.clone(),
@@ -367,15 +394,27 @@ impl Deployer {
     /// Checks every version on trial against its policy, rolls back a breach, and moves rollouts on
     /// (canary -> every room -> probation -> stable). Runs every tenth of a second.
     pub async fn evaluate(&self) {
+        // In a fleet, one host judges and moves rollouts on: the holder of the rollout lease.
+        if !self.leads() {
+            return;
+        }
         let trials: Vec<(String, Rollout)> =
             self.rollouts.lock().unwrap().iter().filter(|(_, r)| r.phase != Phase::Stable).map(|(n, r)| (n.clone(), r.clone())).collect();
         for (name, rollout) in trials {
             let Some(game) = self.rooms.game(&name) else { continue };
             let version = rollout.version.manifest().version.clone();
-            let window = game.health(&version).window();
+            let summed = match self.trial_window(&game, &name, &version).await {
+                Ok(w) => w,
+                Err(e) => {
+                    tracing::warn!(plugin = %name, %version, "cannot read the fleet's health windows: {e:#}");
+                    continue;
+                }
+            };
+            let window = summed.counts;
             let policy = self.policy(&name);
             if let Some(breach) = policy.check(&window, latency_baseline(&game, &rollout, &policy)) {
-                let reason = format!("health breach during {}: {breach}", rollout.phase.name());
+                let across = if self.fleet().is_some() { format!(" (summed across {} hosts)", summed.hosts) } else { String::new() };
+                let reason = format!("health breach during {}: {breach}{across}", rollout.phase.name());
                 if let Err(e) = self.roll_back_for(&name, Some(&version), None, (&reason, breach.kind()), "health").await {
                     tracing::error!(plugin = %name, %version, "{reason}, but it cannot be rolled back: {e:#}");
                 }
@@ -451,7 +490,20 @@ impl Deployer {
         let paused = rollout.paused && next != Phase::Stable;
         let moved = Rollout { phase: next, since: Instant::now(), elapsed_before: 0, held: false, paused, ..rollout.clone() };
         t.rollout = Some(moved.record(Vec::new()));
-        self.store.transition(name, &t).await?;
+        let detail = match next {
+            Phase::Probation => format!("{why}; every room runs it now, on probation for {probation} ms"),
+            _ => format!("{why}; stable: rooms checkpoint on their normal cadence"),
+        };
+        let from = if rollout.phase == Phase::Canary { VersionState::Canary } else { VersionState::Probation };
+        t.expect = Some(Expect { version: version.clone(), states: vec![from] });
+        t.audit =
+            Some(AuditWrite { actor: actor.to_string(), action: "promote".into(), version: Some(version.clone()), detail: detail.clone() });
+        if !self.store.transition(name, &t).await? {
+            bail!(
+                "{name} {version} is no longer in its {} in the registry (another host of the fleet moved it first)",
+                rollout.phase.name()
+            );
+        }
 
         match rollout.phase {
             Phase::Canary => {
@@ -461,12 +513,7 @@ impl Deployer {
             _ => game.update(|s| Serving { settled: true, ..s.clone() }),
         }
         self.rollouts.lock().unwrap().insert(name.to_string(), moved);
-        let detail = match next {
-            Phase::Probation => format!("{why}; every room runs it now, on probation for {probation} ms"),
-            _ => format!("{why}; stable: rooms checkpoint on their normal cadence"),
-        };
         tracing::info!(plugin = name, %version, actor, "promote: {detail}");
-        self.audit(actor, "promote", Some(name), Some(&version), &detail).await;
         self.emit(DeployEvent::Advanced { plugin: name.to_string(), version: version.clone(), phase: next });
         Ok(format!("{name} {version}: {detail}"))
     }

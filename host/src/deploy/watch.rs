@@ -122,7 +122,7 @@ impl Watcher {
                             }
                             if seen.get(path) != Some(&now) {
                                 seen.insert(path.clone(), now);
-                                ready.push(Candidate { path: path.clone(), seen_at: p.first_seen });
+                                ready.push(Candidate::file(path.clone(), p.first_seen));
                             }
                             false
                         });

@@ -112,7 +112,7 @@ pub struct Counts {
 
 /// A histogram of microseconds in power-of-two buckets: bucket `i` holds values of `2^i` to
 /// `2^(i+1) - 1` (bucket 0 also 0, the last one everything above). Plain fields: recording is two adds.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Histogram {
     buckets: [u64; LATENCY_BUCKETS],
     sum: u64,

@@ -8,7 +8,7 @@ use sqlx::Row as _;
 use std::time::Duration;
 
 /// A host as the hosts table has it.
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct HostRecord {
     /// The host's id (`fleet.host_id`).
     pub id: String,

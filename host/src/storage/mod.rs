@@ -7,6 +7,7 @@
 //! through [`Store::commit_rooms`], the host's group commit.
 
 pub mod export;
+pub mod fleet_deploy;
 pub mod hosts;
 pub mod owners;
 pub mod placement;
@@ -152,6 +153,44 @@ pub struct Transition {
     pub rollout: Option<Option<RolloutRecord>>,
     /// Raise the plugin's floor to this version (never lowers it).
     pub floor: Option<(String, semver::Version)>,
+    /// Write only if this holds, checked in the transaction while it holds the plugin's registry lock:
+    /// otherwise nothing is written and [`Store::transition`] returns false. Several hosts of a fleet
+    /// may take the same step at once (two see one breach); one of them takes it.
+    pub expect: Option<Expect>,
+    /// The step's audit entry, written in the same transaction (one step, one entry).
+    pub audit: Option<AuditWrite>,
+}
+
+/// A condition on one version's registry state ([`Transition::expect`]).
+#[derive(Clone, Debug)]
+pub struct Expect {
+    /// The version.
+    pub version: String,
+    /// The states it must be in; empty: it must not be registered at all.
+    pub states: Vec<VersionState>,
+}
+
+impl Expect {
+    /// Whether a version in `state` (`None`: not registered) meets it.
+    pub fn holds(&self, state: Option<&str>) -> bool {
+        match state {
+            None => self.states.is_empty(),
+            Some(s) => self.states.iter().any(|e| e.as_str() == s),
+        }
+    }
+}
+
+/// An audit entry to write ([`Transition::audit`]); its plugin is the transition's.
+#[derive(Clone, Debug)]
+pub struct AuditWrite {
+    /// Who.
+    pub actor: String,
+    /// What.
+    pub action: String,
+    /// The version it is about.
+    pub version: Option<String>,
+    /// Why, in words.
+    pub detail: String,
 }
 
 /// One audit entry.
@@ -280,8 +319,9 @@ impl Store {
         backend!(self, s => s.raise_floor(plugin, version).await)
     }
 
-    /// Applies a rollout step to the registry in one transaction.
-    pub async fn transition(&self, plugin: &str, t: &Transition) -> Result<()> {
+    /// Applies a rollout step to the registry in one transaction. False: its [`Transition::expect`]
+    /// did not hold, and nothing was written.
+    pub async fn transition(&self, plugin: &str, t: &Transition) -> Result<bool> {
         backend!(self, s => s.transition(plugin, t).await)
     }
 

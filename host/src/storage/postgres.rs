@@ -17,6 +17,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+mod segment_tables;
+
 /// An open PostgreSQL store.
 #[derive(Clone)]
 pub struct PgStore {
@@ -162,9 +164,22 @@ impl PgStore {
     }
 
     /// Applies a rollout step in one transaction.
-    pub async fn transition(&self, plugin: &str, t: &Transition) -> Result<()> {
+    pub async fn transition(&self, plugin: &str, t: &Transition) -> Result<bool> {
         let mut tx = self.begin_write().await?;
         let at = now_ms();
+        // One step of a plugin's registry at a time, fleet-wide: the expectation below reads what the
+        // last step wrote.
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext('warden.registry:' || $1))").bind(plugin).execute(&mut *tx).await?;
+        if let Some(e) = &t.expect {
+            let state: Option<String> = sqlx::query_scalar("SELECT state FROM plugin_versions WHERE plugin = $1 AND version = $2")
+                .bind(plugin)
+                .bind(&e.version)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if !e.holds(state.as_deref()) {
+                return Ok(false);
+            }
+        }
         for r in &t.versions {
             sqlx::query(
                 "INSERT INTO plugin_versions (plugin, version, state, sha256, updated_at) VALUES ($1, $2, $3, $4, $5)
@@ -188,8 +203,19 @@ impl PgStore {
         if let Some((plugin, version)) = &t.floor {
             Self::raise_floor_in(&mut tx, plugin, version).await?;
         }
+        if let Some(a) = &t.audit {
+            sqlx::query("INSERT INTO audit_log (at, actor, action, plugin, version, detail) VALUES ($1, $2, $3, $4, $5, $6)")
+                .bind(at)
+                .bind(&a.actor)
+                .bind(&a.action)
+                .bind(plugin)
+                .bind(&a.version)
+                .bind(&a.detail)
+                .execute(&mut *tx)
+                .await?;
+        }
         tx.commit().await?;
-        Ok(())
+        Ok(true)
     }
 
     /// Stores `plugin`'s rollout (replacing the one it had).
@@ -726,42 +752,5 @@ fn checkpoint(row: &sqlx::postgres::PgRow) -> Checkpoint {
         tick: row.get("tick"),
         state: row.get("state"),
         running: row.get("running"),
-    }
-}
-
-impl segments::SegmentTables for PgStore {
-    async fn checkpoint_ticks(&self) -> Result<Vec<(String, String, i64)>> {
-        let rows = sqlx::query("SELECT game, room, tick FROM room_checkpoints").fetch_all(&self.pool).await?;
-        Ok(rows.iter().map(|r| (r.get("game"), r.get("room"), r.get("tick"))).collect())
-    }
-
-    async fn per_room_last_ticks(&self) -> Result<Vec<(String, String, i64)>> {
-        let rows = sqlx::query("SELECT game, room, MAX(tick) AS tick FROM room_journal GROUP BY game, room").fetch_all(&self.pool).await?;
-        Ok(rows.iter().map(|r| (r.get("game"), r.get("room"), r.get("tick"))).collect())
-    }
-
-    async fn segments(&self, seqs: Option<&[i64]>) -> Result<Vec<(i64, Vec<u8>)>> {
-        let rows = match seqs {
-            None => sqlx::query("SELECT seq, data FROM room_journal_segments").fetch_all(&self.pool).await?,
-            Some(seqs) => {
-                sqlx::query("SELECT seq, data FROM room_journal_segments WHERE seq = ANY($1)").bind(seqs).fetch_all(&self.pool).await?
-            }
-        };
-        Ok(rows.iter().map(|r| (r.get("seq"), r.get("data"))).collect())
-    }
-
-    async fn delete_segments(&self, seqs: &[i64]) -> Result<()> {
-        sqlx::query("DELETE FROM room_journal_segments WHERE seq = ANY($1)").bind(seqs).execute(&self.pool).await?;
-        Ok(())
-    }
-
-    async fn per_room_rows(&self, game: &str, room: &str, after_tick: i64) -> Result<Vec<(i64, Vec<u8>)>> {
-        let rows = sqlx::query("SELECT tick, data FROM room_journal WHERE game = $1 AND room = $2 AND tick > $3")
-            .bind(game)
-            .bind(room)
-            .bind(after_tick)
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(rows.iter().map(|r| (r.get("tick"), r.get("data"))).collect())
     }
 }

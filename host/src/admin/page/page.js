@@ -151,6 +151,23 @@ function renderPlugins(status, samples) {
   }
 }
 
+function renderFleet(fleet) {
+  const section = document.getElementById("fleet");
+  section.hidden = !fleet;
+  if (!fleet) return;
+  document.getElementById("fleet-summary").textContent =
+    `Answered by host ${fleet.this_host}; rollouts run by host ${fleet.leader ?? "(none yet)"}. Rooms and window figures above are summed across the live hosts.`;
+  const ready = (host) => {
+    const by = {};
+    for (const v of fleet.versions.filter((v) => v.host === host)) (by[v.plugin] ||= []).push(v.state === "ready" ? v.version : `!${v.version}`);
+    return Object.entries(by).map(([p, vs]) => `${p} ${vs.join(" ")}`).join("; ") || "-";
+  };
+  const state = (h) => (h.live ? (h.draining ? "draining" : "live") : h.lease_left_ms > 0 ? "dead" : "expired");
+  document.querySelector("#fleet-hosts tbody").replaceChildren(...fleet.hosts.map((h) => el("tr", { "data-host": h.id },
+    el("td", {}, h.id), el("td", { class: state(h) === "live" ? "" : "bad" }, state(h)), el("td", { class: "num" }, h.load),
+    el("td", {}, ready(h.id)), el("td", {}, h.addresses))));
+}
+
 function roomValue(r, key) {
   if (key === "game" || key === "room" || key === "version") return r[key];
   if (key === "age") return Date.now() - r.opened_ms;
@@ -217,6 +234,7 @@ async function refresh() {
     const samples = parseMetrics(metrics);
     sample(samples);
     renderPlugins(status, samples);
+    renderFleet(status.fleet);
     lastRooms = rooms;
     renderRooms();
     renderRules(rules, alerts);
