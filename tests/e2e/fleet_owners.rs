@@ -187,6 +187,44 @@ async fn new_rooms_go_to_the_least_loaded_live_host_with_the_game() {
     };
     assert_eq!(owner_of(x.unwrap(), "a"), owner_of(y.unwrap(), "b"));
 
+    // Bursts of thirty new rooms placed at once, asked by a and b in turn, spread evenly over the two
+    // hosts with the game: each placement sees the one before (without the placement lock, a burst went
+    // to the host that was least loaded before any of it: 16 against 19 after one burst).
+    // Before the bursts, a had r0, one of r2 and r3, and maybe r4; b the rest of the five.
+    let r4_on_a = owner_of(pg.place_room("g", "r4", "a", a1).await.unwrap(), "a") == "a";
+    let mut total_a = 1 + [&r2, &r3].iter().filter(|p| ***p == there("a")).count() + usize::from(r4_on_a);
+    let mut total_b = 5 - total_a;
+    for burst in 0..3 {
+        let placing: Vec<_> = (0..30)
+            .map(|i| {
+                let (pg, asker, inc) = (pg.clone(), if i % 2 == 0 { "a" } else { "b" }, if i % 2 == 0 { a1 } else { b1 });
+                tokio::spawn(async move { owner_of(pg.place_room("g", &format!("burst{burst}-{i}"), asker, inc).await.unwrap(), asker) })
+            })
+            .collect();
+        for p in placing {
+            match p.await.unwrap().as_str() {
+                "a" => total_a += 1,
+                _ => total_b += 1,
+            }
+        }
+        assert!(total_a.abs_diff(total_b) <= 1, "after burst {burst}: a {total_a} rooms, b {total_b}: a burst spreads evenly");
+    }
+
+    // A host that could not make the game's serving version ready gets no new room, even when it is the
+    // least loaded.
+    let store = warden::storage::Store::Postgres(pg.clone());
+    let v1 = warden::storage::VersionRecord {
+        plugin: "g".into(),
+        version: "1.0.0".into(),
+        state: warden::storage::VersionState::Active,
+        sha256: "00".into(),
+    };
+    store.transition("g", &warden::storage::Transition { versions: vec![v1], ..Default::default() }).await.unwrap();
+    let (least, other) = if total_a <= total_b { (("a", a1), ("b", b1)) } else { (("b", b1), ("a", a1)) };
+    pg.report_version(least.0, "g", "1.0.0", "00", Err("compile failed")).await.unwrap();
+    assert_eq!(owner_of(pg.place_room("g", "after-failure", least.0, least.1).await.unwrap(), least.0), other.0);
+    pg.report_version(least.0, "g", "1.0.0", "00", Ok(())).await.unwrap();
+
     // b dies: its room r1 is placed anew, on a live host.
     drop(b);
     until_dead(&pg, "b").await;

@@ -1,5 +1,5 @@
 //! Where a fleet's rooms go, on PostgreSQL: a new room is placed on the least-loaded live host that has
-//! its game, by writing its owner row for that host (so a burst of new rooms spreads as it comes, and
+//! its game (and did not fail to make the version serving it ready), by writing its owner row for that host (so a burst of new rooms spreads as it comes, and
 //! two hosts placing the same room at once agree: the second finds the first's row); the rooms of a host
 //! that died are found for the live hosts to take over; and the fleet's shared secrets.
 
@@ -53,9 +53,19 @@ impl PgStore {
                 let (id, inc): (String, i64) = (row.get(0), row.get(1));
                 return Ok(if id == host && inc == incarnation { Placed::Here } else { Placed::There { host: id, addresses: row.get(2) } });
             }
+            // Placements of a game one at a time, each seeing the one before: two new rooms placed at
+            // once would otherwise both go to the host that was least loaded before either.
+            let mut tx = self.pool().begin().await?;
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtext('warden.placement:' || $1))").bind(game).execute(&mut *tx).await?;
             let pick = sqlx::query(&format!(
                 "SELECT h.id, h.incarnation, h.addresses FROM live_hosts h
                  WHERE $1 = ANY(h.games) AND NOT h.draining
+                   -- not a host that could not make the version serving the game ready (it still runs an
+                   -- older one; deploy/fleet.rs)
+                   AND NOT EXISTS (SELECT 1 FROM host_versions hv
+                                   JOIN plugin_versions pv ON pv.plugin = hv.plugin AND pv.version = hv.version
+                                   WHERE hv.host_id = h.id AND hv.plugin = $1 AND hv.state = 'failed'
+                                     AND pv.state IN ('active', 'probation'))
                  ORDER BY (SELECT count(*) FROM room_owners o
                            LEFT JOIN room_checkpoints c ON c.game = o.game AND c.room = o.room
                            WHERE o.host_id = h.id AND o.incarnation = h.incarnation
@@ -65,7 +75,7 @@ impl PgStore {
             ))
             .bind(game)
             .bind(host)
-            .fetch_optional(self.pool())
+            .fetch_optional(&mut *tx)
             .await
             .with_context(|| format!("failed to choose a host for room {game}/{room}"))?;
             let Some(pick) = pick else { bail!("no live host of the fleet has game {game} loaded") };
@@ -82,9 +92,10 @@ impl PgStore {
             .bind(room)
             .bind(&id)
             .bind(inc)
-            .fetch_optional(self.pool())
+            .fetch_optional(&mut *tx)
             .await
             .with_context(|| format!("failed to place room {game}/{room} on host {id}"))?;
+            tx.commit().await?;
             if placed.is_some() {
                 return Ok(if id == host && inc == incarnation { Placed::Here } else { Placed::There { host: id, addresses } });
             }
