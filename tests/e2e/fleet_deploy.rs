@@ -180,7 +180,7 @@ async fn switches_rules_and_pushes_through_one_host_reach_the_others() {
     let Some(store) = TestStore::postgres("fleet_steer").await else { return };
     let (key, _, public_key) = sign::keygen().unwrap();
     let mut hosts: Vec<Host> = HOSTS[..2].iter().map(|id| Host::new(id)).collect();
-    start_all(&mut hosts, &store.url, &public_key).await;
+    let pg = start_all(&mut hosts, &store.url, &public_key).await;
     let (a, b) = (hosts[0].admin(), hosts[1].admin());
 
     // A switch flipped on a is on b at once (b's status, and b's new joins).
@@ -188,6 +188,19 @@ async fn switches_rules_and_pushes_through_one_host_reach_the_others() {
     a.action("arena", "switch", &req).await.unwrap();
     wait_for("joins are off on host b", || async {
         b.status().await.unwrap().plugins.iter().any(|p| p.switches.iter().any(|s| s.switch == "joins" && !s.on))
+    })
+    .await;
+
+    // The hosts' event listeners lose their connections (PostgreSQL ends their sessions): a NOTIFY sent
+    // meanwhile reaches no one, and a change made now still reaches b, from the event rows b reads
+    // after it reconnects (and on its heartbeats).
+    pg.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN%'")
+        .await
+        .unwrap();
+    let req = warden::admin::SwitchRequest { switch: "feature:chat".into(), on: true };
+    a.action("arena", "switch", &req).await.unwrap();
+    wait_for("feature:chat is on on host b", || async {
+        b.status().await.unwrap().plugins.iter().any(|p| p.switches.iter().any(|s| s.switch == "feature:chat" && s.on))
     })
     .await;
 
@@ -227,7 +240,6 @@ async fn switches_rules_and_pushes_through_one_host_reach_the_others() {
         "{stdout}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let pg = PgStore::open(&store.url).await.unwrap();
     wait_for("both hosts have 0.3.0 ready", || async {
         let ready = pg.host_versions().await.unwrap();
         ["a", "b"].iter().all(|h| ready.iter().any(|v| v.host == *h && v.version == "0.3.0" && v.state == "ready"))

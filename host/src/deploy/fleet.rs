@@ -468,7 +468,8 @@ impl Deployer {
         }
     }
 
-    /// Publishes this host's health window of every version it runs or ran.
+    /// Publishes this host's health window of every version it runs or that has calls in its window (an
+    /// idle host writes nothing).
     async fn publish(&self, link: &FleetLink, incarnation: Option<i64>) {
         let Some(incarnation) = incarnation else { return };
         let mut windows = Vec::new();
@@ -479,8 +480,14 @@ impl Deployer {
                 let counts = health.window();
                 let latency = counts.latency;
                 let n = rooms.get(&version).copied().unwrap_or(0) as i64;
-                windows.push((name.clone(), version, n, Published { counts, latency }));
+                // A version with no rooms and nothing in its window adds nothing to any sum.
+                if n > 0 || !counts.is_empty() {
+                    windows.push((name.clone(), version, n, Published { counts, latency }));
+                }
             }
+        }
+        if windows.is_empty() {
+            return;
         }
         if let Err(e) = link.store.publish_health(&link.host, incarnation, &windows).await {
             tracing::warn!("{e:#}");
