@@ -72,8 +72,17 @@ async fn a_gold_rule_kicks_the_player_who_gains_too_fast_and_no_one_else() {
     let scrape = Scrape::of(&server).await;
     assert_eq!(scrape.get("warden_rule_firings_total", &[("rule", "gold-farming"), ("action", "kick")]), Some(1.0));
     assert_eq!(scrape.get("warden_rules", &[]), Some(1.0));
-    let audit = server.store().audit_log(50).await.unwrap();
-    assert!(audit.iter().any(|e| e.actor == "rules" && e.action == "alert" && e.detail.contains("gold-farming")), "{audit:?}");
+    // The alert's audit entry is written by the alerts task, after the kick: wait for it (a loaded
+    // machine may take a while), do not race it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let audit = server.store().audit_log(50).await.unwrap();
+        if audit.iter().any(|e| e.actor == "rules" && e.action == "alert" && e.detail.contains("gold-farming")) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the alert's audit entry within 30 s: {audit:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     server.shutdown().await;
 }
 
