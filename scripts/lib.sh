@@ -9,6 +9,10 @@ export CARGO_TARGET_DIR="$TARGET_DIR"
 # Plugins and test guests land here; the host's tests and benchmarks read WARDEN_WASM_DIR.
 export WARDEN_WASM_DIR="${WARDEN_WASM_DIR:-$TARGET_DIR/wasm32-wasip2/wasm}"
 
+# The Python that builds Python plugins (componentize-py) and runs the Python SDK's tests: a virtual
+# environment under the target directory with guest-sdk/python/requirements.txt installed.
+export WARDEN_PYTHON="${WARDEN_PYTHON:-$TARGET_DIR/python-venv/bin/python}"
+
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
 ensure_wasm_target() {
@@ -44,5 +48,17 @@ ensure_cargo_fuzz() {
     if ! cargo fuzz --version >/dev/null 2>&1; then
         say "installing cargo-fuzz from crates.io (once)"
         cargo install --locked cargo-fuzz --version 0.13.2
+    fi
+}
+
+# The virtual environment WARDEN_PYTHON lives in, with guest-sdk/python/requirements.txt installed (from
+# PyPI, once, and again when the requirements change).
+ensure_python_tools() {
+    local venv="$TARGET_DIR/python-venv" wanted="$ROOT/guest-sdk/python/requirements.txt"
+    if [ ! -x "$venv/bin/python" ] || ! cmp -s "$wanted" "$venv/requirements.txt"; then
+        say "installing the Python plugin tools into $venv (componentize-py, msgpack, pytest from PyPI)"
+        python3 -m venv "$venv"
+        "$venv/bin/pip" install -q --disable-pip-version-check -r "$wanted"
+        cp "$wanted" "$venv/requirements.txt"
     fi
 }

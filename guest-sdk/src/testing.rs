@@ -209,14 +209,16 @@ impl<G: Game> Harness<G> {
         result
     }
 
-    /// Advances one tick: game time moves by one step, due timers fire in the order they were set, then
+    /// Advances one tick: game time moves by one step, due timers fire in the order they were due (then set), then
     /// `on_tick` runs. Stops at the first error.
     pub fn tick(&mut self) -> GameResult {
         let dt_ms = 1000 / self.room.tick_hz.max(1);
         self.host.tick += 1;
         self.host.now_ms = self.host.tick * 1000 / u64::from(self.room.tick_hz.max(1));
         let now = self.host.now_ms;
-        let (due, pending): (Vec<Timer>, Vec<Timer>) = std::mem::take(&mut self.host.timers).into_iter().partition(|t| t.due_ms <= now);
+        let (mut due, pending): (Vec<Timer>, Vec<Timer>) = std::mem::take(&mut self.host.timers).into_iter().partition(|t| t.due_ms <= now);
+        // In the order they were due, then set (the sort is stable), as the host fires them.
+        due.sort_by_key(|t| t.due_ms);
         self.host.timers = pending;
         let mut result = Ok(());
         for timer in due {
@@ -290,5 +292,40 @@ impl<G: Game> Harness<G> {
         let mut driver = Driver::<G>::new("0.0.0-test");
         driver.restore(state, from_version)?;
         Ok(driver.game.take().expect("restored"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Config, Ctx};
+    use serde::{Deserialize, Serialize};
+
+    #[derive(Default, Serialize, Deserialize)]
+    struct Timers {
+        fired: Vec<String>,
+    }
+
+    impl Game for Timers {
+        type In = ();
+        type Out = ();
+        fn init(&mut self, ctx: &mut Ctx<()>, _room: &RoomInfo, _config: &Config) -> GameResult {
+            ctx.set_timer(100, "b");
+            ctx.set_timer(50, "a");
+            ctx.set_timer(100, "c");
+            Ok(())
+        }
+        fn on_timer(&mut self, ctx: &mut Ctx<()>, tag: &str) -> GameResult {
+            self.fired.push(format!("{tag}@{}", ctx.now_ms()));
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn timers_due_on_one_tick_fire_in_due_order_then_set_order_as_the_host_fires_them() {
+        // 5 Hz: the first tick is at 200 ms, when all three are due.
+        let mut room = Harness::<Timers>::build(RoomInfo { tick_hz: 5, ..RoomInfo::default() }, &[], BTreeSet::new());
+        room.tick().unwrap();
+        assert_eq!(room.game().fired, ["a@200", "b@200", "c@200"]);
     }
 }

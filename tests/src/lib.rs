@@ -36,6 +36,43 @@ pub fn wasm_bytes(name: &str) -> Vec<u8> {
     std::fs::read(wasm(name)).expect("readable")
 }
 
+/// The Python that builds Python plugins: the virtual environment `scripts/build-plugins` makes
+/// (`WARDEN_PYTHON` overrides).
+pub fn python() -> PathBuf {
+    let path = std::env::var_os("WARDEN_PYTHON").map(PathBuf::from).unwrap_or_else(|| target_dir().join("python-venv/bin/python"));
+    assert!(path.exists(), "{} is missing: run scripts/build-plugins, which makes it", path.display());
+    path
+}
+
+/// Builds a variant of the Python plugin `plugins/<name>` from source, as `scripts/build-plugins` builds
+/// the plugin itself: a copy of its directory, changed by `edit`, through the Python SDK's build
+/// (componentize-py). Returns the component (its manifest says the name and version of its
+/// `pyproject.toml`).
+pub fn python_variant(name: &str, edit: impl FnOnce(&Path)) -> Vec<u8> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join(name);
+    std::fs::create_dir(&copy).unwrap();
+    for entry in std::fs::read_dir(root.join("plugins").join(name)).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_file() {
+            std::fs::copy(entry.path(), copy.join(entry.file_name())).unwrap();
+        }
+    }
+    edit(&copy);
+    let out = dir.path().join("out.wasm");
+    let built = Command::new(python())
+        .args(["-m", "warden_sdk.build"])
+        .arg(&copy)
+        .arg("-o")
+        .arg(&out)
+        .env("PYTHONPATH", root.join("guest-sdk/python"))
+        .output()
+        .expect("the Python SDK's build runs");
+    assert!(built.status.success(), "building a variant of {name} failed: {}", String::from_utf8_lossy(&built.stderr));
+    std::fs::read(out).unwrap()
+}
+
 /// The `warden` binary of this build (`WARDEN_BIN` overrides: benchmarks run a release build).
 pub fn warden_bin() -> PathBuf {
     let path = std::env::var_os("WARDEN_BIN").map(PathBuf::from).unwrap_or_else(|| target_dir().join("debug/warden"));

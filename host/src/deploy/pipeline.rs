@@ -76,6 +76,7 @@ impl Rejection {
             Rejection::Load(LoadError::NotWasm { .. }) => "not-wasm",
             Rejection::Load(LoadError::CoreModule) => "core-module",
             Rejection::Load(LoadError::NotGameWorld { .. } | LoadError::WrongExportTypes { .. }) => "wrong-world",
+            Rejection::Load(LoadError::OverLimit { .. }) => "over-limit",
             Rejection::Load(_) => "invalid-component",
             Rejection::Mismatch(_) => "name-mismatch",
             Rejection::NotAboveFloor { .. } => "below-floor",
@@ -97,6 +98,10 @@ impl Rejection {
                 "sign with a trusted key, or add the signer's public key to deploy.trusted_keys".into()
             }
             Rejection::Signature(_) => "copy the file and its signature again, or sign it again (`warden sign`)".into(),
+            Rejection::Load(LoadError::OverLimit { key: Some(key), .. }) => {
+                format!("raise {key} in the [limits] section of warden.toml and restart, or make the plugin smaller")
+            }
+            Rejection::Load(LoadError::OverLimit { key: None, .. }) => "make the plugin smaller".into(),
             Rejection::Load(_) => "rebuild the plugin with warden-sdk for wasm32-wasip2 and check it with `warden inspect`".into(),
             Rejection::Mismatch(_) => {
                 "name the file NAME-VERSION.wasm (or NAME.wasm) after the manifest, and sign it again with `warden sign`, which takes both from the manifest".into()

@@ -9,26 +9,37 @@
 //! budgets of wall time whatever the reason. The normal path costs nothing: the clock is read only when a
 //! call outlives its first deadline.
 
+use crate::runtime::limits::Deadline;
 use std::time::{Duration, Instant};
 use wasmtime::UpdateDeadline;
 
 /// How many budgets of wall time a call may take at most, preempted or not.
 pub const WALL_CAP_BUDGETS: u32 = 10;
 
-/// Where the current call stood when it first reached its deadline.
-#[derive(Debug, Default)]
+/// The budget of what runs now (a call, or instantiation, each with its own), and where it stood when
+/// it first reached its deadline.
+#[derive(Debug)]
 pub struct DeadlineProbe {
+    deadline: Deadline,
     first_hit: Option<(Duration, Instant)>,
 }
 
 impl DeadlineProbe {
-    /// Forgets the previous call (done at the start of every call).
-    pub fn reset(&mut self) {
-        self.first_hit = None;
+    /// A probe for something that runs under `deadline`.
+    pub fn new(deadline: Deadline) -> Self {
+        DeadlineProbe { deadline, first_hit: None }
+    }
+
+    /// Starts what runs next (done at the start of every call) under `deadline`, forgetting the
+    /// previous one. Returns the epoch ticks to set as the store's deadline.
+    pub fn start(&mut self, deadline: Deadline) -> u64 {
+        *self = DeadlineProbe::new(deadline);
+        deadline.ticks
     }
 
     /// Decides at a deadline hit, given the thread's CPU time and the wall time now.
-    pub fn decide(&mut self, cpu_now: Duration, wall_now: Instant, budget: Duration, ticks: u64) -> UpdateDeadline {
+    pub fn decide(&mut self, cpu_now: Duration, wall_now: Instant) -> UpdateDeadline {
+        let (budget, ticks) = (self.deadline.budget(), self.deadline.ticks);
         match self.first_hit {
             None => {
                 self.first_hit = Some((cpu_now, wall_now));
@@ -65,14 +76,15 @@ mod tests {
     use super::*;
 
     const MS: Duration = Duration::from_millis(1);
+    const TEN_MS: Deadline = Deadline { ms: 10, ticks: 10 };
 
     fn run(samples: &[(u64, u64)]) -> Vec<bool> {
         // (cpu ms, wall ms) at successive deadline hits; true = keep running.
         let t0 = Instant::now();
-        let mut probe = DeadlineProbe::default();
+        let mut probe = DeadlineProbe::new(TEN_MS);
         samples
             .iter()
-            .map(|&(cpu, wall)| matches!(probe.decide(MS * cpu as u32, t0 + MS * wall as u32, MS * 10, 10), UpdateDeadline::Continue(10)))
+            .map(|&(cpu, wall)| matches!(probe.decide(MS * cpu as u32, t0 + MS * wall as u32), UpdateDeadline::Continue(10)))
             .collect()
     }
 
@@ -93,10 +105,22 @@ mod tests {
     #[test]
     fn the_probe_resets_between_calls() {
         let t0 = Instant::now();
-        let mut probe = DeadlineProbe::default();
-        probe.decide(MS * 10, t0, MS * 10, 10);
-        probe.reset();
-        assert!(matches!(probe.decide(MS * 30, t0 + MS * 40, MS * 10, 10), UpdateDeadline::Continue(_)), "a new call starts over");
+        let mut probe = DeadlineProbe::new(TEN_MS);
+        probe.decide(MS * 10, t0);
+        assert_eq!(probe.start(TEN_MS), 10);
+        assert!(matches!(probe.decide(MS * 30, t0 + MS * 40), UpdateDeadline::Continue(_)), "a new call starts over");
+    }
+
+    #[test]
+    fn each_start_brings_its_own_budget() {
+        // Instantiation's 100 ms budget, then a call's 10 ms: the call is judged by its own.
+        let t0 = Instant::now();
+        let mut probe = DeadlineProbe::new(Deadline { ms: 100, ticks: 100 });
+        assert!(matches!(probe.decide(MS * 100, t0 + MS * 100), UpdateDeadline::Continue(100)));
+        assert!(matches!(probe.decide(MS * 150, t0 + MS * 150), UpdateDeadline::Continue(100)), "50 ms of CPU is within 100");
+        probe.start(TEN_MS);
+        assert!(matches!(probe.decide(MS * 160, t0 + MS * 160), UpdateDeadline::Continue(10)));
+        assert!(matches!(probe.decide(MS * 180, t0 + MS * 180), UpdateDeadline::Interrupt), "20 ms of CPU is past 10");
     }
 
     #[test]

@@ -8,24 +8,21 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-/// Core instances, memories and tables a Rust `wasm32-wasip2` component uses at most: its own module, the
-/// WASI adapter and the small shim modules wit-component adds.
-const CORE_INSTANCES_PER_COMPONENT: u32 = 8;
-const MEMORIES_PER_COMPONENT: u32 = 2;
-const TABLES_PER_COMPONENT: u32 = 8;
-
 /// Builds the shared engine: pooling allocator sized by `limits`, epoch interruption for deadlines, a
 /// capped wasm stack. No async support: calls are synchronous (cheaper by 3x, see DESIGN).
 pub fn build(limits: &Limits) -> Result<Engine> {
     let n = limits.max_instances;
+    // Core instances, memories and tables per component: what the languages' component tooling makes
+    // (a plugin's own modules, the WASI adapter, shims); `limits` says why each default is what it is.
+    let (cores, memories, tables) = (limits.core_instances_per_component, limits.memories_per_component, limits.tables_per_component);
     let mut pool = PoolingAllocationConfig::default();
     pool.total_component_instances(n)
-        .total_core_instances(n * CORE_INSTANCES_PER_COMPONENT)
-        .total_memories(n * MEMORIES_PER_COMPONENT)
-        .total_tables(n * TABLES_PER_COMPONENT)
-        .max_memories_per_component(MEMORIES_PER_COMPONENT)
-        .max_tables_per_component(TABLES_PER_COMPONENT)
-        .max_core_instances_per_component(CORE_INSTANCES_PER_COMPONENT)
+        .total_core_instances(n.saturating_mul(cores))
+        .total_memories(n.saturating_mul(memories))
+        .total_tables(n.saturating_mul(tables))
+        .max_memories_per_component(memories)
+        .max_tables_per_component(tables)
+        .max_core_instances_per_component(cores)
         .max_memory_size(limits.memory_bytes)
         // Return freed slots' memory to the OS 32 at a time: one madvise pass per batch instead of one
         // per dropped instance. When every room swaps at once, this halved the time to move them all

@@ -299,7 +299,7 @@ impl HostState {
             memory_cap: limits.memory_bytes,
             linear_bytes: 0,
             limits: limits.clone(),
-            deadline: Default::default(),
+            deadline: crate::runtime::deadline::DeadlineProbe::new(limits.instantiate_deadline()),
             stdout,
             stderr,
             last_panic: None,

@@ -147,14 +147,13 @@ impl CallError {
 pub struct PluginInstance {
     store: Store<HostState>,
     game: Game,
-    deadline_ticks: u64,
-    deadline_ms: u64,
+    deadline: crate::runtime::limits::Deadline,
     poisoned: Option<String>,
 }
 
 impl PluginInstance {
     pub(crate) fn new(store: Store<HostState>, game: Game, limits: &Limits) -> Self {
-        PluginInstance { store, game, deadline_ticks: limits.deadline_ticks(), deadline_ms: limits.call_deadline_ms, poisoned: None }
+        PluginInstance { store, game, deadline: limits.call_deadline(), poisoned: None }
     }
 
     /// The host state (queued sends, timers, kicks, stderr).
@@ -239,8 +238,8 @@ impl PluginInstance {
         if let Some(why) = &self.poisoned {
             return Err(CallError::Poisoned(why.clone()));
         }
-        self.store.set_epoch_deadline(self.deadline_ticks);
-        self.store.data_mut().deadline.reset();
+        let ticks = self.store.data_mut().deadline.start(self.deadline);
+        self.store.set_epoch_deadline(ticks);
         let marks = self.store.data().marks();
         // A panic in host code under this call (a bug in a host import) is contained to this instance:
         // wasmtime unwinds the wasm frames and the instance is poisoned like after a trap.
@@ -267,7 +266,7 @@ impl PluginInstance {
 
     fn classify(&mut self, export: &'static str, error: wasmtime::Error) -> CallError {
         let kind = match error.downcast_ref::<Trap>() {
-            Some(Trap::Interrupt) => return CallError::Deadline { export, deadline_ms: self.deadline_ms },
+            Some(Trap::Interrupt) => return CallError::Deadline { export, deadline_ms: self.deadline.ms },
             Some(Trap::StackOverflow) => TrapKind::StackOverflow,
             Some(Trap::UnreachableCodeReached) => TrapKind::Panic,
             _ if error.downcast_ref::<MemoryCapExceeded>().is_some() => TrapKind::MemoryCap,

@@ -10,6 +10,10 @@ use std::time::Duration;
 pub struct Limits {
     /// Wall-clock budget of one export call in milliseconds; past it the call traps (deadline).
     pub call_deadline_ms: u64,
+    /// Budget of instantiating a component in milliseconds, judged like a call's (see
+    /// [`crate::runtime::deadline`]) but apart from it: a Python or JavaScript component copies in
+    /// megabytes of initial memory and runs its start functions, which takes longer than a call may.
+    pub instantiate_deadline_ms: u64,
     /// How often the engine's epoch advances, in microseconds: the deadline's resolution.
     pub epoch_tick_us: u64,
     /// Linear memory cap per instance in bytes; growing past it traps.
@@ -18,6 +22,15 @@ pub struct Limits {
     pub wasm_stack_bytes: usize,
     /// How many instances may exist at once (pooling allocator slots).
     pub max_instances: u32,
+    /// Core module instances one component may contain (its own modules, the WASI adapter and the
+    /// shims the component tooling adds): a Rust plugin has up to 8, a Python one (componentize-py)
+    /// 14. The pool reserves `max_instances` times this.
+    pub core_instances_per_component: u32,
+    /// Linear memories one component may define. The pool reserves address space for `max_instances`
+    /// times this, each up to `memory_bytes`.
+    pub memories_per_component: u32,
+    /// Tables one component may define.
+    pub tables_per_component: u32,
     /// Map linear memory images copy-on-write instead of copying them in at instantiation. Off by
     /// default: copy-on-write halves the cost of one instantiation (about 9 vs 18 us), but when every
     /// room moves to a new version at once, its mappings and faults contend on the process's address
@@ -55,10 +68,14 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             call_deadline_ms: 10,
+            instantiate_deadline_ms: 100,
             epoch_tick_us: 1_000,
             memory_bytes: 64 << 20,
             wasm_stack_bytes: 512 << 10,
             max_instances: 1_000,
+            core_instances_per_component: 20,
+            memories_per_component: 2,
+            tables_per_component: 8,
             memory_init_cow: false,
             log_lines_per_sec: 50,
             log_burst: 200,
@@ -89,6 +106,11 @@ impl Limits {
         ensure!(self.memory_bytes >= 1 << 20, "limits.memory_bytes must be at least 1 MiB (a plugin needs room for its stack and heap)");
         ensure!(self.wasm_stack_bytes >= 64 << 10, "limits.wasm_stack_bytes must be at least 64 KiB");
         ensure!(self.max_instances > 0, "limits.max_instances must be above 0");
+        ensure!(self.instantiate_deadline_ms > 0, "limits.instantiate_deadline_ms must be above 0");
+        ensure!(
+            self.core_instances_per_component > 0 && self.memories_per_component > 0 && self.tables_per_component > 0,
+            "limits.core_instances_per_component, memories_per_component and tables_per_component must be above 0"
+        );
         ensure!(self.log_lines_per_sec > 0 && self.log_burst > 0, "limits.log_lines_per_sec and limits.log_burst must be above 0");
         ensure!(self.log_line_bytes >= 80, "limits.log_line_bytes must be at least 80");
         ensure!(self.max_send_bytes >= 1024, "limits.max_send_bytes must be at least 1 KiB");
@@ -106,8 +128,33 @@ impl Limits {
         Duration::from_micros(self.epoch_tick_us)
     }
 
-    /// The deadline in epoch ticks (rounded up, at least 1).
-    pub fn deadline_ticks(&self) -> u64 {
-        (self.call_deadline_ms * 1000).div_ceil(self.epoch_tick_us).max(1)
+    /// A call's deadline.
+    pub fn call_deadline(&self) -> Deadline {
+        Deadline::new(self.call_deadline_ms, self.epoch_tick_us)
+    }
+
+    /// Instantiation's deadline.
+    pub fn instantiate_deadline(&self) -> Deadline {
+        Deadline::new(self.instantiate_deadline_ms, self.epoch_tick_us)
+    }
+}
+
+/// A budget of guest time: in milliseconds, and in epoch ticks (rounded up, at least 1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Deadline {
+    /// The budget.
+    pub ms: u64,
+    /// The budget in epoch ticks.
+    pub ticks: u64,
+}
+
+impl Deadline {
+    fn new(ms: u64, epoch_tick_us: u64) -> Deadline {
+        Deadline { ms, ticks: (ms * 1000).div_ceil(epoch_tick_us).max(1) }
+    }
+
+    /// The budget as a duration.
+    pub fn budget(&self) -> Duration {
+        Duration::from_millis(self.ms)
     }
 }

@@ -36,6 +36,16 @@ pub enum LoadError {
         /// What the parser or compiler said.
         reason: String,
     },
+    /// Needs more of the instance pool than this host's `[limits]` give a component.
+    #[error("{}", over_limit_message(reason, *key, *needed))]
+    OverLimit {
+        /// What wasmtime's pooling allocator said.
+        reason: String,
+        /// The `warden.toml` key that raises the limit, if one does.
+        key: Option<&'static str>,
+        /// What the component needs of it, when the reason says.
+        needed: Option<u64>,
+    },
     /// No manifest section.
     #[error(
         "no Warden manifest (custom section `warden-manifest`): build the plugin with `warden_sdk::export_game!`, or add the section with the plugin's name, version and WIT version (docs/plugins.md)"
@@ -76,6 +86,43 @@ pub enum LoadError {
     },
 }
 
+fn over_limit_message(reason: &str, key: Option<&str>, needed: Option<u64>) -> String {
+    match (key, needed) {
+        (Some(key), Some(n)) => format!(
+            "needs more than this host allows: {reason}; raise `{key}` in the [limits] section of warden.toml to at least {n} (or pass --set limits.{}={n})",
+            key.trim_start_matches("limits.")
+        ),
+        (Some(key), None) => format!("needs more than this host allows: {reason}; raise `{key}` in the [limits] section of warden.toml"),
+        (None, _) => format!("needs more of the instance pool than this host can give any component: {reason}; make the plugin smaller"),
+    }
+}
+
+/// Tells a component that breaks a limit of the instance pool (the pooling allocator checks them when
+/// it compiles) from one that is broken, naming the `[limits]` key that raises the limit.
+fn compile_error(reason: String) -> LoadError {
+    if !reason.contains("pooling allocator") {
+        return LoadError::Malformed { reason };
+    }
+    // wasmtime's words: "The component transitively contains 14 core module instances, which exceeds
+    // the configured maximum of 8 in the pooling allocator" (a test keeps them in step).
+    let counted = |what: &str| {
+        let at = reason.find(what)?;
+        reason[..at].split_whitespace().last()?.parse::<u64>().ok()
+    };
+    let (key, needed) = if let Some(n) = counted(" core module instances") {
+        (Some("limits.core_instances_per_component"), Some(n))
+    } else if let Some(n) = counted(" Wasm linear memories") {
+        (Some("limits.memories_per_component"), Some(n))
+    } else if let Some(n) = counted(" tables, which exceeds") {
+        (Some("limits.tables_per_component"), Some(n))
+    } else if reason.contains("memory does not fit") {
+        (Some("limits.memory_bytes"), None)
+    } else {
+        (None, None)
+    };
+    LoadError::OverLimit { reason, key, needed }
+}
+
 /// A checked, compiled plugin, ready to instantiate any number of times.
 pub struct Plugin {
     manifest: Manifest,
@@ -98,10 +145,8 @@ pub(crate) fn load(rt: &Runtime, bytes: &[u8]) -> Result<Plugin, LoadError> {
     let sha256 = hex::encode(Sha256::digest(bytes));
 
     let started = Instant::now();
-    let (component, cache) = rt
-        .cache
-        .component(&rt.engine, bytes, &manifest::code_hash(bytes))
-        .map_err(|e| LoadError::Malformed { reason: format!("{e:#}") })?;
+    let (component, cache) =
+        rt.cache.component(&rt.engine, bytes, &manifest::code_hash(bytes)).map_err(|e| compile_error(format!("{e:#}")))?;
     let compile_time = started.elapsed();
 
     let ty = component.component_type();
@@ -176,17 +221,18 @@ impl Plugin {
     }
 
     /// A store for an instance of this plugin in `env`: host state, memory limiter, and an epoch
-    /// deadline already set (instantiation runs guest code too).
+    /// deadline already set (instantiation runs guest code too), with instantiation's budget.
     pub fn new_store(&self, env: InstanceEnv) -> wasmtime::Store<HostState> {
         let mut state = HostState::new(self.name.clone(), env, &self.limits);
         state.slot = Some(crate::runtime::host_state::Slot::take(&self.live));
         let mut store = wasmtime::Store::new(&self.engine, state);
         store.limiter(|s| s as &mut dyn wasmtime::ResourceLimiter);
-        let (ticks, budget) = (self.limits.deadline_ticks(), std::time::Duration::from_millis(self.limits.call_deadline_ms));
+        // Instantiation runs under its own budget; every call then starts its own (`PluginInstance::call`).
+        let ticks = store.data_mut().deadline.start(self.limits.instantiate_deadline());
         store.set_epoch_deadline(ticks);
         store.epoch_deadline_callback(move |mut ctx| {
             let cpu = crate::runtime::deadline::thread_cpu_time();
-            Ok(ctx.data_mut().deadline.decide(cpu, std::time::Instant::now(), budget, ticks))
+            Ok(ctx.data_mut().deadline.decide(cpu, std::time::Instant::now()))
         });
         store
     }
