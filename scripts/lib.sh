@@ -62,3 +62,18 @@ ensure_python_tools() {
         cp "$wanted" "$venv/requirements.txt"
     fi
 }
+
+# The JavaScript SDK's tools (esbuild, componentize-js, msgpack) from npm, with `npm ci` from the committed
+# lockfile, in guest-sdk/js/node_modules; and each JavaScript plugin's link to the SDK (`npm ci` in its
+# directory). Again only when a lockfile changed.
+ensure_js_tools() {
+    local dir
+    for dir in guest-sdk/js plugins/*/; do
+        dir="${dir%/}"
+        [ -f "$dir/package-lock.json" ] || continue
+        if [ ! -f "$dir/node_modules/.package-lock.json" ] || [ "$dir/package-lock.json" -nt "$dir/node_modules/.package-lock.json" ]; then
+            say "installing $dir's npm packages (npm ci, from its lockfile)"
+            (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+        fi
+    done
+}

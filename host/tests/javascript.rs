@@ -1,0 +1,88 @@
+//! JavaScript plugins end to end: `plugins/arena-js` (the arena in JavaScript, built from source with the
+//! JavaScript SDK, esbuild and componentize-js by scripts/build-plugins) takes over a room from the Rust
+//! arena and hands it back, under bots on real WebSockets, and every score survives both swaps.
+
+mod common;
+
+use common::deploy::*;
+use common::server::{self as srv, WAIT};
+use std::time::{Duration, Instant};
+use warden::commands::bots::{self, BotGame, BotsArgs};
+use warden::net::envelope::Format;
+
+async fn rooms_all_on(server: &warden::server::Server, version: &str) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let versions = server.room_manager().versions("arena");
+        if !versions.is_empty() && versions.keys().all(|v| v == version) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "rooms are not all on {version}: {versions:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The score of each player the room's state holds, read from its dump (none before the room opens).
+async fn scores(server: &warden::server::Server, room: &str) -> Vec<(String, u64)> {
+    let Some(dump) = server.room_manager().dump("arena", room).await else { return Vec::new() };
+    let state: serde_json::Value = rmp_serde::from_slice(dump.state.as_deref().expect("the room has a state")).unwrap();
+    // Players in the room, then those who left (kept as [id, player] pairs).
+    let mut scores: Vec<(String, u64)> =
+        state["players"].as_object().unwrap().iter().map(|(id, p)| (id.clone(), p["score"].as_u64().unwrap())).collect();
+    for pair in state["departed"].as_array().into_iter().flatten() {
+        scores.push((pair[0].as_str().unwrap().to_string(), pair[1]["score"].as_u64().unwrap()));
+    }
+    scores
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_swaps_from_the_rust_arena_to_the_javascript_one_and_back_keeping_every_score() {
+    // A small grid, so that coins are picked up (and scores rise) within seconds.
+    let config = ["plugins.arena.config.width=3", "plugins.arena.config.height=3", "plugins.arena.config.spawn_every_ticks=2"];
+    let (_env, dir, server, mut events) = serving("arena", "arena", &[&config[..], &["rollout.probation_ms=600000"]].concat()).await;
+    let endpoint = srv::ws(&server, Format::MsgPack);
+    let args = BotsArgs::new(BotGame::Arena, 8, 4, 10.0, 600.0, "js");
+    let stop = tokio_util::sync::CancellationToken::new();
+    let load = tokio::spawn({
+        let stop = stop.clone();
+        async move { bots::drive_until(&args, endpoint, Some(b"test-secret-0123456789".to_vec()), stop).await }
+    });
+    let deadline = Instant::now() + WAIT;
+    while !scores(&server, "js-0").await.iter().any(|(_, s)| *s > 0) {
+        assert!(Instant::now() < deadline, "no coin was picked up on the Rust arena");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // The JavaScript build, as the same plugin's next version.
+    drop_version(&dir, "arena-js", "arena", "1.1.0");
+    deployed(&mut events, "1.1.0").await;
+    rooms_all_on(&server, "1.1.0").await;
+    let on_js = scores(&server, "js-0").await;
+    println!("on the JavaScript arena: {on_js:?}");
+    let deadline = Instant::now() + WAIT;
+    while scores(&server, "js-0").await.iter().map(|(_, s)| s).sum::<u64>() <= on_js.iter().map(|(_, s)| s).sum::<u64>() {
+        assert!(Instant::now() < deadline, "no coin was picked up on the JavaScript arena");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // And back to the Rust build.
+    server.deployer().advance("arena", "operator", "the test promotes it").await.unwrap();
+    drop_version(&dir, "arena", "arena", "1.2.0");
+    deployed(&mut events, "1.2.0").await;
+    rooms_all_on(&server, "1.2.0").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.cancel();
+    let report = load.await.unwrap().unwrap();
+    println!("{report:?}");
+    assert_eq!(report.connected, 8);
+    assert_eq!(report.failed_connections, 0, "no player was disconnected by the swaps");
+    assert_eq!((report.lost, report.duplicated), (0, 0), "every move answered once");
+    assert_eq!(report.score_resets, 0, "no score went down across Rust -> JavaScript -> Rust");
+    assert_eq!(report.errors, 0, "neither build refused a move");
+    let back = scores(&server, "js-0").await;
+    for (id, score) in &on_js {
+        let now = back.iter().find(|(i, _)| i == id).map(|(_, s)| *s).unwrap_or(0);
+        assert!(now >= *score, "{id}: {score} on the JavaScript arena, {now} back on the Rust one");
+    }
+    server.shutdown().await;
+}
