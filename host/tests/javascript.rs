@@ -1,6 +1,8 @@
 //! JavaScript plugins end to end: `plugins/arena-js` (the arena in JavaScript, built from source with the
 //! JavaScript SDK, esbuild and componentize-js by scripts/build-plugins) takes over a room from the Rust
-//! arena and hands it back, under bots on real WebSockets, and every score survives both swaps.
+//! arena and hands it back, under bots on real WebSockets, and every score survives both swaps; a bad
+//! build of it (built from source here) is rolled back by the health check and its rooms end exactly as
+//! the good build makes them.
 
 mod common;
 
@@ -8,7 +10,9 @@ use common::deploy::*;
 use common::server::{self as srv, WAIT};
 use std::time::{Duration, Instant};
 use warden::commands::bots::{self, BotGame, BotsArgs};
+use warden::deploy::DeployEvent;
 use warden::net::envelope::Format;
+use warden::room::journal::{self, Entry};
 
 async fn rooms_all_on(server: &warden::server::Server, version: &str) {
     let deadline = Instant::now() + WAIT;
@@ -83,6 +87,65 @@ async fn a_room_swaps_from_the_rust_arena_to_the_javascript_one_and_back_keeping
     for (id, score) in &on_js {
         let now = back.iter().find(|(i, _)| i == id).map(|(_, s)| *s).unwrap_or(0);
         assert!(now >= *score, "{id}: {score} on the JavaScript arena, {now} back on the Rust one");
+    }
+    server.shutdown().await;
+}
+
+/// `bytes` stamped as `version` (keeping its manifest's name).
+fn stamp_version(bytes: &[u8], version: &str) -> Vec<u8> {
+    let mut m = warden::runtime::manifest::read(bytes).unwrap();
+    m.version = version.into();
+    warden::runtime::manifest::stamp(bytes, &m)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_javascript_build_is_rolled_back_and_its_rooms_end_exactly_as_the_good_build_makes_them() {
+    // Checkpoints only before swaps, so the room's journal covers everything since the pre-swap one.
+    let (_env, dir, server, mut events) =
+        serving("arena-js", "arena", &["rooms.checkpoint_every_ms=3600000", "rollout.probation_ms=600000"]).await;
+    let endpoint = srv::ws(&server, Format::MsgPack);
+    let args = BotsArgs::new(BotGame::Arena, 8, 4, 8.0, 600.0, "jsbad");
+    let stop = tokio_util::sync::CancellationToken::new();
+    let load = tokio::spawn({
+        let stop = stop.clone();
+        async move { bots::drive_until(&args, endpoint, Some(b"test-secret-0123456789".to_vec()), stop).await }
+    });
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // A bad build, made from source: every fifth move throws after it is applied and answered.
+    let bad = warden_tests::js_variant("arena-js", |dir| {
+        let path = dir.join("arena.js");
+        let code = std::fs::read_to_string(&path).unwrap();
+        let answer = "    ctx.send(id, { type: 'moved', seq, pos: to, score: current.score, picked });\n";
+        assert!(code.contains(answer), "arena.js still has the line the bad build edits");
+        let broken = code.replace(answer, &format!("{answer}    if (seq % 5 === 0) throw new Error(`bad build: move ${{seq}}`);\n"));
+        std::fs::write(path, broken).unwrap();
+    });
+    drop_signed(&dir, "arena-1.0.1.wasm", &stamp_version(&bad, "1.0.1"), "arena", "1.0.1");
+    deployed(&mut events, "1.0.1").await;
+    let event = next_event(&mut events, Duration::from_secs(60), |e| matches!(e, DeployEvent::RolledBack { .. })).await;
+    let DeployEvent::RolledBack { bad, to, reason, .. } = event else { unreachable!() };
+    assert_eq!((bad.as_str(), to.as_str()), ("1.0.1", "1.0.0"), "{reason}");
+    assert!(reason.contains("error rate"), "{reason}");
+    rooms_all_on(&server, "1.0.0").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.cancel();
+    let report = load.await.unwrap().unwrap();
+    println!("{report:?}");
+    assert!(report.errors > 0, "the bots saw the bad build's errors");
+    assert_eq!((report.lost, report.duplicated, report.score_resets), (0, 0, 0), "every move answered once, no score lost");
+
+    // Each room is exactly what 1.0.0 makes of its pre-swap checkpoint and every move since, the bad
+    // build's era included: replayed offline, the same snapshot bytes.
+    for room in ["jsbad-0", "jsbad-1"] {
+        let dump = server.room_manager().dump("arena", room).await.expect("the room is open");
+        assert_eq!((dump.version.as_str(), dump.base.version()), ("1.0.0", "1.0.0"), "{room}");
+        assert!(dump.journal.entries().filter(|e| matches!(e, Entry::Msg(..))).count() > 10, "{room}: the moves since the swap");
+        let plugin = server.deployer().loaded("arena", "1.0.0").expect("1.0.0 is loaded");
+        let env = warden::runtime::InstanceEnv::standalone(room, dump.seed);
+        let mut replayed = journal::replay(&plugin, &env, 20, &dump.base, &dump.journal, &[]).unwrap();
+        assert!(replayed.skipped.is_empty());
+        assert_eq!(Some(replayed.instance.snapshot().unwrap()), dump.state, "{room} is exactly 1.0.0's result");
     }
     server.shutdown().await;
 }

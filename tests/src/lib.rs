@@ -49,6 +49,26 @@ pub fn python() -> PathBuf {
 /// (componentize-py). Returns the component (its manifest says the name and version of its
 /// `pyproject.toml`).
 pub fn python_variant(name: &str, edit: impl FnOnce(&Path)) -> Vec<u8> {
+    plugin_variant(name, edit, |copy, out, root| {
+        let mut command = Command::new(python());
+        command.args(["-m", "warden_sdk.build"]).arg(copy).arg("-o").arg(out).env("PYTHONPATH", root.join("guest-sdk/python"));
+        command
+    })
+}
+
+/// The same for the JavaScript plugin `plugins/<name>`, through the JavaScript SDK's build (esbuild and
+/// componentize-js, installed by `scripts/build-plugins`).
+pub fn js_variant(name: &str, edit: impl FnOnce(&Path)) -> Vec<u8> {
+    plugin_variant(name, edit, |copy, out, root| {
+        let mut command = Command::new("node");
+        command.arg(root.join("guest-sdk/js/build.mjs")).arg(copy).arg("-o").arg(out);
+        command
+    })
+}
+
+/// A copy of `plugins/<name>`'s files (not its directories), changed by `edit`, built by `build(copy,
+/// out, repository root)`.
+fn plugin_variant(name: &str, edit: impl FnOnce(&Path), build: impl FnOnce(&Path, &Path, &Path) -> Command) -> Vec<u8> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let dir = tempfile::tempdir().unwrap();
     let copy = dir.path().join(name);
@@ -61,14 +81,7 @@ pub fn python_variant(name: &str, edit: impl FnOnce(&Path)) -> Vec<u8> {
     }
     edit(&copy);
     let out = dir.path().join("out.wasm");
-    let built = Command::new(python())
-        .args(["-m", "warden_sdk.build"])
-        .arg(&copy)
-        .arg("-o")
-        .arg(&out)
-        .env("PYTHONPATH", root.join("guest-sdk/python"))
-        .output()
-        .expect("the Python SDK's build runs");
+    let built = build(&copy, &out, &root).output().expect("the plugin's build runs");
     assert!(built.status.success(), "building a variant of {name} failed: {}", String::from_utf8_lossy(&built.stderr));
     std::fs::read(out).unwrap()
 }
