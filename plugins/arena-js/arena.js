@@ -65,6 +65,8 @@ export class Arena extends Game {
     }
     ctx.send(id, { type: 'welcome', pos: p.pos, total: p.lifetime, width: this.config.width, height: this.config.height });
     this.players[id] = p;
+    // console.log goes to the server's log, with the plugin, room and tick attached.
+    console.log(`${id} joined at ${p.pos.x},${p.pos.y} with ${p.lifetime} coins in all`);
   }
 
   onLeave(ctx, id) {

@@ -1,6 +1,6 @@
-//! A Python plugin against the real binary: what `chat-py` prints reaches the server's log with the
-//! plugin and room attached, and harms nothing (the room goes on answering); an exception's traceback
-//! goes to the log, not to the player.
+//! Python and JavaScript plugins against the real binary: what `chat-py` prints and what `arena-js` writes
+//! with `console.log` reach the server's log with the plugin and room attached, and harm nothing (the room
+//! goes on answering); a Python exception's traceback goes to the log, not to the player.
 
 use std::path::Path;
 use std::process::Command;
@@ -81,4 +81,45 @@ fn what_a_python_plugin_prints_reaches_the_server_log_with_its_room_and_harms_no
         traceback.iter().any(|l| l.contains("ERROR") && l.contains("in say") && l.contains("AttributeError") && l.contains("py-room")),
         "{traceback:?}"
     );
+}
+
+#[test]
+fn what_a_javascript_plugin_logs_with_console_log_reaches_the_server_log_with_its_room() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let log = d.join("server.log");
+    // The JavaScript build is plugin `arena`: its file is named after it.
+    std::fs::create_dir_all(d.join("plugins")).unwrap();
+    std::fs::copy(warden_tests::wasm("arena-js"), d.join("plugins/arena.wasm")).unwrap();
+    let serve = Serve::start_logging_to(d, &[], &[], &log);
+    let data = format!("data_dir={:?}", d.display().to_string());
+    let admin = serve.admin.to_string();
+    let out = Command::new(warden_bin()).args(["log", "warn,warden::plugin=info", "--admin", &admin, "--set", &data]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let (mut tx, mut rx) = client::connect(&Endpoint::Ws(serve.ws.clone(), Format::MsgPack)).await.unwrap();
+        client::handshake(&mut tx, &mut rx, None, "arena", "js-room").await.unwrap();
+        assert_eq!(next_msg(&mut rx).await["type"], "welcome");
+        let data = rmp_serde::to_vec_named(&serde_json::json!({"type": "move", "dir": "up", "seq": 1})).unwrap();
+        tx.send(&ClientEnvelope::Msg { data }).await.unwrap();
+        loop {
+            let msg = next_msg(&mut rx).await;
+            if msg["type"] == "moved" {
+                assert_eq!(msg["seq"], 1, "the room goes on answering");
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + WAIT;
+    let logged = loop {
+        if let Some(line) = log_lines(&log, |l| l.contains("joined at") && l.contains("coins in all")).into_iter().next() {
+            break line;
+        }
+        assert!(Instant::now() < deadline, "console.log never reached the log:\n{}", std::fs::read_to_string(&log).unwrap());
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    println!("{logged}");
+    assert!(logged.contains("INFO") && logged.contains("warden::plugin") && logged.contains("js-room"), "{logged}");
 }
