@@ -137,9 +137,10 @@ pub struct Deployer {
     switching: tokio::sync::Mutex<()>,
     /// Per plugin, the features the store holds a switch for.
     stored_features: Mutex<HashMap<String, std::collections::BTreeSet<String>>>,
-    /// Held from a deploy's registry write until rooms and rollouts follow it, and by the operator's
-    /// rollback, promote and pause: an operator acting on what `warden status` (the registry) shows
-    /// never meets the rollout state of before that write.
+    /// Held from a deploy's or a rollback's registry write until rooms and rollouts follow it, and by
+    /// the operator's rollback, promote and pause: an operator acting on what `warden status` (the
+    /// registry) shows never meets the rollout state of before that write, and in a fleet this host's
+    /// reconcile (which takes it too) never finds the registry ahead of its own rooms.
     operating: tokio::sync::Mutex<()>,
     /// This host's place in a fleet ([`fleet`]), if it is in one.
     fleet: std::sync::OnceLock<fleet::FleetLink>,

@@ -212,6 +212,8 @@ impl Deployer {
     /// A room could not take a new version: mark it bad and put the previous version back everywhere.
     pub async fn swap_failed(&self, failure: SwapFailure) {
         let reason = format!("room {} could not take it: {}", failure.room, failure.reason);
+        // Held from the registry write until this host's rooms follow it (see `evaluate`).
+        let _operating = self.operating.lock().await;
         if let Err(e) = self.roll_back_for(&failure.game, Some(&failure.to), None, (&reason, "swap_failed"), "health").await {
             tracing::debug!(game = %failure.game, "no rollback for the failed swap: {e:#}");
         }
@@ -280,6 +282,8 @@ impl Deployer {
     }
 
     /// [`Deployer::roll_back`] with its `cause` as a metric label (see [`DeployEvent::RolledBack`]).
+    /// Callers hold `operating`, so that this host's own reconcile never runs between the registry write
+    /// and the rooms' update.
     async fn roll_back_for(
         &self,
         game_name: &str,
@@ -415,7 +419,13 @@ impl Deployer {
             if let Some(breach) = policy.check(&window, latency_baseline(&game, &rollout, &policy)) {
                 let across = if self.fleet().is_some() { format!(" (summed across {} hosts)", summed.hosts) } else { String::new() };
                 let reason = format!("health breach during {}: {breach}{across}", rollout.phase.name());
-                if let Err(e) = self.roll_back_for(&name, Some(&version), None, (&reason, breach.kind()), "health").await {
+                // Held from the registry write until this host's rooms follow it: in a fleet the write's
+                // event reaches this host too, and its reconcile must not find the registry ahead of
+                // the rooms and roll them back a second time (counted as the fleet's).
+                let operating = self.operating.lock().await;
+                let rolled = self.roll_back_for(&name, Some(&version), None, (&reason, breach.kind()), "health").await;
+                drop(operating);
+                if let Err(e) = rolled {
                     tracing::error!(plugin = %name, %version, "{reason}, but it cannot be rolled back: {e:#}");
                 }
                 continue;
