@@ -14,18 +14,6 @@ use warden::deploy::DeployEvent;
 use warden::net::envelope::Format;
 use warden::room::journal::{self, Entry};
 
-async fn rooms_all_on(server: &warden::server::Server, version: &str) {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let versions = server.room_manager().versions("arena");
-        if !versions.is_empty() && versions.keys().all(|v| v == version) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "rooms are not all on {version}: {versions:?}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 /// The score of each player the room's state holds, read from its dump (none before the room opens).
 async fn scores(server: &warden::server::Server, room: &str) -> Vec<(String, u64)> {
     let Some(dump) = server.room_manager().dump("arena", room).await else { return Vec::new() };
@@ -59,8 +47,8 @@ async fn a_room_swaps_from_the_rust_arena_to_the_javascript_one_and_back_keeping
 
     // The JavaScript build, as the same plugin's next version.
     drop_version(&dir, "arena-js", "arena", "1.1.0");
-    deployed(&mut events, "1.1.0").await;
-    rooms_all_on(&server, "1.1.0").await;
+    deployed_within(&mut events, "1.1.0", BIG_COMPONENT).await;
+    rooms_all_on(&server, "arena", "1.1.0").await;
     let on_js = scores(&server, "js-0").await;
     println!("on the JavaScript arena: {on_js:?}");
     let deadline = Instant::now() + WAIT;
@@ -72,8 +60,8 @@ async fn a_room_swaps_from_the_rust_arena_to_the_javascript_one_and_back_keeping
     // And back to the Rust build.
     server.deployer().advance("arena", "operator", "the test promotes it").await.unwrap();
     drop_version(&dir, "arena", "arena", "1.2.0");
-    deployed(&mut events, "1.2.0").await;
-    rooms_all_on(&server, "1.2.0").await;
+    deployed_within(&mut events, "1.2.0", BIG_COMPONENT).await;
+    rooms_all_on(&server, "arena", "1.2.0").await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     stop.cancel();
     let report = load.await.unwrap().unwrap();
@@ -89,13 +77,6 @@ async fn a_room_swaps_from_the_rust_arena_to_the_javascript_one_and_back_keeping
         assert!(now >= *score, "{id}: {score} on the JavaScript arena, {now} back on the Rust one");
     }
     server.shutdown().await;
-}
-
-/// `bytes` stamped as `version` (keeping its manifest's name).
-fn stamp_version(bytes: &[u8], version: &str) -> Vec<u8> {
-    let mut m = warden::runtime::manifest::read(bytes).unwrap();
-    m.version = version.into();
-    warden::runtime::manifest::stamp(bytes, &m)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -122,12 +103,12 @@ async fn a_bad_javascript_build_is_rolled_back_and_its_rooms_end_exactly_as_the_
         std::fs::write(path, broken).unwrap();
     });
     drop_signed(&dir, "arena-1.0.1.wasm", &stamp_version(&bad, "1.0.1"), "arena", "1.0.1");
-    deployed(&mut events, "1.0.1").await;
-    let event = next_event(&mut events, Duration::from_secs(60), |e| matches!(e, DeployEvent::RolledBack { .. })).await;
+    deployed_within(&mut events, "1.0.1", BIG_COMPONENT).await;
+    let event = next_event(&mut events, BIG_COMPONENT, |e| matches!(e, DeployEvent::RolledBack { .. })).await;
     let DeployEvent::RolledBack { bad, to, reason, .. } = event else { unreachable!() };
     assert_eq!((bad.as_str(), to.as_str()), ("1.0.1", "1.0.0"), "{reason}");
     assert!(reason.contains("error rate"), "{reason}");
-    rooms_all_on(&server, "1.0.0").await;
+    rooms_all_on(&server, "arena", "1.0.0").await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     stop.cancel();
     let report = load.await.unwrap().unwrap();

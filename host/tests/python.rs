@@ -7,9 +7,9 @@
 mod common;
 
 use common::deploy::*;
-use common::server::{self as srv, WAIT};
+use common::server as srv;
 use serde_json::{Value, json};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use warden::deploy::DeployEvent;
 use warden::net::envelope::Format;
 use warden::room::journal::{self, Entry};
@@ -25,18 +25,6 @@ const SETS: &[&str] = &[
     "rooms.checkpoint_every_ms=3600000",
     "rollout.probation_ms=600000",
 ];
-
-async fn rooms_all_on(server: &warden::server::Server, version: &str) {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let versions = server.room_manager().versions("chat-py");
-        if !versions.is_empty() && versions.keys().all(|v| v == version) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "rooms are not all on {version}: {versions:?}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
 
 /// The next chat message of `kind` (`history`, `line`, `renamed`, `refused`) `p` receives.
 async fn next(p: &mut srv::Player, kind: &str) -> Value {
@@ -67,8 +55,8 @@ async fn chat_in_python_is_played_swapped_with_its_history_and_rolled_back_from_
 
     // A new version (the same build stamped 1.0.1) takes over the room with its state.
     drop_version(&dir, "chat-py", "chat-py", "1.0.1");
-    deployed(&mut events, "1.0.1").await;
-    rooms_all_on(&server, "1.0.1").await;
+    deployed_within(&mut events, "1.0.1", BIG_COMPONENT).await;
+    rooms_all_on(&server, "chat-py", "1.0.1").await;
     // Promoted, so that a bad version after it rolls back to it.
     server.deployer().advance("chat-py", "operator", "the test promotes it").await.unwrap();
     let mut c = player(&endpoint, "chat-py", "lobby").await;
@@ -88,8 +76,8 @@ async fn chat_in_python_is_played_swapped_with_its_history_and_rolled_back_from_
         std::fs::write(path, broken).unwrap();
     });
     drop_signed(&dir, "chat-py-1.0.2.wasm", &stamp_version(&bad, "1.0.2"), "chat-py", "1.0.2");
-    deployed(&mut events, "1.0.2").await;
-    rooms_all_on(&server, "1.0.2").await;
+    deployed_within(&mut events, "1.0.2", BIG_COMPONENT).await;
+    rooms_all_on(&server, "chat-py", "1.0.2").await;
     let mut said = 0;
     let rolled_back = loop {
         for p in [&mut a, &mut b, &mut c] {
@@ -112,7 +100,7 @@ async fn chat_in_python_is_played_swapped_with_its_history_and_rolled_back_from_
     let (bad, to, reason) = rolled_back;
     assert_eq!((bad.as_str(), to.as_str()), ("1.0.2", "1.0.1"), "{reason}");
     assert!(reason.contains("error rate"), "{reason}");
-    rooms_all_on(&server, "1.0.1").await;
+    rooms_all_on(&server, "chat-py", "1.0.1").await;
     // The players saw the bad build's errors as `error` envelopes, nothing of the host's insides.
     // A Python exception reaches the player as its type and message; its traceback goes to the log.
     let error = format!("{:?}", a.next_error().await);
@@ -136,13 +124,6 @@ async fn chat_in_python_is_played_swapped_with_its_history_and_rolled_back_from_
     let versions = server.store().versions("chat-py").await.unwrap();
     assert_eq!(versions.iter().find(|v| v.version == "1.0.2").unwrap().state, VersionState::Bad);
     server.shutdown().await;
-}
-
-/// `bytes` stamped as `version` (keeping its manifest's name).
-fn stamp_version(bytes: &[u8], version: &str) -> Vec<u8> {
-    let mut m = warden::runtime::manifest::read(bytes).unwrap();
-    m.version = version.into();
-    warden::runtime::manifest::stamp(bytes, &m)
 }
 
 #[test]

@@ -37,18 +37,6 @@ fn offline_replay(server: &Server, game: &str, dump: &warden::room::RoomDump, ro
     replayed.instance.snapshot().unwrap()
 }
 
-async fn rooms_all_on(server: &Server, game: &str, version: &str) {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let versions = server.room_manager().versions(game);
-        if !versions.is_empty() && versions.keys().all(|v| v == version) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "rooms are not all on {version}: {versions:?}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_version_returning_err_on_a_fifth_of_moves_is_rolled_back_and_rooms_end_as_if_it_never_ran() {
     // Checkpoints only before swaps, so each room's journal covers everything since the pre-swap one.

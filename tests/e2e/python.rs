@@ -24,17 +24,26 @@ fn log_lines(log: &Path, pred: impl Fn(&str) -> bool) -> Vec<String> {
     std::fs::read_to_string(log).unwrap().lines().filter(|l| pred(l)).map(String::from).collect()
 }
 
-#[test]
-fn what_a_python_plugin_prints_reaches_the_server_log_with_its_room_and_harms_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
+/// A server on `d` (with `plugins` put in its plugin directory first, as (built name, file name)) that logs
+/// plugin lines at info to `d/server.log` (its default filter is warn), and that log's path.
+fn serve_logging_plugins(d: &Path, plugins: &[(&str, &str)], extra: &[&str]) -> (Serve, std::path::PathBuf) {
     let log = d.join("server.log");
-    let serve = Serve::start_logging_to(d, &["chat-py"], &["--set", "plugins.chat-py.features=[\"chat\"]"], &log);
-    // Plugin lines at info (the server's default filter is warn).
+    std::fs::create_dir_all(d.join("plugins")).unwrap();
+    for (built, file) in plugins {
+        std::fs::copy(warden_tests::wasm(built), d.join("plugins").join(file)).unwrap();
+    }
+    let serve = Serve::start_logging_to(d, &[], extra, &log);
     let data = format!("data_dir={:?}", d.display().to_string());
     let admin = serve.admin.to_string();
     let out = Command::new(warden_bin()).args(["log", "warn,warden::plugin=info", "--admin", &admin, "--set", &data]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    (serve, log)
+}
+
+#[test]
+fn what_a_python_plugin_prints_reaches_the_server_log_with_its_room_and_harms_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (serve, log) = serve_logging_plugins(dir.path(), &[("chat-py", "chat-py.wasm")], &["--set", "plugins.chat-py.features=[\"chat\"]"]);
 
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
@@ -86,16 +95,8 @@ fn what_a_python_plugin_prints_reaches_the_server_log_with_its_room_and_harms_no
 #[test]
 fn what_a_javascript_plugin_logs_with_console_log_reaches_the_server_log_with_its_room() {
     let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    let log = d.join("server.log");
     // The JavaScript build is plugin `arena`: its file is named after it.
-    std::fs::create_dir_all(d.join("plugins")).unwrap();
-    std::fs::copy(warden_tests::wasm("arena-js"), d.join("plugins/arena.wasm")).unwrap();
-    let serve = Serve::start_logging_to(d, &[], &[], &log);
-    let data = format!("data_dir={:?}", d.display().to_string());
-    let admin = serve.admin.to_string();
-    let out = Command::new(warden_bin()).args(["log", "warn,warden::plugin=info", "--admin", &admin, "--set", &data]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (serve, log) = serve_logging_plugins(dir.path(), &[("arena-js", "arena.wasm")], &[]);
 
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {

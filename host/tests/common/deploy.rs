@@ -33,10 +33,27 @@ pub fn shared_data() -> &'static tempfile::TempDir {
 
 /// `base` (a built plugin) stamped as `version`.
 pub fn stamped(base: &str, version: &str) -> Vec<u8> {
-    let bytes = warden_tests::wasm_bytes(base);
-    let mut m = manifest::read(&bytes).unwrap();
+    stamp_version(&warden_tests::wasm_bytes(base), version)
+}
+
+/// A component's bytes stamped as `version` (keeping its manifest's name).
+pub fn stamp_version(bytes: &[u8], version: &str) -> Vec<u8> {
+    let mut m = manifest::read(bytes).unwrap();
     m.version = version.to_string();
-    manifest::stamp(&bytes, &m)
+    manifest::stamp(bytes, &m)
+}
+
+/// Waits until every open room of `game` runs `version`.
+pub async fn rooms_all_on(server: &Server, game: &str, version: &str) {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let versions = server.room_manager().versions(game);
+        if !versions.is_empty() && versions.keys().all(|v| v == version) {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "rooms of {game} are not all on {version}: {versions:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 /// A component given a manifest (so the checks get past it to the world).
@@ -159,7 +176,17 @@ pub async fn next_event(
 }
 
 pub async fn deployed(events: &mut broadcast::Receiver<DeployEvent>, want: &str) {
-    let event = next_event(events, WAIT, |e| !matches!(e, DeployEvent::RolledBack { .. } | DeployEvent::Advanced { .. })).await;
+    deployed_within(events, want, WAIT).await;
+}
+
+/// How long a Python or JavaScript component (12 to 19 MB, CPython or StarlingMonkey inside) may take to
+/// deploy: a cold compile takes about 10 s in a debug build on an idle machine, and several times that on
+/// a loaded one while other tests compile the same.
+pub const BIG_COMPONENT: Duration = Duration::from_secs(600);
+
+/// [`deployed`], waiting up to `within`.
+pub async fn deployed_within(events: &mut broadcast::Receiver<DeployEvent>, want: &str, within: Duration) {
+    let event = next_event(events, within, |e| !matches!(e, DeployEvent::RolledBack { .. } | DeployEvent::Advanced { .. })).await;
     match event {
         DeployEvent::Deployed { version, .. } if version == want => {}
         other => panic!("expected {want} to deploy, got {other:?}"),
