@@ -18,6 +18,9 @@ enum Command {
     /// Show what a plugin file is: its manifest, world, exports and imports, size, sha256 and compile
     /// time; or explain why it is not a valid Warden plugin (exit status 1).
     Inspect(commands::inspect::InspectArgs),
+    /// Write a ready plugin project (Rust, Python or JavaScript): its build file, a hello game and a test
+    /// of it that passes as written.
+    New(commands::new::NewArgs),
     /// Re-version a built plugin without rebuilding it: append a manifest naming the new version (the
     /// code is untouched), write NAME-VERSION.wasm, then sign it with `warden sign`.
     #[command(disable_version_flag = true)]
@@ -106,6 +109,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Inspect(args) => commands::inspect::run(args),
+        Command::New(args) => commands::new::run(args),
         Command::Stamp(args) => commands::stamp::run(args),
         Command::Serve(args) => commands::serve::run(args),
         Command::Token(args) => commands::token::run(args),

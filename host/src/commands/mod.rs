@@ -7,6 +7,7 @@ pub mod crashes;
 pub mod dumps;
 pub mod fleet;
 pub mod inspect;
+pub mod new;
 pub mod operate;
 pub mod push;
 pub mod rooms;

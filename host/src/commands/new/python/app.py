@@ -1,0 +1,6 @@
+"""The component's entry point: componentize-py exports this module's WitWorld."""
+
+from game import Hello
+from warden_sdk import export_game
+
+WitWorld = export_game(Hello)
