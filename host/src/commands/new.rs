@@ -33,7 +33,10 @@ pub struct NewArgs {
 
 /// The files of each language's project: (path, template). `{{name}}`, `{{crate}}` (the name with
 /// underscores) and `{{sdk}}` (the repository) are filled in.
-const RUST: &[(&str, &str)] = &[("Cargo.toml", include_str!("new/rust/Cargo.toml")), ("src/lib.rs", include_str!("new/rust/src/lib.rs"))];
+/// A Rust project's game is `plugins/hello` itself (its test included), so the template cannot drift
+/// from the example the workspace builds and tests.
+const RUST: &[(&str, &str)] =
+    &[("Cargo.toml", include_str!("new/rust/Cargo.toml")), ("src/lib.rs", include_str!("../../../plugins/hello/src/lib.rs"))];
 const PYTHON: &[(&str, &str)] = &[
     ("pyproject.toml", include_str!("new/python/pyproject.toml")),
     ("app.py", include_str!("new/python/app.py")),

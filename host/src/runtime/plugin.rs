@@ -228,8 +228,8 @@ impl Plugin {
         let mut store = wasmtime::Store::new(&self.engine, state);
         store.limiter(|s| s as &mut dyn wasmtime::ResourceLimiter);
         // Instantiation runs under its own budget; every call then starts its own (`PluginInstance::call`).
-        let ticks = store.data_mut().deadline.start(self.limits.instantiate_deadline());
-        store.set_epoch_deadline(ticks);
+        // (The host state's probe starts with the same budget.)
+        store.set_epoch_deadline(self.limits.instantiate_deadline().ticks);
         store.epoch_deadline_callback(move |mut ctx| {
             let cpu = crate::runtime::deadline::thread_cpu_time();
             Ok(ctx.data_mut().deadline.decide(cpu, std::time::Instant::now()))
