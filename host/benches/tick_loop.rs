@@ -176,7 +176,7 @@ pub fn run_with(config: RoomConfig, setup: impl AsyncFnOnce(&Rooms, &Arc<GameEnt
                     let handle = rooms.join("arena", &format!("r{r}"), conn).await.unwrap();
                     let delivered = delivered.clone();
                     tokio::spawn(async move {
-                        while let Some(warden::room::Outbound::Frames(_, frames)) = rx.recv().await {
+                        while let Some(warden::room::Outbound::Frames(_, frames, _)) = rx.recv().await {
                             delivered.fetch_add(frames.len() as u64, Ordering::Relaxed);
                         }
                     });

@@ -43,7 +43,7 @@ impl Inbox {
             }
             // Virtual time: a report that never comes fails the test instead of ticking forever.
             let batch = tokio::time::timeout(Duration::from_secs(60), self.rx.recv()).await.expect("a report within 60 s of game time");
-            let Some(Outbound::Frames(_, frames)) = batch else { panic!("the room closed") };
+            let Some(Outbound::Frames(_, frames, _)) = batch else { panic!("the room closed") };
             self.pending.extend(frames);
         }
     }

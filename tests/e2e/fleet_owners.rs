@@ -230,3 +230,87 @@ async fn new_rooms_go_to_the_least_loaded_live_host_with_the_game() {
     until_dead(&pg, "b").await;
     assert_eq!(pg.place_room("g", "r1", "a", a1).await.unwrap(), Placed::Here, "a dead owner's room is placed on a live host");
 }
+
+/// A host's rooms send nothing once its lease has run out by its own clock, before anything else on the
+/// host has noticed: here the lease keeper never says so (the check is the test's own switch, and the
+/// store never fences the room, which no other host wants). A host woken from a pause longer than its
+/// lease runs its rooms' ticks, the writer and the connections' writers in whatever order its runtime
+/// picks, so each looks at the lease itself. What the player's connection would write from the moment
+/// the lease fails is the notice that the room moved and nothing else, even the answers that were queued
+/// on the connection before and not yet written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_sends_nothing_once_its_hosts_lease_ran_out_by_the_hosts_own_clock() {
+    use std::collections::HashMap;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use warden::net::envelope::{self, Format, ServerEnvelope};
+    use warden::room::{GameEntry, Kill, LeaseCheck, OutQueue, Owner, PlayerConn, Rooms, Switches};
+
+    let Some(store) = TestStore::postgres("fleet_lease_check").await else { return };
+    let pg = PgStore::open(&store.url).await.unwrap();
+    let mut session = pg.host_session().await.unwrap();
+    let incarnation = session.register("h", "ws://127.0.0.1:9/ws", &["arena".to_string()], LEASE).await.unwrap();
+    let runtime = warden::runtime::Runtime::new(warden::runtime::Limits::default(), None).unwrap();
+    let plugin = Arc::new(runtime.load(&warden_tests::wasm_bytes("arena")).unwrap());
+    let game = Arc::new(GameEntry::new(plugin, Vec::new(), Switches::default()));
+    let config = warden::config::RoomConfig::default();
+    assert_eq!(config.durability, warden::config::Durability::Durable, "answers wait for their journal's commit");
+    let rooms = Rooms::new(HashMap::from([("arena".to_string(), game)]), config, Arc::new(warden::runtime::MemorySaves::default()));
+    let crashes = tempfile::tempdir().unwrap();
+    rooms.attach(warden::storage::Store::Postgres(pg.clone()), crashes.path().to_path_buf(), 1 << 20);
+    let holds = Arc::new(AtomicBool::new(true));
+    let lease = {
+        let holds = holds.clone();
+        LeaseCheck::new(move || holds.load(Ordering::SeqCst))
+    };
+    rooms.stop_serving("joining the fleet".into());
+    rooms.serve(Some(Owner { host: "h".into(), incarnation, store: pg.clone(), lease }));
+
+    let (out, mut rx) = OutQueue::new(10_000, 1 << 30);
+    let conn = PlayerConn {
+        id: "p".into(),
+        format: Format::MsgPack,
+        out: out.clone(),
+        kill: Kill::default(),
+        in_room: Arc::new(AtomicBool::new(false)),
+    };
+    rooms.join("arena", "r", conn).await.expect("the host owns the room and takes the player in");
+    let decode = |frame: &bytes::Bytes| envelope::decode_server(frame, Format::MsgPack).unwrap();
+    // Playing: arena broadcasts its state every other tick.
+    loop {
+        let batch = tokio::time::timeout(Duration::from_secs(30), rx.recv()).await.expect("the room answers").expect("open");
+        let (_, frames) = batch.writable().expect("the lease holds");
+        if frames.iter().any(|f| matches!(decode(f), ServerEnvelope::Msg { .. })) {
+            break;
+        }
+    }
+    // Unread answers wait on the connection when the lease fails.
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while out.queued_bytes() == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the room goes on broadcasting");
+    holds.store(false, Ordering::SeqCst);
+    let reason = loop {
+        let batch = tokio::time::timeout(Duration::from_secs(30), rx.recv())
+            .await
+            .expect("the room tells its player it moved, by itself, within 30 s")
+            .expect("the notice comes before the queue closes");
+        let Some((_, frames)) = batch.writable() else { continue };
+        let seen: Vec<_> = frames.iter().map(decode).collect();
+        match seen.as_slice() {
+            [ServerEnvelope::Kicked { reason }] => break reason.clone(),
+            other => panic!("the connection would write {other:?} after the host's lease ran out"),
+        }
+    };
+    assert!(reason.contains("moved") && reason.contains("lease ran out"), "{reason}");
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while rooms.open_count() > 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the room stopped");
+    drop(session);
+}

@@ -12,7 +12,7 @@
 //! heartbeat ([`super::adopt`]): the rooms of a host that died, and those of its own earlier incarnation.
 
 use super::lease::LeaseState;
-use crate::room::{Owner, Rooms};
+use crate::room::{LeaseCheck, Owner, Rooms};
 use crate::storage::postgres::PgStore;
 use std::sync::Arc;
 use std::time::Duration;
@@ -61,7 +61,12 @@ pub async fn serve_while_leased(
                 // The lease may have run out during that wait (it waits for the store): then the next
                 // state decides.
                 if lease.borrow().serving() {
-                    rooms.serve(Some(Owner { host: host.clone(), incarnation, store: store.clone() }));
+                    let held = lease.clone();
+                    let check = LeaseCheck::new(move || {
+                        let state = held.borrow();
+                        state.incarnation() == Some(incarnation) && state.serving()
+                    });
+                    rooms.serve(Some(Owner { host: host.clone(), incarnation, store: store.clone(), lease: check }));
                     serving = Some(incarnation);
                     tracing::info!(incarnation, "serving rooms under the fleet lease");
                 }

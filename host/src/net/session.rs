@@ -209,8 +209,10 @@ async fn close_with<Si: Sink<OutFrame> + Unpin>(sink: &mut Si, reason: String) {
 }
 
 /// Feeds a batch to the sink (without flushing); false if the connection is gone.
+/// Answers of a fleet host whose lease ran out since they were queued are dropped here, the last point
+/// before the socket ([`Outbound::writable`]).
 async fn write_batch<Si: Sink<OutFrame> + Unpin>(sink: &mut Si, batch: Outbound, counted: &Counted) -> bool {
-    let Outbound::Frames(format, frames) = batch;
+    let Some((format, frames)) = batch.writable() else { return true };
     let stats = counted.0.transport(counted.1);
     stats.msgs_out.fetch_add(frames.len() as u64, Ordering::Relaxed);
     stats.bytes_out.fetch_add(frames.iter().map(|f| f.len() as u64).sum(), Ordering::Relaxed);

@@ -399,6 +399,12 @@ impl Room {
                     }
                 }
                 scheduled = ticks.tick() => {
+                    // A host woken from a pause longer than its lease may run this before its lease keeper
+                    // has stopped the rooms: the room's own look at the lease stops it first.
+                    if !self.term.lease_holds() {
+                        self.pending.clear();
+                        break End::Moved(super::service::LEASE_RAN_OUT.into());
+                    }
                     let started = Instant::now();
                     let late = started.saturating_duration_since(scheduled) > period;
                     if let Err(crash) = self.tick(&mut instance) {
@@ -450,6 +456,12 @@ impl Room {
                                 break End::Crashed(crash);
                             }
                         }
+                    }
+                    // The tick may have run long (the host paused in it): what it computed leaves only
+                    // while the lease holds.
+                    if !self.term.lease_holds() {
+                        self.pending.clear();
+                        break End::Moved(super::service::LEASE_RAN_OUT.into());
                     }
                     self.flush();
                     self.health.add(&self.tally);
@@ -761,7 +773,7 @@ impl Room {
             // Now, not after the answers the writer holds: it drops those (their term has ended), and the
             // store it waits for may be away for long.
             for (conn, frames) in last {
-                conn.deliver(frames);
+                conn.deliver(frames, None);
             }
         } else {
             // After the answers the writer still holds, if any.

@@ -1,6 +1,7 @@
 //! What a room holds of each player's connection: the bounded outbound queue, the kill switch, and
 //! the membership flag.
 
+use super::service::LeaseCheck;
 use crate::net::envelope::{ErrorCode, Format};
 use bytes::Bytes;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -42,12 +43,18 @@ impl OutQueue {
 
     /// Queues a batch of frames, or refuses it if either bound would be passed.
     pub fn push(&self, format: Format, frames: Vec<Bytes>) -> Result<(), QueueFull> {
+        self.push_under(format, frames, None)
+    }
+
+    /// Queues a batch of frames to be written only while `lease` holds, if given (a fleet host's game
+    /// answers), or refuses it if either bound would be passed.
+    pub fn push_under(&self, format: Format, frames: Vec<Bytes>, lease: Option<&LeaseCheck>) -> Result<(), QueueFull> {
         let size: usize = frames.iter().map(Bytes::len).sum();
         if self.queued.fetch_add(size, Ordering::AcqRel) + size > self.max_bytes {
             self.queued.fetch_sub(size, Ordering::AcqRel);
             return Err(QueueFull);
         }
-        self.tx.try_send(Outbound::Frames(format, frames)).map_err(|_| {
+        self.tx.try_send(Outbound::Frames(format, frames, lease.cloned())).map_err(|_| {
             self.queued.fetch_sub(size, Ordering::AcqRel);
             QueueFull
         })
@@ -70,7 +77,7 @@ impl OutReceiver {
     }
 
     fn release(&self, batch: &Outbound) {
-        let Outbound::Frames(_, frames) = batch;
+        let Outbound::Frames(_, frames, _) = batch;
         self.queued.fetch_sub(frames.iter().map(Bytes::len).sum(), Ordering::AcqRel);
     }
 }
@@ -91,10 +98,12 @@ pub struct PlayerConn {
 }
 
 impl PlayerConn {
-    /// Queues a batch of frames for the player; a full queue means the player does not read: the
-    /// connection is closed as a slow consumer (false), and its session takes the player out of its room.
-    pub fn deliver(&self, frames: Vec<Bytes>) -> bool {
-        if self.out.push(self.format, frames).is_ok() {
+    /// Queues a batch of frames for the player, to be written only while `lease` holds (a fleet host's
+    /// game answers; none for the notice that a room moved, which must reach the player after its lease
+    /// ran out). A full queue means the player does not read: the connection is closed as a slow consumer
+    /// (false), and its session takes the player out of its room.
+    pub fn deliver(&self, frames: Vec<Bytes>, lease: Option<&LeaseCheck>) -> bool {
+        if self.out.push_under(self.format, frames, lease).is_ok() {
             return true;
         }
         self.kill.kill(ErrorCode::SlowConsumer, "the connection fell behind reading its messages and was closed");
@@ -103,10 +112,25 @@ impl PlayerConn {
 }
 
 /// What goes to a connection's writer.
-#[derive(Debug)]
 pub enum Outbound {
-    /// Frames to write, in order, all encoded in one format.
-    Frames(Format, Vec<Bytes>),
+    /// Frames to write, in order, all encoded in one format; in a fleet, only while the lease holds.
+    Frames(Format, Vec<Bytes>, Option<LeaseCheck>),
+}
+
+impl Outbound {
+    /// What is to be written now: the frames, or none if they were sent under a lease that has run out
+    /// since (the writer drops them: their room runs elsewhere by now).
+    pub fn writable(self) -> Option<(Format, Vec<Bytes>)> {
+        let Outbound::Frames(format, frames, lease) = self;
+        lease.is_none_or(|lease| lease.holds()).then_some((format, frames))
+    }
+}
+
+impl std::fmt::Debug for Outbound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Outbound::Frames(format, frames, lease) = self;
+        f.debug_struct("Frames").field("format", format).field("frames", &frames.len()).field("leased", &lease.is_some()).finish()
+    }
 }
 
 /// A one-shot "close this connection" signal with its reason.

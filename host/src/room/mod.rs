@@ -7,7 +7,7 @@ pub mod dumpfile;
 pub mod journal;
 mod service;
 mod timings;
-pub use service::Owner;
+pub use service::{LeaseCheck, Owner};
 use timings::{micros_histogram, record, take};
 pub mod stats;
 pub mod switches;

@@ -34,7 +34,33 @@ pub struct Owner {
     pub incarnation: i64,
     /// The fleet's PostgreSQL, where rooms are claimed.
     pub store: crate::storage::postgres::PgStore,
+    /// Whether that incarnation's lease still holds by the host's own clock.
+    pub lease: LeaseCheck,
 }
+
+/// Whether a host's lease still holds, judged by its own clock against a deadline that is never later
+/// than the database's ([`crate::fleet::lease`]): nothing a room computes may reach a player once it
+/// fails. The rooms ask it before every tick and before their answers leave, the writer before it sends
+/// durable answers, and a connection's writer before it writes them to the socket. So a host that was
+/// paused (SIGSTOP, a VM stall) past its lease sends nothing on waking, whichever of its tasks runs first:
+/// it need not wait for its lease keeper to notice and stop the rooms.
+#[derive(Clone)]
+pub struct LeaseCheck(Arc<dyn Fn() -> bool + Send + Sync>);
+
+impl LeaseCheck {
+    /// A check that asks `holds`.
+    pub fn new(holds: impl Fn() -> bool + Send + Sync + 'static) -> Self {
+        LeaseCheck(Arc::new(holds))
+    }
+
+    /// Whether the lease holds now.
+    pub fn holds(&self) -> bool {
+        (self.0)()
+    }
+}
+
+/// Why a room stops when its host's lease ran out before the lease keeper stopped it.
+pub(crate) const LEASE_RAN_OUT: &str = "this host's fleet lease ran out: it was paused, or cut off from PostgreSQL";
 
 struct State {
     /// Cancelled when the term ends (or the host shuts down: it is the shutdown token's child).
@@ -108,9 +134,28 @@ impl Service {
 pub(crate) struct TermGuard<'a>(MutexGuard<'a, State>);
 
 impl TermGuard<'_> {
-    /// Whether answers of term `number` may be sent.
+    /// Whether answers of term `number` may be sent: the term is current and, in a fleet, the host's
+    /// lease holds.
     pub fn admits(&self, number: u64) -> bool {
-        self.0.number == number
+        self.0.number == number && self.0.owner.as_ref().is_none_or(|owner| owner.lease.holds())
+    }
+
+    /// In a fleet, the check that answers sent now carry to the connection's writer.
+    pub fn lease(&self) -> Option<&LeaseCheck> {
+        self.0.owner.as_ref().map(|owner| &owner.lease)
+    }
+}
+
+impl Term {
+    /// Whether the room may still send what it computes: outside a fleet always; in one, while the host's
+    /// lease holds.
+    pub fn lease_holds(&self) -> bool {
+        self.owner.as_ref().is_none_or(|owner| owner.lease.holds())
+    }
+
+    /// The lease check its answers carry to the connection's writer, in a fleet.
+    pub fn lease(&self) -> Option<&LeaseCheck> {
+        self.owner.as_ref().map(|owner| &owner.lease)
     }
 }
 

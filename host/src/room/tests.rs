@@ -12,7 +12,7 @@ fn conn(id: &str) -> (PlayerConn, OutReceiver) {
 }
 
 fn kicked(rx: &mut OutReceiver) -> String {
-    let Some(Outbound::Frames(_, frames)) = rx.try_recv() else { panic!("the player was told nothing") };
+    let Some(Outbound::Frames(_, frames, _)) = rx.try_recv() else { panic!("the player was told nothing") };
     String::from_utf8(frames[0].to_vec()).unwrap()
 }
 
@@ -90,7 +90,7 @@ async fn a_host_that_stops_serving_stops_every_room_tells_its_players_and_refuse
     assert_eq!(rooms.open_count(), 0);
     // After what the join sent, if it came after the join returned.
     let mut frames = Vec::new();
-    while let Some(Outbound::Frames(_, batch)) = ann_rx.try_recv() {
+    while let Some(Outbound::Frames(_, batch, _)) = ann_rx.try_recv() {
         frames.extend(batch.iter().map(|f| String::from_utf8(f.to_vec()).unwrap()));
     }
     let notice = frames.into_iter().find(|f| f.contains("\"type\":\"kicked\"")).expect("the player was told");

@@ -221,7 +221,8 @@ async fn run(
 }
 
 /// Sends answers whose commit is durable, in the order they were handed over, unless their room's term
-/// has ended (they are dropped: see [`super::service`]) or its writes were `fenced`. A player whose
+/// has ended or, in a fleet, the host's lease ran out (they are dropped: see [`super::service`]) or its
+/// writes were `fenced`. A player whose
 /// queue is full is disconnected as a slow consumer ([`PlayerConn::deliver`]); its session then takes it
 /// out of its room, as after any disconnect.
 fn send(sends: Vec<Answers>, gate_waits: &GateWaits, service: &Service, fenced: &[(String, String)]) {
@@ -241,7 +242,7 @@ fn send(sends: Vec<Answers>, gate_waits: &GateWaits, service: &Service, fenced: 
     for answers in sends {
         if term.admits(answers.term) && !fenced_room(&answers.room) {
             for (conn, frames) in answers.batches {
-                conn.deliver(frames);
+                conn.deliver(frames, term.lease());
             }
         }
         let _ = answers.done.send(());

@@ -120,7 +120,7 @@ impl Room {
             return;
         }
         for (conn, frames) in batches {
-            if conn.deliver(frames) {
+            if conn.deliver(frames, self.term.lease()) {
                 continue;
             }
             if let Some(conn) = self.members.remove(&conn.id) {
