@@ -328,7 +328,8 @@ pub struct DeployConfig {
     pub settle_ms: u64,
     /// The directory is listed again this often, for events the watcher missed, in milliseconds.
     pub rescan_ms: u64,
-    /// How long a `.wasm` waits for its `.minisig` before it is rejected as unsigned, in milliseconds.
+    /// How long a `.wasm` waits for its `.minisig` before it is rejected as unsigned, in milliseconds
+    /// (not at all on a `dev` server that trusts no key: it loads unsigned files).
     pub signature_wait_ms: u64,
 }
 

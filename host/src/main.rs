@@ -25,6 +25,11 @@ enum Command {
     /// code is untouched), write NAME-VERSION.wasm, then sign it with `warden sign`.
     #[command(disable_version_flag = true)]
     Stamp(commands::stamp::StampArgs),
+    /// The edit-to-live loop for a plugin project (Rust, Python or JavaScript): build it, stamp a
+    /// development version, check it, drop it into a running `warden serve --dev` server's plugin
+    /// directory and follow it until every room runs it with its state carried over; then do the same on
+    /// every save. One line per build error and per result, with the time from save to live.
+    Dev(commands::dev::DevArgs),
     /// Run the game server: load the plugins, open the WebSocket and TCP listeners, run rooms until
     /// SIGINT or SIGTERM, then shut down gracefully.
     Serve(commands::serve::ServeArgs),
@@ -110,6 +115,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Inspect(args) => commands::inspect::run(args),
         Command::New(args) => commands::new::run(args),
+        Command::Dev(args) => commands::dev::run(args),
         Command::Stamp(args) => commands::stamp::run(args),
         Command::Serve(args) => commands::serve::run(args),
         Command::Token(args) => commands::token::run(args),

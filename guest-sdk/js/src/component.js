@@ -11,6 +11,10 @@ import { exportGame as exportOver } from './export.js';
 
 const host = { send, kick, nowMs, tick, setTimer, random: next, loadSave, storeSave, log, metric, featureEnabled };
 
+/**
+ * @param {import('./index.js').GameClass} GameClass
+ * @returns {import('./export.js').Exports}
+ */
 export function exportGame(GameClass) {
   return exportOver(GameClass, host);
 }

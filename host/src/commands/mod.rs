@@ -4,6 +4,7 @@ pub mod audit;
 pub mod bots;
 pub mod config_args;
 pub mod crashes;
+pub mod dev;
 pub mod dumps;
 pub mod fleet;
 pub mod inspect;

@@ -59,14 +59,7 @@ pub fn run(args: NewArgs) -> Result<()> {
     if !valid {
         bail!("{name:?} is not a plugin name: use lowercase letters, digits and dashes, starting with a letter (e.g. my-game)");
     }
-    let sdk = match args.sdk {
-        Some(repo) => repo,
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".."),
-    };
-    let sdk = sdk.canonicalize().with_context(|| format!("the Warden repository {} is not there; pass --sdk REPO", sdk.display()))?;
-    if !sdk.join("guest-sdk").is_dir() {
-        bail!("{} has no guest-sdk directory; pass --sdk with the path of a Warden repository", sdk.display());
-    }
+    let sdk = sdk_repo(args.sdk)?;
     let dir = args.dir.unwrap_or_else(|| PathBuf::from(name));
     if dir.exists() {
         bail!("{} exists; choose another --dir or remove it", dir.display());
@@ -90,6 +83,16 @@ pub fn run(args: NewArgs) -> Result<()> {
     };
     println!("wrote {name} ({:?}) in {shown}; its test: {next}", args.lang);
     Ok(())
+}
+
+/// The Warden repository whose SDKs projects use: `given`, or the one this binary was built from.
+pub(crate) fn sdk_repo(given: Option<PathBuf>) -> Result<PathBuf> {
+    let sdk = given.unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".."));
+    let sdk = sdk.canonicalize().with_context(|| format!("the Warden repository {} is not there; pass --sdk REPO", sdk.display()))?;
+    if !sdk.join("guest-sdk").is_dir() {
+        bail!("{} has no guest-sdk directory; pass --sdk with the path of a Warden repository", sdk.display());
+    }
+    Ok(sdk)
 }
 
 fn write(path: &Path, text: &str) -> Result<()> {

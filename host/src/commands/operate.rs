@@ -20,9 +20,14 @@ pub struct AdminArgs {
 }
 
 impl AdminArgs {
+    /// The configuration these arguments name.
+    pub(crate) fn config(&self) -> Result<crate::config::Config> {
+        self.config.load(Vec::new())
+    }
+
     /// The client these arguments name.
     pub(crate) fn client(&self) -> Result<Client> {
-        let config = self.config.load(Vec::new())?;
+        let config = self.config()?;
         let mut client = match &self.token {
             Some(t) => Client::new(config.admin.addr, t.clone()),
             None => Client::for_config(&config)?,

@@ -104,7 +104,7 @@ fn push_to_fleet(url: &str, checked: &pipeline::CheckedFile, no_wait: bool) -> R
 }
 
 /// Writes `bytes` to a hidden temp file beside `target`, syncs it, and renames it into place.
-fn place(target: &Path, bytes: &[u8]) -> Result<()> {
+pub(crate) fn place(target: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write as _;
     let name = target.file_name().and_then(|n| n.to_str()).context("a file name")?;
     let temp = target.with_file_name(format!(".{name}.tmp-{}", std::process::id()));

@@ -611,7 +611,13 @@ impl Deployer {
     pub fn spawn(self: Arc<Self>, stop: CancellationToken) -> Result<tokio::task::JoinHandle<()>> {
         let (tx, mut candidates) = mpsc::channel(64);
         let retry_tx = tx.clone();
-        let watcher = if self.deploy.watch { Some(watch::Watcher::start(&self.dir, &self.deploy, tx, stop.clone())?) } else { None };
+        // A dev server that trusts no key loads every file unsigned: waiting for a signature would only
+        // delay it (`warden dev`'s save-to-live).
+        let mut watching = self.deploy.clone();
+        if self.dev && self.trusted.is_empty() {
+            watching.signature_wait_ms = 0;
+        }
+        let watcher = if self.deploy.watch { Some(watch::Watcher::start(&self.dir, &watching, tx, stop.clone())?) } else { None };
         // Files the store failed to record (a locked or unreachable database): tried again by themselves,
         // after 1 s, doubling up to 30 s, for as long as the file is there.
         let mut attempts: HashMap<PathBuf, u32> = HashMap::new();
