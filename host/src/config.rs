@@ -255,6 +255,33 @@ pub struct RoomConfig {
     /// milliseconds: each commit carries every room that handed over its journal meanwhile (0: as soon
     /// as the previous commit ends).
     pub commit_interval_ms: u64,
+    /// When a room hands its plugin an input: `tick` (default) at its next tick, with the tick's other
+    /// inputs, its answers leaving at the tick's end; `arrival` as soon as it reaches the room, its
+    /// answers leaving right after the call (for chat, turn-based and lobby games). `on-tick` keeps its
+    /// fixed step either way. A plugin may choose otherwise with `[plugins.NAME] dispatch`.
+    pub dispatch: Dispatch,
+    /// The games whose `[plugins.NAME] dispatch` differs from `dispatch` (filled in from `[plugins]`
+    /// when the server starts).
+    #[serde(skip)]
+    pub dispatch_by_game: BTreeMap<String, Dispatch>,
+}
+
+impl RoomConfig {
+    /// How the rooms of `game` dispatch their inputs.
+    pub fn dispatch_of(&self, game: &str) -> Dispatch {
+        self.dispatch_by_game.get(game).copied().unwrap_or(self.dispatch)
+    }
+}
+
+/// When a room hands its plugin an input (`rooms.dispatch`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Dispatch {
+    /// At the room's next tick, with every input that arrived since the last one.
+    #[default]
+    Tick,
+    /// As soon as it reaches the room; its answers leave right after the call.
+    Arrival,
 }
 
 /// Whether a room's journal is made durable before its answers leave (`rooms.durability`).
@@ -359,6 +386,8 @@ pub struct PluginConfig {
     pub rollout: Option<RolloutConfig>,
     /// This plugin's health policy, instead of `[health]`.
     pub health: Option<crate::health::Policy>,
+    /// When its rooms hand it an input, instead of `rooms.dispatch`.
+    pub dispatch: Option<Dispatch>,
 }
 
 impl Default for Config {
@@ -431,6 +460,8 @@ impl Default for RoomConfig {
             journal: true,
             durability: Durability::Durable,
             commit_interval_ms: 2,
+            dispatch: Dispatch::Tick,
+            dispatch_by_game: BTreeMap::new(),
         }
     }
 }
@@ -464,6 +495,13 @@ impl Config {
         let config: Config = table.try_into().context("invalid configuration (check the key names and value types)")?;
         config.validate()?;
         Ok(config)
+    }
+
+    /// The rooms' settings, with each plugin's own `dispatch`.
+    pub fn room_config(&self) -> RoomConfig {
+        let mut rooms = self.rooms.clone();
+        rooms.dispatch_by_game = self.plugins.iter().filter_map(|(name, p)| p.dispatch.map(|d| (name.clone(), d))).collect();
+        rooms
     }
 
     /// Checks values that serde cannot.
@@ -580,6 +618,21 @@ mod tests {
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn a_plugins_dispatch_overrides_the_rooms_default() {
+        let sets = ["plugins.chat.dispatch=\"arrival\"".to_string(), "plugins.arena.features=[]".to_string()];
+        let rooms = Config::load(None, env(&[]), &sets).unwrap().room_config();
+        assert_eq!(
+            (rooms.dispatch_of("chat"), rooms.dispatch_of("arena"), rooms.dispatch_of("hello")),
+            (Dispatch::Arrival, Dispatch::Tick, Dispatch::Tick)
+        );
+        let sets = ["rooms.dispatch=\"arrival\"".to_string(), "plugins.arena.dispatch=\"tick\"".to_string()];
+        let rooms = Config::load(None, env(&[]), &sets).unwrap().room_config();
+        assert_eq!((rooms.dispatch_of("chat"), rooms.dispatch_of("arena")), (Dispatch::Arrival, Dispatch::Tick));
+        let err = Config::load(None, env(&[]), &["rooms.dispatch=\"soon\"".to_string()]).unwrap_err();
+        assert!(format!("{err:#}").contains("dispatch"), "{err:#}");
     }
 
     #[test]

@@ -61,7 +61,7 @@ impl Server {
         );
         let saves: Arc<dyn SaveBackend> = Arc::new(queue.clone());
         let runtime = Arc::new(Runtime::new(config.limits.clone(), Some(config.data_dir.join("cache")))?);
-        let rooms = Rooms::new(HashMap::new(), config.rooms.clone(), saves);
+        let rooms = Rooms::new(HashMap::new(), config.room_config(), saves);
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let threads = if config.rooms.threads == 0 { cores } else { config.rooms.threads };
         let game_threads = match config.rooms.game_threads {

@@ -39,9 +39,21 @@ fn offline_replay(server: &Server, game: &str, dump: &warden::room::RoomDump, ro
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_version_returning_err_on_a_fifth_of_moves_is_rolled_back_and_rooms_end_as_if_it_never_ran() {
+    rolled_back_as_if_it_never_ran("tick").await;
+}
+
+/// The same with rooms that hand the plugin each move as it arrives and answer it at once: their
+/// journal replays to the same bytes, a swap and a rollback under load lose and repeat no answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rooms_that_answer_on_arrival_replay_exactly_and_are_rolled_back_with_no_answer_lost_or_repeated() {
+    rolled_back_as_if_it_never_ran("arrival").await;
+}
+
+async fn rolled_back_as_if_it_never_ran(dispatch: &str) {
     // Checkpoints only before swaps, so each room's journal covers everything since the pre-swap one.
+    let dispatch = format!("rooms.dispatch={dispatch:?}");
     let (env, dir, server, mut events) =
-        serving("arena", "arena", &["rooms.checkpoint_every_ms=3600000", "rollout.probation_ms=600000"]).await;
+        serving("arena", "arena", &["rooms.checkpoint_every_ms=3600000", "rollout.probation_ms=600000", &dispatch]).await;
     let endpoint = srv::ws(&server, Format::MsgPack);
     let secret = Some(b"test-secret-0123456789".to_vec());
     let args = BotsArgs::new(BotGame::Arena, 40, 4, 8.0, 600.0, "chaos");

@@ -10,15 +10,19 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use ticker::{Report, SetTimer};
 use tokio::time::{Duration, Instant};
-use warden::config::RoomConfig;
+use warden::config::{Dispatch, RoomConfig};
 use warden::net::envelope::{self, Format, ServerEnvelope};
 use warden::room::{GameEntry, Kill, OutQueue, OutReceiver, Outbound, PlayerConn, RoomHandle, RoomInput, Rooms, Switches};
 use warden::runtime::MemorySaves;
 
 async fn room() -> (Rooms, RoomHandle, Inbox) {
+    room_with(RoomConfig::default()).await
+}
+
+async fn room_with(config: RoomConfig) -> (Rooms, RoomHandle, Inbox) {
     let plugin = common::plugin("ticker");
     let game = Arc::new(GameEntry::new(plugin, Vec::new(), Switches::default()));
-    let rooms = Rooms::new(HashMap::from([("ticker".to_string(), game)]), RoomConfig::default(), Arc::new(MemorySaves::default()));
+    let rooms = Rooms::new(HashMap::from([("ticker".to_string(), game)]), config, Arc::new(MemorySaves::default()));
     let (out, rx) = OutQueue::new(10_000, 1 << 30);
     let conn =
         PlayerConn { id: "p".into(), format: Format::MsgPack, out, kill: Kill::default(), in_room: Arc::new(AtomicBool::new(false)) };
@@ -93,6 +97,54 @@ async fn timers_fire_on_the_tick_they_are_due_in_order() {
         assert_eq!(*now_ms, expected, "{tag}: set at {set_ms} ms for +{after} ms");
     }
     rooms.shutdown().await;
+}
+
+/// `rooms.dispatch = "arrival"`: each input is handed to the plugin, and answered, as it reaches the
+/// room, with no tick waited for (on the paused clock: no time passes), on the game clock of the tick it
+/// would have waited for in a `tick` room; a timer it sets fires as it would have there. A `tick` room
+/// answers each of the same inputs at its next tick.
+#[tokio::test(start_paused = true)]
+async fn an_arrival_room_answers_each_input_at_once_on_the_clock_of_the_tick_it_belongs_to() {
+    for dispatch in [Dispatch::Arrival, Dispatch::Tick] {
+        let (rooms, handle, mut rx) = room_with(RoomConfig { dispatch, ..RoomConfig::default() }).await;
+        assert!(matches!(rx.report().await, Report::Clock { tick: 100, .. }), "{dispatch:?}");
+        // Tick 100 has just run; tick 101 is 50 ms away.
+        let at = Instant::now();
+        let mut fired = Vec::new();
+        for i in 0..5u64 {
+            let tag = format!("t{i}");
+            let payload = rmp_serde::to_vec_named(&SetTimer { after_ms: 0, tag: tag.clone() }).unwrap();
+            assert!(handle.send(RoomInput::Msg { player: "p".into(), payload }).await);
+            let report = loop {
+                match rx.report().await {
+                    f @ Report::Fired { .. } => fired.push(f),
+                    report => break report,
+                }
+            };
+            let waited = Instant::now() - at;
+            match dispatch {
+                // One after the other, each answered at once, all in tick 101's section.
+                Dispatch::Arrival => {
+                    assert_eq!(report, Report::Set { tag, tick: 101, now_ms: 5_050 });
+                    assert_eq!(waited, Duration::ZERO, "input {i} answered on arrival");
+                }
+                // Each waits for the next tick.
+                Dispatch::Tick => {
+                    assert_eq!(report, Report::Set { tag, tick: 101 + i, now_ms: 5_050 + 50 * i });
+                    assert_eq!(waited, Duration::from_millis(50 * (i + 1)), "input {i} answered at its tick");
+                }
+            }
+        }
+        // Set with no delay, each fires at the tick after the one it was set on, as in a tick room.
+        while fired.len() < 5 {
+            fired.push(rx.report().await);
+        }
+        for (i, fired) in (0..5u64).zip(fired) {
+            let at = if dispatch == Dispatch::Arrival { 102 } else { 102 + i };
+            assert_eq!(fired, Report::Fired { tag: format!("t{i}"), tick: at, now_ms: at * 50 }, "{dispatch:?}");
+        }
+        rooms.shutdown().await;
+    }
 }
 
 /// Saves in memory, with a back-pressure switch.

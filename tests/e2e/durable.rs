@@ -41,19 +41,41 @@ type Answered = Arc<Mutex<Seen>>;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_answered_move_is_lost_or_applied_twice_across_sigkills_on_sqlite() {
-    zero_lost_answers(TestStore::sqlite()).await;
+    zero_lost_answers(TestStore::sqlite(), "tick", kills()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_answered_move_is_lost_or_applied_twice_across_sigkills_on_postgres() {
     if let Some(store) = TestStore::postgres("no_answered_move_is_lost_on_postgres").await {
-        zero_lost_answers(store).await;
+        zero_lost_answers(store, "tick", kills()).await;
     }
 }
 
-async fn zero_lost_answers(store: TestStore) {
+/// Rooms that answer on arrival hand the store a tick's journal in parts, each part with the answers it
+/// holds: a crash between two parts must lose nothing answered, and apply nothing twice, either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_answered_move_is_lost_or_applied_twice_across_sigkills_on_sqlite_when_rooms_answer_on_arrival() {
+    zero_lost_answers(TestStore::sqlite(), "arrival", kills().div_ceil(2)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_answered_move_is_lost_or_applied_twice_across_sigkills_on_postgres_when_rooms_answer_on_arrival() {
+    if let Some(store) = TestStore::postgres("no_answered_move_is_lost_on_arrival_on_postgres").await {
+        zero_lost_answers(store, "arrival", kills().div_ceil(2)).await;
+    }
+}
+
+/// `kills` SIGKILLs of a server whose rooms dispatch by `dispatch` (`rooms.dispatch`).
+async fn zero_lost_answers(store: TestStore, dispatch: &str, kills: u64) {
     let dir = tempfile::tempdir().unwrap();
-    let args = ["--set".to_string(), format!("storage.url={:?}", store.url), "--set".to_string(), format!("auth.secret={SECRET:?}")];
+    let args = [
+        "--set".to_string(),
+        format!("storage.url={:?}", store.url),
+        "--set".to_string(),
+        format!("auth.secret={SECRET:?}"),
+        "--set".to_string(),
+        format!("rooms.dispatch={dispatch:?}"),
+    ];
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let (endpoint_tx, endpoint_rx) = watch::channel(None::<String>);
     let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -61,7 +83,7 @@ async fn zero_lost_answers(store: TestStore) {
     let bots: Vec<_> = (0..PLAYERS).map(|i| tokio::spawn(bot(i, endpoint_rx.clone(), answered[i].clone(), stopping.clone()))).collect();
     let total = || answered.iter().map(|a| a.lock().unwrap().answered.len()).sum::<usize>();
 
-    for kill in 0..kills() {
+    for kill in 0..kills {
         let mut serve = Serve::start(dir.path(), &["arena"], &args);
         if kill > 0 {
             check_resumed(&serve, dir.path(), &answered, store.backend, kill).await;
@@ -81,7 +103,7 @@ async fn zero_lost_answers(store: TestStore) {
 
     // The last restart: every player finishes its outstanding move, then the rooms are read.
     let serve = Serve::start(dir.path(), &["arena"], &args);
-    let last_resume = check_resumed(&serve, dir.path(), &answered, store.backend, kills()).await;
+    let last_resume = check_resumed(&serve, dir.path(), &answered, store.backend, kills).await;
     endpoint_tx.send_replace(Some(serve.ws.clone()));
     tokio::time::sleep(Duration::from_millis(500)).await;
     stopping.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -108,7 +130,7 @@ async fn zero_lost_answers(store: TestStore) {
             store.backend
         );
     }
-    eprintln!("{}: {} kills, {all} answered moves, every one in the rooms' state exactly once", store.backend, kills());
+    eprintln!("{}, {dispatch} dispatch: {kills} kills, {all} answered moves, every one in the rooms' state exactly once", store.backend);
     drop(connections);
 }
 

@@ -4,7 +4,9 @@
 //! order (joins, leaves, messages); fire the timers that were due before those inputs, in due order;
 //! call `on-tick`;
 //! then flush what the plugin sent, one batch per player. Game time is `tick * 1000 / tick_hz`, never wall
-//! time; ticks run on an absolute schedule, and a late tick is caught up, not skipped.
+//! time; ticks run on an absolute schedule, and a late tick is caught up, not skipped. A room of a game
+//! that dispatches on arrival hands its plugin each input, and sends the answers, as it arrives, in the
+//! next tick's section ([`arrival`]).
 //!
 //! Every call is journaled first ([`super::journal`]); the room checkpoints on a cadence of game time
 //! while its version is stable, when its journal is full, and before every swap. Checkpoint + journal is
@@ -28,6 +30,7 @@ use crate::health::{Counts, Export, Outcome, VersionHealth};
 use crate::net::envelope::{self, ErrorCode, Format, ServerEnvelope, ServerMsg};
 use crate::runtime::{CallError, Features, GameClock, InstanceEnv, Plugin, PluginInstance, Recipient, RoomInfo, RoomRng};
 
+mod arrival;
 mod close;
 mod output;
 use output::WRITER_STOPPED;
@@ -135,6 +138,13 @@ pub(super) struct Room {
     /// The room's last answers handed to the writer, until it has sent them (at most one hand-over is
     /// in flight: see [`super::writer`]).
     in_flight: Option<super::writer::Delivered>,
+    /// Whether it hands its plugin inputs as they arrive (`rooms.dispatch = "arrival"`, [`arrival`]).
+    arrival: bool,
+    /// Whether a tick's section is open: an input arrived since the last tick ([`arrival`]).
+    open: bool,
+    /// Whether the open section was handed to the store's writer in part (it is handed over whole when
+    /// it closes).
+    partial: bool,
     /// The feature switches its instance sees: the game's, taken at a tick's start.
     features: Features,
     /// Checkpoints taken (names them).
@@ -251,6 +261,7 @@ impl Room {
         let plugin = game.serving().target(&key.1).clone();
         let journaling = rooms.0.config.journal;
         let durable = journaling && rooms.0.config.durability == crate::config::Durability::Durable;
+        let arrival = rooms.0.config.dispatch_of(&key.0) == crate::config::Dispatch::Arrival;
         let plugin_limits = plugin.limits().clone();
         let features = Features::default();
         features.set_all(game.switches().features.clone());
@@ -280,6 +291,9 @@ impl Room {
             durable,
             durable_mark: Default::default(),
             in_flight: None,
+            arrival,
+            open: false,
+            partial: false,
             features,
             checkpoints: 0,
             restarts: VecDeque::new(),
@@ -388,7 +402,8 @@ impl Room {
                 Ok(()) = self.changed.changed() => {}
                 // At most one room per core swaps at a time (the gate): a storm of 1,000 swaps then
                 // queues instead of piling page faults onto the address space lock.
-                permit = gate.acquire(), if self.wants_swap() => {
+                // A swap waits for a tick's section an input opened to close ([`arrival`]).
+                permit = gate.acquire(), if !self.open && self.wants_swap() => {
                     match self.follow(&mut instance) {
                         Err(crash) => break End::Crashed(crash),
                         // The next room may start its swap while this one returns its old instance's
@@ -420,17 +435,13 @@ impl Room {
                         ticks.reset();
                     }
                     // Nothing of this tick leaves before its critical saves are durable.
-                    for durable in instance.host_mut().take_critical_saves() {
-                        if let Err(e) = durable.await {
-                            tracing::error!("a critical save was not written: {e:#}");
-                        }
-                    }
+                    self.await_critical_saves(&mut instance).await;
                     // Nor, in a durable room, before the journal that made it is (the output gate): the
                     // writer sends them once it is ([`Room::flush`]). While the room's last answers are
                     // still with the writer (the store is slow), the room waits for them here. The wait
                     // is I/O, not the tick's work: it is left out of the tick's time.
                     let mut stalled = Duration::ZERO;
-                    if !self.pending.is_empty() {
+                    if !self.pending.is_empty() || self.partial {
                         match self.in_flight() {
                             Ok(false) => {}
                             Ok(true) => {
@@ -485,6 +496,19 @@ impl Room {
                         self.empty_since = None;
                     }
                 }
+                // An `arrival` room's last hand-over was sent: it takes inputs as they arrive again.
+                sent = arrival::sent(&mut self.in_flight), if self.arrival => {
+                    self.in_flight = None;
+                    if sent.is_err() {
+                        self.pending.clear();
+                        break End::Crashed(WRITER_STOPPED.to_string());
+                    }
+                }
+                Some(input) = self.rx.recv(), if self.takes_arrivals() => {
+                    if let Some(end) = self.on_arrival(&mut instance, input).await {
+                        break end;
+                    }
+                }
             }
         };
         if !matches!(end, End::Crashed(_) | End::Halted | End::Moved(_))
@@ -500,27 +524,16 @@ impl Room {
         self.close(end);
     }
 
-    /// One tick, up to but not including the flush. An `Err` ends the room (its instance trapped past
-    /// the restart intensity, or could not be rebuilt).
+    /// One tick, up to but not including the flush: the tick's section of the journal opened (unless an
+    /// input that arrived since the last tick opened it, [`arrival`]), the inputs waiting in the inbox,
+    /// the timers due, `on-tick`, and the rules' judgement. An `Err` ends the room (its instance trapped
+    /// past the restart intensity, or could not be rebuilt).
     fn tick(&mut self, instance: &mut PluginInstance) -> Result<(), String> {
-        let cfg = &self.rooms.0.config;
-        let (hz, max_players) = (u64::from(cfg.tick_hz), cfg.max_players);
-        self.tick += 1;
-        let now_ms = self.tick * 1000 / hz;
-        self.clock.set(self.tick, now_ms);
-        if self.journaling {
-            self.journal.begin(self.tick);
+        if !self.open {
+            self.begin(instance)?;
         }
-        self.follow_switches();
-        self.follow_rules();
-
-        // Timers due now, taken before this tick's inputs: a timer set during the tick fires later.
-        self.timers.sort_by_key(|t| (t.due_ms, t.seq));
-        self.due = self.timers.drain(..self.timers.partition_point(|t| t.due_ms <= now_ms)).collect();
-
-        for player in std::mem::take(&mut self.leaving) {
-            self.call(instance, None, Input::Leave(&player))?;
-        }
+        self.open = false;
+        let hz = u64::from(self.rooms.0.config.tick_hz);
         // While the save store is behind on this game's saves, inputs wait in the inbox (bounded: senders
         // then wait too). Other games go on.
         let held = self.rooms.0.saves.backpressure(&self.key.0);
@@ -528,46 +541,7 @@ impl Room {
             tracing::warn!(waiting = self.rx.len(), "the save store is behind: holding this room's inputs");
         }
         while let Some(input) = if held { None } else { self.rx.try_recv().ok() } {
-            match input {
-                RoomInput::Join { conn, reply } => {
-                    if self.members.contains_key(&conn.id) {
-                        let _ = reply.send(Err(JoinError::AlreadyIn(conn.id.to_string(), self.key.1.clone())));
-                    } else if self.members.len() >= max_players as usize {
-                        let _ = reply.send(Err(JoinError::Full(self.key.1.clone(), max_players)));
-                    } else {
-                        let id = conn.id.clone();
-                        conn.in_room.store(true, Ordering::Release);
-                        self.members.insert(id.clone(), Arc::new(conn));
-                        let joined = ServerEnvelope::Joined {
-                            game: self.key.0.clone(),
-                            room: self.key.1.clone(),
-                            version: self.version().to_string(),
-                            seed: self.seed,
-                            tick_hz: hz as u32,
-                            max_players,
-                            players: self.members.len() as u32,
-                        };
-                        self.direct(&id, &joined);
-                        let _ = reply.send(Ok(()));
-                        self.call(instance, Some(&id), Input::Join(&id))?;
-                    }
-                }
-                RoomInput::Leave { player } => {
-                    if let Some(conn) = self.members.remove(&player) {
-                        conn.in_room.store(false, Ordering::Release);
-                        self.pending.remove(&player);
-                        self.call(instance, None, Input::Leave(&player))?;
-                    }
-                }
-                RoomInput::Msg { player, payload } => {
-                    if self.members.contains_key(&player) {
-                        self.call(instance, Some(&player), Input::Msg(&player, &payload))?;
-                    }
-                }
-                RoomInput::Dump(reply) => {
-                    let _ = reply.send(self.dump(instance));
-                }
-            }
+            self.take_input(instance, input)?;
         }
 
         while let Some(timer) = self.due.pop_front() {

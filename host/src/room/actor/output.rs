@@ -81,19 +81,30 @@ impl Room {
         batches
     }
 
-    /// Sends every player's batch of this tick. In a durable room whose tick added to the journal, they
-    /// go to the writer with the journal, which sends them once it is durable (the output gate); the
-    /// room goes on meanwhile. The tick loop has waited for the room's previous hand-over first.
+    /// Sends every player's batch of this tick (or, in an `arrival` room, of the calls just made). In a
+    /// durable room whose calls added to the journal, they go to the writer with the journal, which sends
+    /// them once it is durable (the output gate); the room goes on meanwhile. The tick loop has waited
+    /// for the room's previous hand-over first.
+    ///
+    /// The journal goes as one row per tick (the store keeps a tick's newest row): while a section is
+    /// open ([`super::arrival`]) a hand-over carries everything since the last closed one, and the
+    /// section is handed over again when it closes, answers or not, so that its row holds all of it.
     pub(super) fn flush(&mut self) {
         let batches = self.take_batches();
-        if batches.is_empty() {
+        let closing_partial = self.partial && !self.open;
+        if batches.is_empty() && !closing_partial {
             return;
         }
         if self.durable
             && let Some(writer) = self.rooms.0.writer.get()
             && let Some(data) = self.journal.chunk_since(self.durable_mark)
         {
-            self.durable_mark = self.journal.chunk_mark();
+            if self.open {
+                self.partial = true;
+            } else {
+                self.durable_mark = self.journal.chunk_mark();
+                self.partial = false;
+            }
             let (game, room) = self.names.clone();
             let row = crate::storage::JournalRow { game, room, tick: self.tick as i64, data };
             self.in_flight = Some(writer.write_and_send(

@@ -177,6 +177,7 @@ impl Room {
         };
         self.journal.clear();
         self.durable_mark = self.journal.chunk_mark();
+        self.partial = false;
         self.write(crate::storage::RoomWrite::Checkpoint(Checkpoint {
             game: self.key.0.clone(),
             room: self.key.1.clone(),
