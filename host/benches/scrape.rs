@@ -45,7 +45,7 @@ fn main() {
         "net.tcp_addr=\"127.0.0.1:0\"".into(),
         "admin.addr=\"127.0.0.1:0\"".into(),
         "rooms.empty_grace_ms=3600000".into(),
-        format!("limits.max_instances={}", ROOMS + 16),
+        format!("rooms.max_rooms={ROOMS}"),
         "watchdog.enabled=false".into(),
     ];
     let config = Config::load(None, Vec::new(), &sets).unwrap();

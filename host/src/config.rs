@@ -197,6 +197,12 @@ pub struct NetConfig {
     pub max_connections_per_ip: usize,
 }
 
+/// Instances a host needs beyond one per open room: a room that swaps or rolls back holds its new
+/// instance beside its old one for a moment (one room per game thread at a time), a deploy's smoke test
+/// instantiates the new version, and `warden room --dump` replays none here. `limits.max_instances`
+/// defaults to `rooms.max_rooms` plus this; set alone, it sets `rooms.max_rooms` to itself minus this.
+pub const SPARE_INSTANCES: usize = 32;
+
 /// Rooms.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -205,6 +211,10 @@ pub struct RoomConfig {
     pub tick_hz: u32,
     /// Player cap per room.
     pub max_players: u32,
+    /// Most rooms open at once on this host; a join that would open one more is refused with
+    /// `server_full` (rooms already open take joins as usual). Each open room holds a plugin instance:
+    /// `limits.max_instances` follows this setting (see [`SPARE_INSTANCES`]).
+    pub max_rooms: usize,
     /// How long an empty room stays open, in milliseconds.
     pub empty_grace_ms: u64,
     /// Inputs a room may have waiting for its next tick; senders wait past it.
@@ -444,6 +454,7 @@ impl Default for RoomConfig {
         RoomConfig {
             tick_hz: 20,
             max_players: 16,
+            max_rooms: 1_000,
             empty_grace_ms: 30_000,
             inbox: 4_096,
             checkpoint_every_ms: 5_000,
@@ -492,7 +503,15 @@ impl Config {
             let path: Vec<String> = key.trim().split('.').map(str::to_string).collect();
             set_path(&mut table, &path, value.trim()).with_context(|| format!("in --set {set}"))?;
         }
-        let config: Config = table.try_into().context("invalid configuration (check the key names and value types)")?;
+        let set = |section: &str, key: &str| table.get(section).and_then(|s| s.get(key)).is_some();
+        let (rooms_set, instances_set) = (set("rooms", "max_rooms"), set("limits", "max_instances"));
+        let mut config: Config = table.try_into().context("invalid configuration (check the key names and value types)")?;
+        // The instance pool follows the room cap, whichever of the two was given.
+        match (rooms_set, instances_set) {
+            (_, false) => config.limits.max_instances = u32::try_from(config.rooms.max_rooms + SPARE_INSTANCES).unwrap_or(u32::MAX),
+            (false, true) => config.rooms.max_rooms = (config.limits.max_instances as usize).saturating_sub(SPARE_INSTANCES).max(1),
+            (true, true) => {}
+        }
         config.validate()?;
         Ok(config)
     }
@@ -514,6 +533,13 @@ impl Config {
         }
         if !(1..=1000).contains(&self.rooms.tick_hz) {
             bail!("rooms.tick_hz must be between 1 and 1000, not {}", self.rooms.tick_hz);
+        }
+        if self.rooms.max_rooms == 0 || self.limits.max_instances as usize <= self.rooms.max_rooms {
+            bail!(
+                "limits.max_instances ({}) must be above rooms.max_rooms ({}): each open room holds an instance, and swaps and deploys need spare ones. Leave limits.max_instances unset to have it follow rooms.max_rooms (plus {SPARE_INSTANCES})",
+                self.limits.max_instances,
+                self.rooms.max_rooms
+            );
         }
         if !self.rooms.journal && self.rooms.durability == Durability::Durable {
             bail!("rooms.journal = false needs rooms.durability = \"memory\": a durable room is its checkpoint plus its journal");

@@ -202,6 +202,9 @@ pub enum JoinError {
     /// The room was closed for crashing and is cooling down.
     #[error("room {0} was closed after its game crashed repeatedly; it reopens from its last checkpoint in {1} s")]
     CoolingDown(String, u64),
+    /// The host holds as many rooms as it may (`rooms.max_rooms`).
+    #[error("this server holds its most rooms ({0}); join a room that is open, or try again later or on another server")]
+    ServerFull(usize),
     /// The server is shutting down.
     #[error("the server is shutting down")]
     ShuttingDown,
@@ -235,6 +238,7 @@ impl JoinError {
             JoinError::GameFailed(..) => ErrorCode::GameError,
             JoinError::SavesUnavailable(_) => ErrorCode::GameError,
             JoinError::CoolingDown(..) => ErrorCode::GameError,
+            JoinError::ServerFull(_) => ErrorCode::ServerFull,
             JoinError::ShuttingDown => ErrorCode::ShuttingDown,
             JoinError::NotServing(_) | JoinError::Elsewhere { .. } => ErrorCode::NotServing,
         }
@@ -482,8 +486,14 @@ impl Rooms {
         for c in store.open_rooms().await? {
             match self.game(&c.game) {
                 Some(entry) if valid_room_id(&c.room) => {
-                    if let Err(why) = self.get_or_create(&c.game, &c.room, &entry) {
-                        anyhow::bail!("rooms are not served now ({why}): {resumed} of the open rooms resumed");
+                    match self.get_or_create(&c.game, &c.room, &entry) {
+                        Ok(_) => {}
+                        // The rest stay recorded as open: a restart with a higher cap resumes them.
+                        Err(JoinError::ServerFull(max)) => {
+                            tracing::warn!(resumed, "more rooms were open than rooms.max_rooms ({max}) allows: the rest are not resumed");
+                            break;
+                        }
+                        Err(why) => anyhow::bail!("rooms are not served now ({why}): {resumed} of the open rooms resumed"),
                     }
                     resumed += 1;
                 }
@@ -667,7 +677,7 @@ impl Rooms {
             if self.0.stop.is_cancelled() {
                 return Err(JoinError::ShuttingDown);
             }
-            let handle = self.get_or_create(game, room, &entry).map_err(JoinError::NotServing)?;
+            let handle = self.get_or_create(game, room, &entry)?;
             let (reply, answer) = oneshot::channel();
             if handle.send(RoomInput::Join { conn: conn.clone(), reply }).await {
                 match answer.await {
@@ -692,18 +702,25 @@ impl Rooms {
         }
     }
 
-    /// The room's handle, starting the room if it is not open; refused (with the reason) while the host
-    /// does not serve rooms.
-    fn get_or_create(&self, game: &str, room: &str, entry: &Arc<GameEntry>) -> Result<RoomHandle, String> {
+    /// The room's handle, starting the room if it is not open; refused while the host does not serve
+    /// rooms (with the reason) or holds `rooms.max_rooms` already.
+    fn get_or_create(&self, game: &str, room: &str, entry: &Arc<GameEntry>) -> Result<RoomHandle, JoinError> {
         let key = (game.to_string(), room.to_string());
         // Before the room list's lock: a suspension cannot come between the check and the room's start
         // (the room starts in a term that has already ended, and stops at once).
-        let term = self.0.service.enter()?;
+        let term = self.0.service.enter().map_err(JoinError::NotServing)?;
         let mut rooms = self.0.rooms.lock().unwrap();
         if let Some((handle, _)) = rooms.get(&key)
             && !handle.tx.is_closed()
         {
             return Ok(handle.clone());
+        }
+        // Counted under the lock that adds rooms: joins racing for the last places cannot pass the cap.
+        // A room that closed and has not been taken off the list yet still counts, for a moment.
+        let max = self.0.config.max_rooms;
+        if rooms.len() >= max && !rooms.contains_key(&key) {
+            tracing::debug!(game, room, max, "a join was refused: the host holds rooms.max_rooms rooms");
+            return Err(JoinError::ServerFull(max));
         }
         let (tx, rx) = mpsc::channel(self.0.config.inbox);
         let handle = RoomHandle { tx };

@@ -218,7 +218,7 @@ impl super::Rooms {
         if self.is_open(game, room) {
             return Ok(false);
         }
-        self.get_or_create(game, room, &entry)?;
+        self.get_or_create(game, room, &entry).map_err(|e| e.to_string())?;
         Ok(true)
     }
 

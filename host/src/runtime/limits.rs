@@ -20,7 +20,8 @@ pub struct Limits {
     pub memory_bytes: usize,
     /// Native stack cap for wasm frames in bytes; deeper recursion traps.
     pub wasm_stack_bytes: usize,
-    /// How many instances may exist at once (pooling allocator slots).
+    /// How many instances may exist at once (pooling allocator slots). In `warden.toml` it follows
+    /// `rooms.max_rooms` unless set.
     pub max_instances: u32,
     /// Core module instances one component may contain (its own modules, the WASI adapter and the
     /// shims the component tooling adds): a Rust plugin has up to 8, a Python one (componentize-py)
@@ -72,7 +73,8 @@ impl Default for Limits {
             epoch_tick_us: 1_000,
             memory_bytes: 64 << 20,
             wasm_stack_bytes: 512 << 10,
-            max_instances: 1_000,
+            // rooms.max_rooms (1,000) plus config::SPARE_INSTANCES.
+            max_instances: 1_032,
             core_instances_per_component: 20,
             memories_per_component: 2,
             tables_per_component: 8,
