@@ -148,9 +148,11 @@ fn summary(s: &Setup) {
     let mut inst = warden_instance(s);
     let (mut store, game) = raw_instance(s);
     let (mut driver, mut host) = native_driver();
+    // `WARDEN_BENCH_CALLS` shrinks the rounds (scripts/bench-peers --smoke runs a debug build).
+    let calls = std::env::var("WARDEN_BENCH_CALLS").ok().and_then(|v| v.parse().ok()).unwrap_or(20_000);
     let (warden, raw) = interleaved(
         41,
-        20_000,
+        calls,
         || {
             inst.on_message("p1", &payload).unwrap();
             inst.host_mut().clear_outbox();
@@ -162,7 +164,7 @@ fn summary(s: &Setup) {
     );
     let (native, _) = interleaved(
         41,
-        20_000,
+        calls,
         || {
             driver.on_message(&mut host, "p1", &payload).unwrap();
             host.sent.clear();
@@ -229,6 +231,12 @@ fn verdict(ok: bool) -> &'static str {
 
 fn main() {
     let s = setup();
+    // `WARDEN_BENCH_SUMMARY_ONLY=1` (scripts/bench-peers, which alternates this with Extism's runs):
+    // the interleaved summary alone, without criterion's groups.
+    if std::env::var_os("WARDEN_BENCH_SUMMARY_ONLY").is_some() {
+        summary(&s);
+        return;
+    }
     let mut c = Criterion::default().configure_from_args();
     bench(&mut c, &s);
     c.final_summary();

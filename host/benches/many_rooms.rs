@@ -22,18 +22,9 @@ use warden::config::{RoomConfig, SPARE_INSTANCES};
 use warden::net::envelope::Format;
 use warden::room::{GameEntry, JoinError, Kill, OutQueue, PlayerConn, Rooms};
 use warden::runtime::{InstanceEnv, Limits, MemorySaves, Runtime};
+use warden_tests::{bench_knob as knob, cpu_seconds};
 
 const PLAYERS: usize = 2;
-
-fn knob(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().map(|v| v.parse().unwrap_or_else(|_| panic!("{name}={v}: not a whole number"))).unwrap_or(default)
-}
-
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
-    let fields: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
-    (fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap()) / 100.0
-}
 
 fn rss_bytes() -> u64 {
     warden_tests::rss_bytes()

@@ -13,17 +13,12 @@ use std::time::{Duration, Instant};
 use warden::config::Config;
 use warden::net::envelope::Format;
 use warden::room::{Kill, OutQueue, PlayerConn, RoomInput};
+use warden_tests::cpu_seconds;
 
 const ROOMS: usize = 1_000;
 const PLAYERS: usize = 4;
 const PERIOD: Duration = Duration::from_secs(8);
 const TARGET_SCRAPE_MS: f64 = 10.0;
-
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
-    let fields: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
-    (fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap()) / 100.0
-}
 
 fn move_payload(seq: u64) -> Vec<u8> {
     rmp_serde::to_vec_named(&arena::ArenaIn::Move { dir: arena::Dir::Up, seq }).unwrap()

@@ -18,20 +18,10 @@ use warden::config::RoomConfig;
 use warden::net::envelope::Format;
 use warden::room::{GameEntry, Kill, OutQueue, PlayerConn, RoomInput, Rooms};
 use warden::runtime::{Limits, MemorySaves, Runtime};
+use warden_tests::{bench_knob as knob, cpu_seconds};
 
 const PLAYERS: usize = 4;
 const MOVES_PER_SEC: u64 = 10;
-
-fn knob(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().map(|v| v.parse().unwrap_or_else(|_| panic!("{name}={v}: not a whole number"))).unwrap_or(default)
-}
-
-fn cpu_seconds() -> f64 {
-    // utime + stime of this process, in clock ticks (100 per second on Linux).
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
-    let fields: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
-    (fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap()) / 100.0
-}
 
 /// What the threads of one kind (the name with its trailing number dropped: `tokio-runtime-w`,
 /// `sqlx-sqlite-wor`, ...) used, summed over the threads alive now.

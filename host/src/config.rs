@@ -191,6 +191,11 @@ pub struct NetConfig {
     /// Bytes of outgoing frames a connection may have queued; past it the connection is closed as a slow
     /// consumer.
     pub outbound_queue_bytes: usize,
+    /// A WebSocket connection's read buffer, allocated when it opens (tungstenite's default is 128 KiB).
+    /// Players send small messages, and a host holds thousands of connections: 4 KiB by default (the
+    /// figures: `docs/benchmarks.md`). A larger frame (up to `max_frame_bytes`) is still read, in more
+    /// reads.
+    pub ws_read_buffer_bytes: usize,
     /// Most connections open at once.
     pub max_connections: usize,
     /// Most connections open at once from one IP address.
@@ -437,6 +442,7 @@ impl Default for NetConfig {
             heartbeat_ms: 10_000,
             outbound_queue: 256,
             outbound_queue_bytes: 1 << 20,
+            ws_read_buffer_bytes: 4 << 10,
             max_connections: 10_000,
             max_connections_per_ip: 2_000,
         }
@@ -563,6 +569,9 @@ impl Config {
         }
         if self.net.msgs_per_sec == 0 || self.net.burst == 0 {
             bail!("net.msgs_per_sec and net.burst must be above 0");
+        }
+        if self.net.ws_read_buffer_bytes < 512 {
+            bail!("net.ws_read_buffer_bytes must be at least 512, not {}", self.net.ws_read_buffer_bytes);
         }
         if self.net.max_frame_bytes < 64 {
             bail!("net.max_frame_bytes must be at least 64");

@@ -128,3 +128,24 @@ async fn health_reports_rooms_connections_and_saves() {
     assert_eq!(body["saves"]["pending"], 0);
     server.shutdown().await;
 }
+
+/// A WebSocket connection reads into a small buffer (`net.ws_read_buffer_bytes`, 4 KiB): a frame many
+/// times its size, up to the frame cap, still arrives whole. Here a 60,000-byte game message that arena
+/// does not understand: its answer is arena's gameplay error (the payload was read and decoded whole),
+/// and the connection goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_frame_far_larger_than_the_read_buffer_arrives_whole() {
+    let server = start(&[]).await;
+    let mut p = player(&ws(&server, Format::MsgPack), "arena", "big").await;
+    let data = rmp_serde::to_vec_named(&serde_json::json!({ "type": "shout", "text": "x".repeat(60_000) })).unwrap();
+    assert!(data.len() > 14 * 4096 && data.len() < 64 << 10, "{} bytes: over the read buffer, under the frame cap", data.len());
+    p.tx.send(&ClientEnvelope::Msg { data }).await.unwrap();
+    match p.next_error().await {
+        ServerEnvelope::Error { code: ErrorCode::GameError, fatal: false, message } => assert!(message.contains("shout"), "{message}"),
+        other => panic!("expected arena's error about the message, got {other:?}"),
+    }
+    p.msg(&ArenaIn::Move { dir: Dir::Left, seq: 1 }).await;
+    let moved = p.next_msg::<ArenaOut>(|m| !matches!(m, ArenaOut::Moved { .. })).await;
+    assert!(matches!(moved, ArenaOut::Moved { seq: 1, .. }), "{moved:?}");
+    server.shutdown().await;
+}

@@ -93,6 +93,18 @@ pub fn warden_bin() -> PathBuf {
     path
 }
 
+/// A benchmark's whole-number setting from the environment variable `name`, or `default`.
+pub fn bench_knob(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().map(|v| v.parse().unwrap_or_else(|_| panic!("{name}={v}: not a whole number"))).unwrap_or(default)
+}
+
+/// CPU seconds this process has used, user and system, all threads (Linux: 100 clock ticks a second).
+pub fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").expect("/proc/self/stat is readable on Linux");
+    let fields: Vec<&str> = stat.rsplit_once(')').expect("stat has a command").1.split_whitespace().collect();
+    (fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap()) / 100.0
+}
+
 /// This process's resident set size in bytes (Linux).
 pub fn rss_bytes() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").expect("/proc/self/statm is readable on Linux");

@@ -77,7 +77,8 @@ async fn health(State(state): State<WsState>) -> (axum::http::StatusCode, Json<s
 async fn upgrade(ws: WebSocketUpgrade, ConnectInfo(peer): ConnectInfo<SocketAddr>, State(state): State<WsState>) -> Response {
     let max = state.ctx.net.max_frame_bytes;
     let slot = state.caps.acquire(peer.ip());
-    ws.max_message_size(max).max_frame_size(max).on_upgrade(move |socket| async move {
+    let read_buffer = state.ctx.net.ws_read_buffer_bytes;
+    ws.max_message_size(max).max_frame_size(max).read_buffer_size(read_buffer).on_upgrade(move |socket| async move {
         match slot {
             Ok(slot) => run(socket, peer, state.ctx, slot).await,
             Err(reason) => {
