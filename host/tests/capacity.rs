@@ -1,11 +1,12 @@
 //! The room cap on a real server with real WebSocket players: past `rooms.max_rooms`, a join that would
 //! open one more room gets a clear `server_full` error (not fatal: the connection stays), while the rooms
-//! already open take joins and play on; once a room has closed, a new one opens. The instance pool
-//! follows the cap.
+//! already open take joins and play on; once a room has closed, a new one opens. The refusal is counted
+//! in `/metrics`. The instance pool follows the cap.
 
 mod common;
 
 use chat::{ChatIn, ChatOut};
+use common::scrape::Scrape;
 use common::server::*;
 use std::time::{Duration, Instant};
 use warden::config::{Config, SPARE_INSTANCES};
@@ -36,6 +37,8 @@ async fn past_max_rooms_a_new_room_is_refused_with_server_full_and_open_rooms_pl
         other => panic!("expected a server_full error, got {other:?}"),
     }
     assert!(server.room_manager().list().iter().all(|r| r.room != "c4"), "no fourth room was opened");
+    let scrape = Scrape::of(&server).await;
+    assert_eq!(scrape.get("warden_rooms_refused_total", &[("plugin", "chat")]), Some(1.0), "the refusal is counted");
 
     // The open rooms take another player and play on.
     let mut joiner = player(&endpoint, "chat", "c1").await;

@@ -334,6 +334,11 @@ impl Scrape {
         )?;
         out.counter("rooms_opened", "Rooms opened, per plugin.", self.lifecycle.opened.iter().map(|(g, n)| (labels([("plugin", g)]), *n)))?;
         out.counter(
+            "rooms_refused",
+            "Joins refused because their room would have been one more than rooms.max_rooms, per plugin.",
+            self.lifecycle.refused_full.iter().map(|(g, n)| (labels([("plugin", g)]), *n)),
+        )?;
+        out.counter(
             "rooms_closed",
             "Rooms closed, per plugin and reason (empty, shutdown, crashed, failed_to_start, host_panic, moved).",
             self.lifecycle.closed.iter().map(|((g, r), n)| (labels([("plugin", g), ("reason", r.name())]), *n)),

@@ -597,6 +597,7 @@ impl Rooms {
         let max = self.0.config.max_rooms;
         if rooms.len() >= max && !rooms.contains_key(&key) {
             tracing::debug!(game, room, max, "a join was refused: the host holds rooms.max_rooms rooms");
+            self.0.lifecycle.refused_full(game);
             return Err(JoinError::ServerFull(max));
         }
         let (tx, rx) = mpsc::channel(self.0.config.inbox);

@@ -46,6 +46,8 @@ pub struct Lifecycle {
 pub struct LifecycleCounts {
     /// Rooms opened, per game.
     pub opened: BTreeMap<String, u64>,
+    /// Joins refused because opening their room would pass `rooms.max_rooms`, per game.
+    pub refused_full: BTreeMap<String, u64>,
     /// Rooms closed, per game and reason.
     pub closed: BTreeMap<(String, CloseReason), u64>,
     /// Rooms that moved to a new version at a tick boundary, per game.
@@ -58,6 +60,11 @@ impl Lifecycle {
     /// A room of `game` opened.
     pub fn opened(&self, game: &str) {
         *self.inner.lock().unwrap().opened.entry(game.to_string()).or_default() += 1;
+    }
+
+    /// A join to a new room of `game` was refused: the host holds `rooms.max_rooms`.
+    pub fn refused_full(&self, game: &str) {
+        *self.inner.lock().unwrap().refused_full.entry(game.to_string()).or_default() += 1;
     }
 
     /// A room of `game` closed.
