@@ -75,6 +75,12 @@ async fn zero_lost_answers(store: TestStore, dispatch: &str, kills: u64) {
         format!("auth.secret={SECRET:?}"),
         "--set".to_string(),
         format!("rooms.dispatch={dispatch:?}"),
+        // Players move as fast as answers come back: on arrival that is far above the default 30 a
+        // second, which would refuse their moves as rate-limited.
+        "--set".to_string(),
+        "net.msgs_per_sec=100000".to_string(),
+        "--set".to_string(),
+        "net.burst=100000".to_string(),
     ];
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let (endpoint_tx, endpoint_rx) = watch::channel(None::<String>);
