@@ -204,7 +204,7 @@ pub struct NetConfig {
 
 /// Instances a host needs beyond one per open room: a room that swaps or rolls back holds its new
 /// instance beside its old one for a moment (one room per game thread at a time), a deploy's smoke test
-/// instantiates the new version, and `warden room --dump` replays none here. `limits.max_instances`
+/// instantiates the new version. `limits.max_instances`
 /// defaults to `rooms.max_rooms` plus this; set alone, it sets `rooms.max_rooms` to itself minus this.
 pub const SPARE_INSTANCES: usize = 32;
 
