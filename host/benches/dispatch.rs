@@ -37,12 +37,12 @@ struct Setup {
 }
 
 fn setup() -> Setup {
-    setup_with(Limits::default().memory_init_cow)
+    setup_with(Limits::default())
 }
 
-fn setup_with(memory_init_cow: bool) -> Setup {
+fn setup_with(limits: Limits) -> Setup {
     let cache_dir = tempfile::tempdir().unwrap();
-    let limits = Limits { max_instances: 64, memory_init_cow, ..Limits::default() };
+    let limits = Limits { max_instances: 64, ..limits };
     let rt = Runtime::new(limits, Some(cache_dir.path().to_path_buf())).unwrap();
     let bytes = warden_tests::wasm_bytes("echo");
     let plugin = rt.load(&bytes).unwrap();
@@ -171,7 +171,14 @@ fn summary(s: &Setup) {
         },
         || {},
     );
-    let (store, instantiate, drop_time) = instantiate_breakdown(s);
+    // Instantiation with the defaults, and with each of the two pool settings that trade it against
+    // something else set the other way, in alternating rounds.
+    let defaults = Limits::default();
+    let cow = setup_with(Limits { memory_init_cow: !defaults.memory_init_cow, ..defaults.clone() });
+    let keep = defaults.keep_resident_bytes;
+    let released = setup_with(Limits { keep_resident_bytes: if keep == 0 { 2 << 20 } else { 0 }, ..defaults.clone() });
+    let times = instantiate_breakdown(&[s, &cow, &released]);
+    let (store, instantiate, drop_time) = times[0];
     let (cache_hit, _) = interleaved(5, 20, || drop(black_box(s.rt.load(&s.bytes).unwrap())), || {});
     let ratio = warden.as_secs_f64() / raw.as_secs_f64();
     let us = instantiate.as_secs_f64() * 1e6;
@@ -187,12 +194,17 @@ fn summary(s: &Setup) {
         verdict(us < TARGET_INSTANTIATE_US)
     );
     println!("    of which new store + WASI ctx {store_us:>8.1} us");
-    let cow = setup_with(!Limits::default().memory_init_cow);
-    let (_, cow_instantiate, _) = instantiate_breakdown(&cow);
     println!(
         "  instantiate, memory_init_cow={:<5} {:>6.1} us   (the other setting of limits.memory_init_cow; see the swap bench)",
-        !Limits::default().memory_init_cow,
-        cow_instantiate.as_secs_f64() * 1e6
+        !defaults.memory_init_cow,
+        times[1].1.as_secs_f64() * 1e6
+    );
+    println!(
+        "  instantiate, keep_resident={:<7} {:>6.1} us   (drop {:.1} us; the other setting of limits.keep_resident_bytes{})",
+        if keep == 0 { "2 MiB" } else { "0" },
+        times[2].1.as_secs_f64() * 1e6,
+        times[2].2.as_secs_f64() * 1e6,
+        if wasmtime::PoolingAllocationConfig::is_pagemap_scan_available() { "" } else { "; no PAGEMAP_SCAN here, so both are 0" },
     );
     println!("  drop an instance                {:>8.1} us   (memory back to the pool)", drop_time.as_secs_f64() * 1e6);
     println!("  load on compile-cache hit       {:>8.0} us   ({} bytes component)", cache_hit.as_secs_f64() * 1e6, s.bytes.len());
@@ -201,28 +213,32 @@ fn summary(s: &Setup) {
 }
 
 /// Median times of: creating a store (host state, WASI context), a whole instantiation, and dropping an
-/// instance; batches of 32 so drops happen outside the timed instantiations.
-fn instantiate_breakdown(s: &Setup) -> (Duration, Duration, Duration) {
-    let (mut stores, mut whole, mut drops) = (Vec::new(), Vec::new(), Vec::new());
+/// instance, for each setup; batches of 32 so drops happen outside the timed instantiations, the setups
+/// taking turns round by round so that machine noise hits them alike.
+fn instantiate_breakdown(setups: &[&Setup]) -> Vec<(Duration, Duration, Duration)> {
+    let mut rounds = vec![(Vec::new(), Vec::new(), Vec::new()); setups.len()];
     // A room builds its environment (clock, random stream, log budget, saves) once and clones it into
     // every instance it makes, so the environment is made outside the timed loops.
     let env = InstanceEnv::standalone("b", 1);
     for _ in 0..30 {
-        let start = Instant::now();
-        let made: Vec<_> = (0..32).map(|_| s.plugin.new_store(env.clone())).collect();
-        stores.push(start.elapsed() / 32);
-        drop(made);
-        let start = Instant::now();
-        let made: Vec<_> = (0..32).map(|_| s.plugin.instantiate(env.clone()).unwrap()).collect();
-        whole.push(start.elapsed() / 32);
-        let start = Instant::now();
-        drop(made);
-        drops.push(start.elapsed() / 32);
+        for (s, (stores, whole, drops)) in setups.iter().zip(&mut rounds) {
+            let start = Instant::now();
+            let made: Vec<_> = (0..32).map(|_| s.plugin.new_store(env.clone())).collect();
+            stores.push(start.elapsed() / 32);
+            drop(made);
+            let start = Instant::now();
+            let made: Vec<_> = (0..32).map(|_| s.plugin.instantiate(env.clone()).unwrap()).collect();
+            whole.push(start.elapsed() / 32);
+            let start = Instant::now();
+            drop(made);
+            drops.push(start.elapsed() / 32);
+        }
     }
-    for v in [&mut stores, &mut whole, &mut drops] {
+    let median = |mut v: Vec<Duration>| {
         v.sort();
-    }
-    (stores[15], whole[15], drops[15])
+        v[v.len() / 2]
+    };
+    rounds.into_iter().map(|(stores, whole, drops)| (median(stores), median(whole), median(drops))).collect()
 }
 
 fn verdict(ok: bool) -> &'static str {

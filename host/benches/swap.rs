@@ -53,7 +53,9 @@ fn main() {
     };
 
     // Compile cold vs cache hit, and instantiate, outside the server.
-    let limits = Limits { max_instances: 2 * ROOMS as u32 + 50, ..Limits::default() };
+    // `WARDEN_BENCH_KEEP_RESIDENT=0` measures the swap with freed slots handing all their memory back.
+    let keep_resident_bytes = warden_tests::bench_knob("WARDEN_BENCH_KEEP_RESIDENT", Limits::default().keep_resident_bytes as u64) as usize;
+    let limits = Limits { max_instances: 2 * ROOMS as u32 + 50, keep_resident_bytes, ..Limits::default() };
     let cache = dir.path().join("cache");
     let cold = Runtime::new(limits.clone(), Some(cache.clone())).unwrap().load(&echo).unwrap().compile_time();
     let hit = Runtime::new(limits.clone(), Some(cache.clone())).unwrap().load(&echo).unwrap().compile_time();
