@@ -177,7 +177,16 @@ async fn write_loop<Si>(
                     close_with(&mut sink, reason).await;
                     return;
                 };
-                if !write_batch(&mut sink, batch, &counted).await || sink.flush().await.is_err() {
+                if !write_batch(&mut sink, batch, &counted).await {
+                    return;
+                }
+                // What else is queued by now goes out in the same write.
+                while let Some(batch) = queue.try_recv() {
+                    if !write_batch(&mut sink, batch, &counted).await {
+                        return;
+                    }
+                }
+                if sink.flush().await.is_err() {
                     return;
                 }
             }
@@ -249,33 +258,53 @@ impl Session {
         let kill = self.kill.clone();
         let opened = Instant::now();
         let mut last_seen = opened;
+        let deadline = |player: bool, last_seen: Instant| if player { last_seen + idle } else { opened + handshake };
+        // Made once, not at every frame: waiting on a token or a timer registers the session with it,
+        // and a frame a player sends ten times a second would otherwise re-register all three. The timer
+        // is lazy: it fires at the deadline it was set to, and is set again if a frame came since.
+        let killed = kill.killed();
+        let stopping = shutdown.cancelled();
+        let timer = tokio::time::sleep_until(deadline(false, opened));
+        tokio::pin!(killed, stopping, timer);
         loop {
-            let deadline = if self.player.is_none() { opened + handshake } else { last_seen + idle };
             tokio::select! {
                 biased;
-                why = kill.killed() => return Some(why),
-                _ = shutdown.cancelled() => return Some((ErrorCode::ShuttingDown, "the server is shutting down".into())),
-                _ = tokio::time::sleep_until(deadline) => {
+                why = &mut killed => return Some(why),
+                _ = &mut stopping => return Some((ErrorCode::ShuttingDown, "the server is shutting down".into())),
+                _ = &mut timer => {
+                    let due = deadline(self.player.is_some(), last_seen);
+                    if due > Instant::now() {
+                        timer.as_mut().reset(due);
+                        continue;
+                    }
                     return Some(if self.player.is_none() {
                         (ErrorCode::Timeout, format!("no hello within {} ms of connecting", handshake.as_millis()))
                     } else {
                         (ErrorCode::Timeout, format!("nothing received for {} ms (send ping to stay connected)", idle.as_millis()))
                     });
                 }
-                item = stream.next() => match item {
-                    None | Some(Err(FrameError::Io(_))) => return None,
-                    Some(Err(FrameError::TooLarge(why))) => {
-                        self.ctx.stats.refused(Refusal::TooLarge);
-                        return Some((ErrorCode::FrameTooLarge, why));
-                    }
-                    Some(Ok(None)) => last_seen = Instant::now(),
-                    Some(Ok(Some(frame))) => {
-                        last_seen = Instant::now();
-                        if let Some(close) = self.handle(frame).await {
-                            return Some(close);
+                item = stream.next() => {
+                    match item {
+                        None | Some(Err(FrameError::Io(_))) => return None,
+                        Some(Err(FrameError::TooLarge(why))) => {
+                            self.ctx.stats.refused(Refusal::TooLarge);
+                            return Some((ErrorCode::FrameTooLarge, why));
+                        }
+                        Some(Ok(None)) => last_seen = Instant::now(),
+                        Some(Ok(Some(frame))) => {
+                            last_seen = Instant::now();
+                            if let Some(close) = self.handle(frame).await {
+                                return Some(close);
+                            }
                         }
                     }
-                },
+                    // Deadlines only move later, except from the handshake's to the idle one (the
+                    // idle timeout may be the shorter): the timer is set earlier only then.
+                    let due = deadline(self.player.is_some(), last_seen);
+                    if due < timer.deadline() {
+                        timer.as_mut().reset(due);
+                    }
+                }
             }
         }
     }

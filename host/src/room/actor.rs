@@ -392,12 +392,15 @@ impl Room {
         // A token of the room's own (a child of the term's, itself the shutdown token's): waiting on the
         // host's token itself would register every room in one shared waiter list, under one lock, at
         // every turn of every room's loop.
+        // Made once, not at every turn of the loop (waiting on a token registers the room with it).
         let stop = self.term.stop.clone();
+        let stopping = stop.cancelled();
+        tokio::pin!(stopping);
         let gate = self.rooms.0.swap_gate.clone();
         let end = loop {
             tokio::select! {
                 biased;
-                _ = stop.cancelled() => break self.stopped(End::Shutdown),
+                _ = &mut stopping => break self.stopped(End::Shutdown),
                 // A change of what serves: wakes the loop so the swap branch below is enabled.
                 Ok(()) = self.changed.changed() => {}
                 // At most one room per core swaps at a time (the gate): a storm of 1,000 swaps then
@@ -417,9 +420,8 @@ impl Room {
                 scheduled = ticks.tick() => {
                     // A host woken from a pause longer than its lease may run this before its lease keeper
                     // has stopped the rooms: the room's own look at the lease stops it first.
-                    if !self.term.lease_holds() {
-                        self.pending.clear();
-                        break End::Moved(super::service::LEASE_RAN_OUT.into());
+                    if let Some(end) = self.lease_lost() {
+                        break end;
                     }
                     let started = Instant::now();
                     let late = started.saturating_duration_since(scheduled) > period;
@@ -471,9 +473,8 @@ impl Room {
                     }
                     // The tick may have run long (the host paused in it): what it computed leaves only
                     // while the lease holds.
-                    if !self.term.lease_holds() {
-                        self.pending.clear();
-                        break End::Moved(super::service::LEASE_RAN_OUT.into());
+                    if let Some(end) = self.lease_lost() {
+                        break end;
                     }
                     self.flush();
                     self.health.add(&self.tally);
@@ -551,6 +552,16 @@ impl Room {
         let ticked = self.call(instance, None, Input::Tick(dt_ms));
         self.judge();
         ticked
+    }
+
+    /// `Some` (the room has moved) if the fleet lease this host serves under has run out: what the room
+    /// computed is dropped unsent, since the room may run on another host by now.
+    fn lease_lost(&mut self) -> Option<End> {
+        if self.term.lease_holds() {
+            return None;
+        }
+        self.pending.clear();
+        Some(End::Moved(super::service::LEASE_RAN_OUT.into()))
     }
 
     /// Takes the game's feature switches if the operator changed them (one atomic load a tick when not),

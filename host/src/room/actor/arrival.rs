@@ -117,9 +117,8 @@ impl Room {
             }
         }
         self.await_critical_saves(instance).await;
-        if !self.term.lease_holds() {
-            self.pending.clear();
-            return Some(End::Moved(super::super::service::LEASE_RAN_OUT.into()));
+        if let Some(end) = self.lease_lost() {
+            return Some(end);
         }
         self.flush();
         None
