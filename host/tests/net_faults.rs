@@ -174,3 +174,32 @@ async fn a_client_that_never_reads_is_disconnected_not_buffered() {
     still_plays(&mut bystander, 2).await;
     server.shutdown().await;
 }
+
+/// After `hello` the idle timeout applies: a client that keeps sending stays connected for several idle
+/// periods (the session's timer is set once and moved on lazily), and once silent it is closed at the
+/// idle timeout, not at the far longer handshake deadline it was first set to.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_player_is_closed_at_the_idle_timeout_and_a_talking_one_is_not() {
+    let server = start(&["net.handshake_timeout_ms=600000", "net.idle_timeout_ms=1000"]).await;
+    let (mut tx, mut rx) = connect(&ws(&server, Format::MsgPack)).await;
+    hello(&mut tx, &mut rx).await;
+    // Three idle periods of pings, ten to a period: every one answered.
+    for nonce in 0..30 {
+        tx.send(&ClientEnvelope::Ping { nonce }).await.unwrap();
+        match rx.envelope(WAIT).await.unwrap() {
+            ServerEnvelope::Pong { nonce: n } => assert_eq!(n, nonce),
+            other => panic!("ping {nonce}: expected its pong, got {other:?}"),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // Silent from here: closed for idleness (`until_closed` gives up after a minute, well before the
+    // handshake's ten).
+    let (error, _) = until_closed(&mut rx).await;
+    match error {
+        Some(ServerEnvelope::Error { code: ErrorCode::Timeout, fatal: true, message }) => {
+            assert!(message.contains("nothing received for 1000 ms"), "{message}")
+        }
+        other => panic!("expected the idle timeout, got {other:?}"),
+    }
+    server.shutdown().await;
+}
