@@ -31,6 +31,9 @@ pub struct PgStore {
     spill_after_ms: Arc<AtomicU64>,
 }
 
+/// How long a store's first connection is waited for.
+const FIRST_CONNECT: Duration = Duration::from_secs(15);
+
 /// How long PostgreSQL lets one of our connections sit idle inside a transaction before it ends it.
 const IDLE_IN_TRANSACTION_MS: u64 = 2_000;
 
@@ -49,11 +52,22 @@ impl PgStore {
             // A lost server shows as an error within this, for the caller to retry, rather than a hang.
             .acquire_timeout(Duration::from_secs(3))
             .test_before_acquire(true)
-            .connect_with(options.clone())
-            .await
-            .with_context(|| {
-                format!("failed to connect to PostgreSQL at {shown} (is the server up, and does the database exist? `createdb` makes it)")
-            })?;
+            .connect_lazy_with(options.clone());
+        // The first connection may take longer than a lost one is given (a busy machine, a server
+        // starting): a timed-out attempt is retried until FIRST_CONNECT has passed; any other error, such
+        // as a database that does not exist, ends it at once.
+        let started = std::time::Instant::now();
+        loop {
+            match pool.acquire().await {
+                Ok(_) => break,
+                Err(sqlx::Error::PoolTimedOut) if started.elapsed() < FIRST_CONNECT => continue,
+                Err(e) => {
+                    return Err(anyhow::Error::new(e).context(format!(
+                        "failed to connect to PostgreSQL at {shown} (is the server up, and does the database exist? `createdb` makes it)"
+                    )));
+                }
+            }
+        }
         sqlx::migrate!("./migrations/postgres").run(&pool).await.with_context(|| format!("failed to migrate the schema of {shown}"))?;
         Ok(PgStore {
             pool,
