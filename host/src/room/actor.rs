@@ -391,8 +391,8 @@ impl Room {
         ticks.set_missed_tick_behavior(MissedTickBehavior::Burst);
         // A token of the room's own (a child of the term's, itself the shutdown token's): waiting on the
         // host's token itself would register every room in one shared waiter list, under one lock, at
-        // every turn of every room's loop.
-        // Made once, not at every turn of the loop (waiting on a token registers the room with it).
+        // every turn of every room's loop. Its wait is made once, not at every turn (each new wait
+        // registers the room with the token again).
         let stop = self.term.stop.clone();
         let stopping = stop.cancelled();
         tokio::pin!(stopping);

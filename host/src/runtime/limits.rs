@@ -39,8 +39,8 @@ pub struct Limits {
     pub memory_init_cow: bool,
     /// Linear memory a freed pool slot keeps resident, in bytes: the pages its instance touched are reset
     /// in place (found with Linux's `PAGEMAP_SCAN`, 6.7 and later) instead of handed back to the OS, so
-    /// the next instance in the slot takes no page faults for them. Instantiation takes 8-10 us instead
-    /// of 14-16 us (`cargo bench --bench dispatch`, which compares it with 0 in the same run). A closed
+    /// the next instance in the slot takes no page faults for them. Instantiation takes 0.55-0.65 of the
+    /// time it takes with 0 (`cargo bench --bench dispatch`, which compares the two in the same run). A closed
     /// room's slot then holds up to this much memory (only what it touched) until another room takes
     /// it. 0, or a kernel without the scan, hands everything back at once (without the scan, a reset in
     /// place would write the whole amount).
