@@ -420,3 +420,20 @@ async fn every_rooms_journal_is_exactly_its_rows_after_its_checkpoint_through_ma
         }
     }
 }
+
+/// A PostgreSQL store waits for its first connection past the pool's 3 s acquire timeout (a CLI's store,
+/// `warden push`, once failed on a loaded machine whose first connection took longer): here the server
+/// answers only after 5 s, through a proxy that holds every byte until then.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_store_waits_for_a_first_connection_slower_than_the_pools_timeout() {
+    let Some(test_store) = TestStore::postgres("slow_first_connection").await else { return };
+    let (proxy, through) = warden_tests::Proxy::before_postgres(&test_store.url).await;
+    proxy.blackhole();
+    let open = tokio::spawn(async move { Store::open(&through).await });
+    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+    assert!(!open.is_finished(), "the store stopped waiting within 5 s: {:?}", open.await.unwrap().err());
+    proxy.heal();
+    let s = open.await.unwrap().expect("the store opens once the server answers");
+    assert_eq!(s.write_saves(&[save("ann", b"a")]).await.unwrap(), [1]);
+    assert_eq!(s.load_save("arena", "ann").await.unwrap().unwrap().data, b"a");
+}
