@@ -4,8 +4,8 @@
 //! side by side on a server-sized pool (`rooms.max_rooms` of them, `limits.max_instances` following it),
 //! idle, ticking at 20 Hz. Prints, per room:
 //! - resident memory (the process's RSS before the first room and with all open, divided by the rooms),
-//!   split into the host's heap (what mimalloc holds committed: what the room task, its inbox, journal,
-//!   listing and instance bookkeeping allocate) and the rest (mostly the pages of wasm linear memory the
+//!   split into the host's heap (glibc's `mallinfo2`: what the room task, its inbox, journal, listing
+//!   and instance bookkeeping allocate) and the rest (mostly the pages of wasm linear memory the
 //!   instance touched, in the pool's mapping);
 //! - its linear memory (what `memory.size` says: reserved for the guest, mostly untouched);
 //! - the ticks run against the schedule (10,000 x 20 a second) and the CPU they took;
@@ -30,16 +30,12 @@ fn rss_bytes() -> u64 {
     warden_tests::rss_bytes()
 }
 
-/// Bytes the host's allocator (mimalloc, see `host/src/lib.rs`) holds committed: what the room tasks,
-/// inboxes, journals, listings and instance bookkeeping allocate, plus the allocator's own free pages
-/// (an upper bound on the live heap).
+/// Bytes the host has allocated (glibc: in-use arena chunks plus mmapped blocks).
 #[allow(unsafe_code)]
 fn heap_bytes() -> u64 {
-    let mut commit = 0usize;
-    let null = std::ptr::null_mut();
-    // SAFETY: every out-parameter may be null; `commit` outlives the call.
-    unsafe { libmimalloc_sys::mi_process_info(null, null, null, null, null, &mut commit, null, null) };
-    commit as u64
+    // SAFETY: mallinfo2 takes no arguments and returns a plain struct.
+    let info = unsafe { libc::mallinfo2() };
+    (info.uordblks + info.hblkhd) as u64
 }
 
 fn main() {

@@ -18,15 +18,6 @@
 //! The contract plugins implement is the WIT package `warden:plugin` in `wit/`; plugin authors use the
 //! `warden-sdk` crate.
 
-/// The host's allocator, for the server and for every test and benchmark that links this crate (so that
-/// they measure what runs). mimalloc rather than glibc's malloc: a room allocates its frames and batches
-/// on one thread and the connections' writers (or, in a durable room, the store's writer) free them on
-/// another, and in a profile of the durable tick loop glibc's own functions (`_int_malloc`, `_int_free`,
-/// `malloc_consolidate`, `unlink_chunk`) made up 30% of the samples the durable side took beyond the
-/// memory side's. Measured against glibc in alternating runs: README, "Dependencies and why".
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 pub mod admin;
 pub mod commands;
 pub mod config;
