@@ -136,6 +136,68 @@ async fn rolled_back_as_if_it_never_ran(dispatch: &str) {
     server.shutdown().await;
 }
 
+/// What the `bank` test guest answers.
+#[derive(Debug, PartialEq, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum BankOut {
+    Balance { balance: u64 },
+    Receipt { balance: u64 },
+}
+
+/// Deposits `amount` and returns the balance on the receipt.
+async fn deposit(p: &mut srv::Player, amount: u64) -> u64 {
+    #[derive(serde::Serialize)]
+    struct Deposit {
+        amount: u64,
+    }
+    p.msg(&Deposit { amount }).await;
+    match p.next_msg::<BankOut>(|_| false).await {
+        BankOut::Receipt { balance } => balance,
+        other => panic!("{}: a deposit is answered with a receipt, got {other:?}", p.id),
+    }
+}
+
+/// A rollback replays the journal into the previous version, and each replayed call reads a save as it
+/// read it when it ran, not as the store holds it by then: the bank reads a player's balance on join and
+/// adds each deposit, so a replay whose join read the balance as it is now would count every deposit
+/// since the join twice (and save that).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollback_replays_each_save_as_the_call_read_it() {
+    let (_env, dir, server, mut events) =
+        serving("bank", "bank", &["rooms.checkpoint_every_ms=3600000", "rollout.probation_ms=600000"]).await;
+    let endpoint = srv::ws(&server, Format::MsgPack);
+    let mut early = player(&endpoint, "bank", "vault").await;
+    assert_eq!(early.next_msg::<BankOut>(|_| false).await, BankOut::Balance { balance: 0 });
+    assert_eq!(deposit(&mut early, 5).await, 5);
+    drop_version(&dir, "bank", "bank", "1.0.1");
+    deployed(&mut events, "1.0.1").await;
+    rooms_all_on(&server, "bank", "1.0.1").await;
+
+    // A player who joins on 1.0.1: the join, which reads the player's save (none yet), and the deposits
+    // after it are in the journal since the pre-swap checkpoint.
+    let mut late = player(&endpoint, "bank", "vault").await;
+    assert_eq!(late.next_msg::<BankOut>(|_| false).await, BankOut::Balance { balance: 0 });
+    assert_eq!(deposit(&mut late, 7).await, 7);
+    assert_eq!(deposit(&mut late, 11).await, 18);
+    assert_eq!(deposit(&mut early, 1).await, 6);
+    let (bad, to) = server.deployer().operator_rollback("bank", None, false, "test").await.unwrap();
+    assert_eq!((bad.as_str(), to.as_str()), ("1.0.1", "1.0.0"));
+    rooms_all_on(&server, "bank", "1.0.0").await;
+    assert_eq!(server.room_manager().take_rollbacks().len(), 1, "the room was rebuilt by replay");
+
+    assert_eq!(deposit(&mut late, 1).await, 19, "each deposit since the join counts once");
+    assert_eq!(deposit(&mut early, 1).await, 7);
+    let saved = server.store().load_save("bank", &late.id).await.unwrap().expect("the late player's save");
+    assert_eq!(rmp_serde::from_slice::<u64>(&saved.data).unwrap(), 19, "and the save says so");
+    // The journal holds what the join read, so an offline replay with an empty save store gives the live
+    // room's bytes too.
+    let dump = server.room_manager().dump("bank", "vault").await.unwrap();
+    let read = |e: &Entry| matches!(e, Entry::Loaded(p, None) if **p == *late.id);
+    assert!(dump.journal.entries().any(|e| read(&e)), "the join's read (no save) is journaled");
+    assert_eq!(Some(offline_replay(&server, "bank", &dump, "vault")), dump.state, "the room is exactly 1.0.0's result");
+    server.shutdown().await;
+}
+
 #[derive(serde::Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 enum Cmd {

@@ -16,13 +16,15 @@ fn entries(mut data: &[u8]) -> Vec<Entry> {
         data = next;
         let text: Arc<str> = String::from_utf8_lossy(body).into();
         let num = body.iter().fold(0u64, |acc, b| acc.wrapping_mul(257).wrapping_add(u64::from(*b)));
-        out.push(match kind % 6 {
+        out.push(match kind % 8 {
             0 => Entry::Begin(num),
             1 => Entry::Join(text),
             2 => Entry::Leave(text),
             3 => Entry::Msg(text, body.to_vec()),
             4 => Entry::Timer(text.to_string()),
-            _ => Entry::Tick(num as u32),
+            5 => Entry::Tick(num as u32),
+            6 => Entry::Features(Arc::new(body.split(|b| *b == b',').map(|n| String::from_utf8_lossy(n).into_owned()).collect())),
+            _ => Entry::Loaded(text, (num % 2 == 0).then(|| body.to_vec())),
         });
     }
     out

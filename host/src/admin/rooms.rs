@@ -62,6 +62,9 @@ pub struct JournalSummary {
     pub ticks: u64,
     /// Changes of the feature switches.
     pub switches: u64,
+    /// Saves the calls read (`load-save`), kept for the replay.
+    #[serde(default)]
+    pub saves_read: u64,
 }
 
 /// The detail of room `room` of `game`, or `None` if it is not open.
@@ -78,6 +81,7 @@ pub async fn detail(rooms: &Rooms, game: &str, room: &str) -> Option<RoomDetail>
             Entry::Msg(..) => journal.messages += 1,
             Entry::Timer(_) => journal.timers += 1,
             Entry::Tick(_) => journal.ticks += 1,
+            Entry::Loaded(..) => journal.saves_read += 1,
         }
     }
     let checkpoint = CheckpointInfo {

@@ -670,6 +670,12 @@ impl Room {
             Err(e) => e.outcome(),
         };
         self.tally.record(input.export(), outcome, started.elapsed().as_micros() as u64);
+        // The saves the call read follow it in the journal: a replay reads them as they were.
+        if self.journaling && !matches!(&result, Err(e) if e.is_fatal()) {
+            for (player, save) in instance.host_mut().take_save_reads() {
+                self.journal.loaded(&Arc::from(player), save.as_deref());
+            }
+        }
         match result {
             Ok(()) => {
                 self.collect(instance);

@@ -12,7 +12,11 @@ use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
 /// The format tag of this version of the file.
-pub const FORMAT: &str = "warden-room-dump/1";
+pub const FORMAT: &str = "warden-room-dump/2";
+
+/// Earlier formats this version still reads: `/1` had no `loaded` entries (its rooms' replays read
+/// saves as the store held them at the replay).
+const READS: [&str; 2] = [FORMAT, "warden-room-dump/1"];
 
 /// A room's dump.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -114,6 +118,16 @@ pub enum DumpEntry {
         /// Their names.
         on: Vec<String>,
     },
+    /// A save the call before it read (`load-save`); the replay hands it to that call again.
+    Loaded {
+        /// Whose save.
+        player: String,
+        /// The save's bytes (base64), or none if the player had none.
+        save: Option<String>,
+        /// The same bytes as JSON, to read (ignored by the replay).
+        #[serde(default)]
+        decoded: serde_json::Value,
+    },
 }
 
 /// The result of a replay.
@@ -144,6 +158,11 @@ impl DumpFile {
                 Entry::Timer(tag) => DumpEntry::Timer { tag },
                 Entry::Tick(dt_ms) => DumpEntry::Tick { dt_ms },
                 Entry::Features(on) => DumpEntry::Features { on: on.iter().cloned().collect() },
+                Entry::Loaded(p, save) => DumpEntry::Loaded {
+                    player: p.to_string(),
+                    decoded: save.as_deref().map(crate::health::crash::decode_input).unwrap_or_default(),
+                    save: save.map(|s| B64.encode(s)),
+                },
             })
             .collect();
         let b = &dump.base;
@@ -177,8 +196,8 @@ impl DumpFile {
     /// Reads a dump file, checking its format.
     pub fn parse(json: &[u8]) -> anyhow::Result<DumpFile> {
         let file: DumpFile = serde_json::from_slice(json).map_err(|e| anyhow::anyhow!("not a Warden room dump: {e}"))?;
-        if file.format != FORMAT {
-            anyhow::bail!("this dump's format is {:?}; this warden reads {FORMAT:?}", file.format);
+        if !READS.contains(&file.format.as_str()) {
+            anyhow::bail!("this dump's format is {:?}; this warden reads {}", file.format, READS.join(" and "));
         }
         Ok(file)
     }
@@ -230,6 +249,9 @@ impl DumpFile {
                 DumpEntry::Timer { tag } => Entry::Timer(tag.clone()),
                 DumpEntry::Tick { dt_ms } => Entry::Tick(*dt_ms),
                 DumpEntry::Features { on } => Entry::Features(Arc::new(on.iter().cloned().collect())),
+                DumpEntry::Loaded { player, save, .. } => {
+                    Entry::Loaded(Arc::from(player.as_str()), save.as_deref().map(|s| bytes("save", s)).transpose()?)
+                }
             };
             journal.push(&entry);
         }

@@ -4,15 +4,18 @@
 //! The journal records calls, not effects: the tick each group of calls ran in, then every `on-join`,
 //! `on-leave`, `on-message`, `on-timer` and `on-tick` in the order the room made them. Time and random
 //! numbers come from the host (the clock is set from the journal, the random stream restarts at the
-//! checkpoint's draw count), so replaying the journal into the same version gives the same state, byte for
-//! byte; replaying it into another version gives what that version would have made of the same inputs.
-//! A call that trapped is taken out again, so a replay never meets it.
+//! checkpoint's draw count), and so do saves: each save a call read follows the call (`Loaded`), and a
+//! replay hands the call what it read then, not what the store holds by the time of the replay (a bank
+//! that reads a balance on join and adds each deposit would otherwise count every deposit since the join
+//! twice). So replaying the journal into the same version gives the same state, byte for byte; replaying
+//! it into another version gives what that version would have made of the same inputs. A call that
+//! trapped is taken out again, so a replay never meets it.
 //!
 //! Entries are packed into one byte buffer (a tag, varints, payload bytes; players by index into a small
 //! table), so a room at 20 Hz with four players keeps a few bytes per tick plus its messages.
 
 use crate::runtime::{CallError, InstanceEnv, Plugin, PluginInstance};
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
 
 /// A timer the plugin set, due at game time `due_ms`.
@@ -149,6 +152,8 @@ pub enum Entry {
     Tick(u32),
     /// The feature switches on from here (the operator changed them at this tick's start).
     Features(Arc<BTreeSet<String>>),
+    /// A save the call before it read with `load-save` (`None`: the player had none), in the order read.
+    Loaded(Arc<str>, Option<Vec<u8>>),
 }
 
 const BEGIN: u8 = 1;
@@ -158,6 +163,7 @@ const MSG: u8 = 4;
 const TIMER: u8 = 5;
 const TICK: u8 = 6;
 const FEATURES: u8 = 7;
+const LOADED: u8 = 8;
 
 /// The calls since the last checkpoint, packed.
 #[derive(Clone, Default)]
@@ -234,6 +240,7 @@ impl Journal {
             Entry::Timer(tag) => self.timer(tag),
             Entry::Tick(dt) => self.on_tick(*dt),
             Entry::Features(on) => self.features(on),
+            Entry::Loaded(p, save) => self.loaded(p, save.as_deref()),
         }
     }
 
@@ -296,6 +303,22 @@ impl Journal {
         }
     }
 
+    /// A save the last call read (after that call's entry).
+    pub fn loaded(&mut self, p: &Arc<str>, save: Option<&[u8]>) {
+        self.entries += 1;
+        let i = self.player(p);
+        self.bytes.push(LOADED);
+        self.varint(i);
+        match save {
+            None => self.bytes.push(0),
+            Some(data) => {
+                self.bytes.push(1);
+                self.varint(data.len() as u64);
+                self.bytes.extend_from_slice(data);
+            }
+        }
+    }
+
     /// The entries, oldest first.
     pub fn entries(&self) -> Entries<'_> {
         Entries { journal: self, at: 0 }
@@ -345,12 +368,22 @@ impl Journal {
                 BEGIN | TICK => {
                     check.varint()?;
                 }
-                JOIN | LEAVE | MSG => {
+                JOIN | LEAVE | MSG | LOADED => {
                     if check.varint()? as usize >= table {
                         return Err(ChunkError("an entry names a player the journal does not hold"));
                     }
-                    if tag == MSG {
-                        check.bytes()?;
+                    match tag {
+                        MSG => {
+                            check.bytes()?;
+                        }
+                        LOADED => match check.byte()? {
+                            0 => {}
+                            1 => {
+                                check.bytes()?;
+                            }
+                            _ => return Err(ChunkError("a save read is neither none nor some")),
+                        },
+                        _ => {}
                     }
                 }
                 TIMER => {
@@ -476,6 +509,12 @@ impl Iterator for Entries<'_> {
                 let n = self.varint();
                 Entry::Features(Arc::new((0..n).map(|_| String::from_utf8_lossy(self.bytes()).into_owned()).collect()))
             }
+            LOADED => {
+                let p = self.journal.players[self.varint() as usize].clone();
+                let some = self.journal.bytes[self.at] == 1;
+                self.at += 1;
+                Entry::Loaded(p, some.then(|| self.bytes().to_vec()))
+            }
             other => unreachable!("journal tag {other} is never written"),
         })
     }
@@ -572,7 +611,8 @@ fn replay_once(
     let mut timer_seq = base.timer_seq;
     let mut tick = base.tick;
     let mut calls = 0;
-    for (i, entry) in journal.entries().enumerate() {
+    let mut entries = journal.entries().enumerate().peekable();
+    while let Some((i, entry)) = entries.next() {
         match &entry {
             Entry::Begin(t) => {
                 tick = *t;
@@ -583,17 +623,27 @@ fn replay_once(
                 env.features.set_all(on.clone());
                 continue;
             }
+            // Read by a call that is skipped below: taken with it.
+            Entry::Loaded(..) => continue,
             _ => {}
+        }
+        // The saves this call read when it ran, handed to it again in the same order.
+        let mut reads = VecDeque::new();
+        while let Some((_, Entry::Loaded(..))) = entries.peek() {
+            if let Some((_, Entry::Loaded(p, save))) = entries.next() {
+                reads.push_back((p.to_string(), save));
+            }
         }
         if skip.contains(&i) {
             continue;
         }
         calls += 1;
+        instance.host_mut().replay_save_reads(reads);
         // The timer limit sees what the live room saw: the timers pending before this call.
         let pending = timers.len() - usize::from(matches!(&entry, Entry::Timer(tag) if timers.iter().any(|t| &t.tag == tag)));
         env.timers_pending.store(pending, std::sync::atomic::Ordering::Relaxed);
         let result = match &entry {
-            Entry::Begin(_) | Entry::Features(_) => unreachable!("handled above"),
+            Entry::Begin(_) | Entry::Features(_) | Entry::Loaded(..) => unreachable!("handled above"),
             Entry::Join(p) => instance.on_join(p),
             Entry::Leave(p) => instance.on_leave(p),
             Entry::Msg(p, payload) => instance.on_message(p, payload),
@@ -621,6 +671,8 @@ fn replay_once(
             return Ok(Err(i));
         }
     }
+    // From here the instance may serve live: its reads are recorded again.
+    instance.host_mut().record_save_reads();
     Ok(Ok(Replayed { instance, timers, timer_seq, skipped: Vec::new(), calls, restore }))
 }
 
@@ -642,6 +694,8 @@ mod tests {
             Entry::Begin(300_000),
             Entry::Features(Arc::new(["chat".to_string(), "double-xp".to_string()].into())),
             Entry::Features(Arc::default()),
+            Entry::Loaded(b.clone(), Some(vec![0x2a])),
+            Entry::Loaded(a.clone(), None),
             Entry::Leave(a.clone()),
         ];
         let mut j = Journal::default();
@@ -669,7 +723,9 @@ mod tests {
                 Entry::Begin(2),
                 Entry::Msg(a.clone(), vec![1, 2]),
                 Entry::Join(b.clone()),
+                Entry::Loaded(b.clone(), None),
                 Entry::Msg(b.clone(), vec![3]),
+                Entry::Loaded(a.clone(), Some(vec![7; 200])),
                 Entry::Tick(50),
             ],
             vec![
@@ -701,5 +757,11 @@ mod tests {
             assert!(j.append_chunk(&chunks[1][..cut]).is_err(), "a chunk cut at {cut} is refused");
             assert_eq!(j.len(), 3, "a refused chunk adds nothing");
         }
+        // A save read that is neither none (0) nor some (1) is refused.
+        let mut odd = Journal::default();
+        odd.loaded(&a, None);
+        let mut chunk = odd.chunk_since(Journal::default().chunk_mark()).unwrap();
+        *chunk.last_mut().unwrap() = 2;
+        assert!(Journal::default().append_chunk(&chunk).is_err());
     }
 }

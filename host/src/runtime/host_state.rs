@@ -8,7 +8,7 @@
 use crate::runtime::wasi::{GuestOutput, LogBudget, StdStream};
 use crate::runtime::{Recipient, SaveBackend, SavePriority};
 use arc_swap::ArcSwap;
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, VecDeque};
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -223,6 +223,20 @@ pub(crate) struct Marks {
     saves: usize,
 }
 
+/// A save read with `load-save`: the player and what the read answered (`None`: no save).
+pub type SaveRead = (String, Option<Vec<u8>>);
+
+/// The saves an instance's calls read. A save is an input from outside the room, like a message: a live
+/// call's reads are recorded, and the room journals them after the call; a replayed call is answered
+/// what it read when it ran (a read the journal does not hold, as in another version that reads more,
+/// goes to the save store).
+pub(super) enum SaveReads {
+    /// Live: the reads of the current call.
+    Record(Vec<SaveRead>),
+    /// Replaying: the reads the current call made when it ran, not answered yet.
+    Replay(VecDeque<SaveRead>),
+}
+
 /// The host side of one instance.
 pub struct HostState {
     pub(super) plugin: Arc<str>,
@@ -234,6 +248,8 @@ pub struct HostState {
     pub(super) kicks: Vec<Kick>,
     pub(super) pending_saves: Vec<(String, Vec<u8>, SavePriority)>,
     critical_saves: Vec<crate::runtime::Durable>,
+    /// The saves the plugin read with `load-save` (see [`SaveReads`]).
+    pub(super) save_reads: SaveReads,
     /// What the plugin reported through `metric`, per name (bounded in names).
     pub(super) metrics: std::collections::BTreeMap<String, MetricSum>,
     memory_cap: usize,
@@ -295,6 +311,7 @@ impl HostState {
             kicks: Vec::new(),
             pending_saves: Vec::new(),
             critical_saves: Vec::new(),
+            save_reads: SaveReads::Record(Vec::new()),
             metrics: Default::default(),
             memory_cap: limits.memory_bytes,
             linear_bytes: 0,
@@ -373,6 +390,7 @@ impl HostState {
 
     /// Forgets everything queued since `marks` (the call trapped).
     pub(crate) fn discard_since(&mut self, marks: Marks) {
+        self.forget_save_reads();
         self.outbox.truncate(marks.outbox);
         self.outbox_bytes = self.outbox.iter().map(|o| o.payload.len()).sum();
         self.timers.truncate(marks.timers);
@@ -388,6 +406,45 @@ impl HostState {
             if let (SavePriority::Critical, Some(durable)) = (priority, durable) {
                 self.critical_saves.push(durable);
             }
+        }
+    }
+
+    /// Forgets the reads of a call nobody took (at the start of the next call; a replay's script stays).
+    pub(crate) fn forget_save_reads(&mut self) {
+        if let SaveReads::Record(reads) = &mut self.save_reads {
+            reads.clear();
+        }
+    }
+
+    /// Takes the saves the last call read, in order (for the room's journal).
+    pub fn take_save_reads(&mut self) -> Vec<SaveRead> {
+        match &mut self.save_reads {
+            SaveReads::Record(reads) => std::mem::take(reads),
+            SaveReads::Replay(_) => Vec::new(),
+        }
+    }
+
+    /// Replaying: the next call is answered `reads` (what it read when it ran).
+    pub fn replay_save_reads(&mut self, reads: VecDeque<SaveRead>) {
+        self.save_reads = SaveReads::Replay(reads);
+    }
+
+    /// Live again: reads are answered by the save store and recorded.
+    pub fn record_save_reads(&mut self) {
+        self.save_reads = SaveReads::Record(Vec::new());
+    }
+
+    /// The answer to a read of `player`'s save if a replay has it.
+    pub(super) fn replayed_read(&mut self, player: &str) -> Option<Option<Vec<u8>>> {
+        let SaveReads::Replay(reads) = &mut self.save_reads else { return None };
+        let at = reads.iter().position(|(p, _)| p == player)?;
+        reads.remove(at).map(|(_, save)| save)
+    }
+
+    /// Records a live read.
+    pub(super) fn record_read(&mut self, player: &str, save: &Option<Vec<u8>>) {
+        if let SaveReads::Record(reads) = &mut self.save_reads {
+            reads.push((player.to_string(), save.clone()));
         }
     }
 

@@ -124,14 +124,20 @@ impl random::Host for HostState {
 impl saves::Host for HostState {
     fn load_save(&mut self, player: String) -> Result<Option<Vec<u8>>> {
         self.check_name("player id", &player)?;
+        // A replayed call reads what it read when it ran.
+        if let Some(save) = self.replayed_read(&player) {
+            return Ok(save);
+        }
         // The plugin reads its own last write, even one not yet handed to the backend.
-        if let Some((_, data, _)) = self.pending_saves.iter().rev().find(|(p, _, _)| *p == player) {
-            return Ok(Some(data.clone()));
-        }
-        if !self.env.saves.is_loaded(&self.plugin, &player) {
+        let save = if let Some((_, data, _)) = self.pending_saves.iter().rev().find(|(p, _, _)| *p == player) {
+            Some(data.clone())
+        } else if !self.env.saves.is_loaded(&self.plugin, &player) {
             return Err(wasmtime::Error::new(SaveNotLoaded { player }));
-        }
-        Ok(self.env.saves.load(&self.plugin, &player))
+        } else {
+            self.env.saves.load(&self.plugin, &player)
+        };
+        self.record_read(&player, &save);
+        Ok(save)
     }
 
     fn store_save(&mut self, player: String, data: Vec<u8>, priority: SavePriority) -> Result<()> {

@@ -241,6 +241,7 @@ impl PluginInstance {
         let ticks = self.store.data_mut().deadline.start(self.deadline);
         self.store.set_epoch_deadline(ticks);
         let marks = self.store.data().marks();
+        self.store.data_mut().forget_save_reads();
         // A panic in host code under this call (a bug in a host import) is contained to this instance:
         // wasmtime unwinds the wasm frames and the instance is poisoned like after a trap.
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&self.game, &mut self.store)))

@@ -20,7 +20,7 @@ mod wasi;
 
 pub use bindings::warden::plugin::types::{LogLevel, Recipient, RoomInfo, SavePriority};
 pub use cache::{CacheOutcome, CacheStats};
-pub use host_state::{Features, GameClock, HostState, InstanceEnv, Kick, MetricSum, Outgoing, RoomRng, TimerRequest, random_at};
+pub use host_state::{Features, GameClock, HostState, InstanceEnv, Kick, MetricSum, Outgoing, RoomRng, SaveRead, TimerRequest, random_at};
 pub use imports::{LimitExceeded, SaveNotLoaded};
 pub(crate) use instance::panic_message;
 pub use instance::{CallError, PluginInstance, TrapKind};
