@@ -148,10 +148,19 @@ fn rooms_room_dump_and_replay_work_from_the_command_line() {
     let out = stdout(&warden(&["room", "arena", "cli-0", "--admin", &admin, "--set", &data], d), "warden room");
     println!("{out}");
     assert!(out.contains("arena room cli-0") && out.contains("journal:") && out.contains("checkpoint #"), "{out}");
+    // arena reads each joiner's save: as many reads as joins are journaled.
+    let journal = out.lines().find(|l| l.starts_with("journal:")).unwrap();
+    let count = |what: &str| -> u64 {
+        let before = &journal[..journal.find(what).unwrap_or_else(|| panic!("{what} in {journal:?}"))];
+        before.trim_end().rsplit([' ', ',']).next().unwrap().parse().unwrap()
+    };
+    assert!(count(" joins") > 0 && count(" saves read") == count(" joins"), "{journal}");
     let file = d.join("cli-0.json");
     let file = file.to_str().unwrap();
     let out = stdout(&warden(&["room", "arena", "cli-0", "--dump", file, "--admin", &admin, "--set", &data], d), "warden room --dump");
     assert!(out.contains("wrote") && out.contains("warden replay"), "{out}");
+    let dump = std::fs::read_to_string(file).unwrap();
+    assert!(dump.contains("\"warden-room-dump/2\"") && dump.contains("\"call\": \"loaded\""), "the dump holds the saves read");
 
     let plugin = d.join("plugins").join("arena.wasm");
     let out = stdout(&warden(&["replay", file, "--plugin", plugin.to_str().unwrap()], d), "warden replay");

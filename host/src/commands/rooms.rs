@@ -233,14 +233,15 @@ pub fn render_detail(d: &RoomDetail) -> String {
     let j = &d.journal;
     let _ = writeln!(
         out,
-        "journal: {} entries, {}: {} joins, {} leaves, {} messages, {} timers, {} ticks",
+        "journal: {} entries, {}: {} joins, {} leaves, {} messages, {} timers, {} ticks, {} saves read",
         j.entries,
         bytes(j.bytes),
         j.joins,
         j.leaves,
         j.messages,
         j.timers,
-        j.ticks
+        j.ticks,
+        j.saves_read
     );
     let n = &d.counts;
     let _ = writeln!(out, "calls since it opened: {} ({} err, {} traps, {} deadline hits)", n.calls, n.errors, n.traps, n.deadlines);
