@@ -12,6 +12,17 @@ use warden_tests::Serve;
 /// Every player's move count in the state of rooms r0.. of arena on `serve` (waiting, up to 60 s, for
 /// each to be open there).
 pub async fn room_moves(serve: &Serve, dir: &std::path::Path, rooms: usize) -> HashMap<String, u64> {
+    room_moves_where(serve, dir, rooms, |_| true).await
+}
+
+/// [`room_moves`], waiting only for the rooms `required` names; another is read if it is open now (a
+/// kill can come before a room's first players were told they joined: nothing of it need survive).
+pub async fn room_moves_where(
+    serve: &Serve,
+    dir: &std::path::Path,
+    rooms: usize,
+    required: impl Fn(usize) -> bool,
+) -> HashMap<String, u64> {
     let token = std::fs::read_to_string(dir.join("admin.token")).unwrap().trim().to_string();
     let admin = warden::admin::Client::new(serve.admin, token);
     let mut moves = HashMap::new();
@@ -20,11 +31,13 @@ pub async fn room_moves(serve: &Serve, dir: &std::path::Path, rooms: usize) -> H
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
         let snapshot = loop {
             match admin.room_dump("arena", &format!("r{room}")).await {
-                Ok(dump) if dump.snapshot.is_some() => break dump.snapshot.unwrap(),
+                Ok(dump) if dump.snapshot.is_some() => break Some(dump.snapshot.unwrap()),
+                _ if !required(room) => break None,
                 other => assert!(std::time::Instant::now() < deadline, "room r{room} is open within 60 s: {:?}", other.err()),
             }
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         };
+        let Some(snapshot) = snapshot else { continue };
         let bytes = base64::engine::general_purpose::STANDARD.decode(snapshot).unwrap();
         let state: arena::Arena = rmp_serde::from_slice(&bytes).unwrap();
         // Those it handed `on-leave` when it resumed (their connections were gone) are departed until they
