@@ -506,6 +506,9 @@ async fn swaps_and_rollback_across_crashes(store: TestStore) {
         assert_eq!(dump.checkpoint.version, "0.2.1", "r{room}: the checkpoint is the one taken before the swap to 0.2.2");
         let replay = dump.replay(&good).unwrap();
         assert!(replay.calls > 0, "r{room}: the dump's journal holds the inputs since the pre-swap checkpoint");
+        // No switch changed: a resume's copy of the switches it replayed to is not journaled as a change.
+        let switches = dump.journal.iter().filter(|e| matches!(e, warden::room::dumpfile::DumpEntry::Features { .. })).count();
+        assert_eq!(switches, 0, "r{room}: no switch change is journaled");
         let replayed = Some(warden::room::dumpfile::sha256(&replay.snapshot));
         if replayed != dump.snapshot_sha256 {
             // Kept for `warden replay FILE --plugin arena-b.wasm` (stamped 0.2.1): a replay that differs

@@ -565,14 +565,16 @@ impl Room {
     }
 
     /// Takes the game's feature switches if the operator changed them (one atomic load a tick when not),
-    /// journaled so that a replay sees what this room saw.
+    /// journaled so that a replay sees what this room saw. After a replay the room holds the set the
+    /// replay ended on, the same names in another allocation: taken without a journal entry.
     fn follow_switches(&mut self) {
         let switches = self.game.switches.load();
         if self.features.is_same(&switches.features) {
             return;
         }
+        let changed = *self.features.current() != *switches.features;
         self.features.set_all(switches.features.clone());
-        if self.journaling {
+        if self.journaling && changed {
             self.journal.features(&switches.features);
         }
     }
