@@ -144,8 +144,7 @@ async fn zero_lost_answers(store: TestStore, dispatch: &str, kills: u64) {
 /// plus at most the one each was waiting for (applied, its answer lost).
 async fn check_resumed(serve: &Serve, dir: &std::path::Path, answered: &[Answered], backend: &str, kill: u64) -> HashMap<String, u64> {
     // A room none of whose players was told it joined may not have lived through the kill.
-    let joined = |i: &Answered| i.lock().unwrap().log.iter().any(|line| line == "joined");
-    let required = |room: usize| answered.iter().skip(room * PER_ROOM).take(PER_ROOM).any(joined);
+    let required = |room: usize| answered.iter().skip(room * PER_ROOM).take(PER_ROOM).any(|a| told_joined(&a.lock().unwrap().log));
     let resumed = room_moves_where(serve, dir, answered.len().div_ceil(PER_ROOM), required).await;
     for (i, seen) in answered.iter().enumerate() {
         let seen = seen.lock().unwrap();
@@ -153,7 +152,7 @@ async fn check_resumed(serve: &Serve, dir: &std::path::Path, answered: &[Answere
         let in_flight = seen.outstanding == Some(n + 1) && got == Some(n + 1);
         // A player that was never told it joined (its first handshake was cut by the kill) is in no
         // resumed room: nothing of it was answered, and nothing applied.
-        let never_joined = n == 0 && got.is_none() && !seen.log.iter().any(|line| line == "joined");
+        let never_joined = n == 0 && got.is_none() && !told_joined(&seen.log);
         if got != Some(n) && !in_flight && !never_joined {
             panic!(
                 "{backend}: after kill {kill} bot-{i} had {n} moves answered but its room resumed with {got:?}; it did: {}",
@@ -162,6 +161,11 @@ async fn check_resumed(serve: &Serve, dir: &std::path::Path, answered: &[Answere
         }
     }
     resumed
+}
+
+/// Whether a player's log says it was told it joined (at some time).
+fn told_joined(log: &[String]) -> bool {
+    log.iter().any(|line| line == "joined")
 }
 
 /// One player: connects to whichever process serves now, joins its room, and moves, one move at a time;

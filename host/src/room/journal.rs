@@ -629,10 +629,8 @@ fn replay_once(
         }
         // The saves this call read when it ran, handed to it again in the same order.
         let mut reads = VecDeque::new();
-        while let Some((_, Entry::Loaded(..))) = entries.peek() {
-            if let Some((_, Entry::Loaded(p, save))) = entries.next() {
-                reads.push_back((p.to_string(), save));
-            }
+        while let Some((_, Entry::Loaded(p, save))) = entries.next_if(|(_, e)| matches!(e, Entry::Loaded(..))) {
+            reads.push_back((p.to_string(), save));
         }
         if skip.contains(&i) {
             continue;

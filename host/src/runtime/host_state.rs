@@ -390,7 +390,6 @@ impl HostState {
 
     /// Forgets everything queued since `marks` (the call trapped).
     pub(crate) fn discard_since(&mut self, marks: Marks) {
-        self.forget_save_reads();
         self.outbox.truncate(marks.outbox);
         self.outbox_bytes = self.outbox.iter().map(|o| o.payload.len()).sum();
         self.timers.truncate(marks.timers);
