@@ -67,7 +67,8 @@ impl RoomCommit {
         let writes: Vec<RoomWrite> = writes.into_iter().collect();
         // Each write's room, numbered in order of first appearance (keys borrowed: no copies of names).
         let slots: Vec<usize> = {
-            let mut seen: HashMap<(&str, &str), usize> = HashMap::new();
+            // foldhash: this runs for every room of every commit (see segments::RoomMap).
+            let mut seen: HashMap<(&str, &str), usize, foldhash::fast::RandomState> = HashMap::default();
             writes
                 .iter()
                 .map(|w| {

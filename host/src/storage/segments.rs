@@ -44,6 +44,50 @@ struct SegmentRoom<G, T> {
 /// A room: game and room id.
 pub type Key = (Arc<str>, Arc<str>);
 
+/// A room's names, owned ([`Key`]) or borrowed: the index is looked up by borrowed names, without
+/// making a [`Key`] (two allocations) for each lookup.
+trait Names {
+    fn names(&self) -> (&str, &str);
+}
+
+impl Names for Key {
+    fn names(&self) -> (&str, &str) {
+        (&self.0, &self.1)
+    }
+}
+
+impl Names for (&str, &str) {
+    fn names(&self) -> (&str, &str) {
+        *self
+    }
+}
+
+impl<'a> std::borrow::Borrow<dyn Names + 'a> for Key {
+    fn borrow(&self) -> &(dyn Names + 'a) {
+        self
+    }
+}
+
+// Hashes and compares as `Key` does (a tuple of two `str`s), as `Borrow` requires.
+impl std::hash::Hash for dyn Names + '_ {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.names().hash(state);
+    }
+}
+
+impl PartialEq for dyn Names + '_ {
+    fn eq(&self, other: &Self) -> bool {
+        self.names() == other.names()
+    }
+}
+
+impl Eq for dyn Names + '_ {}
+
+/// The index's map of rooms. foldhash, not the standard library's SipHash: every commit looks up each of
+/// its few dozen rooms, and SipHash was a third of that in the durable tick loop's profile. foldhash's
+/// seed is random per process, so room ids chosen by players cannot be picked to collide.
+type RoomMap = HashMap<Key, RoomSegments, foldhash::fast::RandomState>;
+
 /// A room's key from its names.
 fn key(game: &str, room: &str) -> Key {
     (game.into(), room.into())
@@ -126,7 +170,7 @@ impl Default for RoomSegments {
 pub struct SegmentIndex {
     next_seq: i64,
     segments: BTreeMap<i64, Segment>,
-    rooms: HashMap<Key, RoomSegments>,
+    rooms: RoomMap,
 }
 
 /// What one commit changes, computed before its transaction and applied to the index after it.
@@ -157,7 +201,7 @@ impl SegmentIndex {
         per_room: impl IntoIterator<Item = (String, String, i64)>,
         segments: impl IntoIterator<Item = (i64, Vec<u8>)>,
     ) -> Result<(SegmentIndex, Vec<i64>)> {
-        let mut index = SegmentIndex { next_seq: 1, segments: BTreeMap::new(), rooms: HashMap::new() };
+        let mut index = SegmentIndex { next_seq: 1, segments: BTreeMap::new(), rooms: RoomMap::default() };
         for (game, room, tick) in checkpoints {
             index.rooms.entry((game.into(), room.into())).or_default().floor = tick;
         }
@@ -192,7 +236,7 @@ impl SegmentIndex {
         let mut freed: HashMap<i64, u32> = HashMap::new();
         let mut clear_spilled = Vec::new();
         for (game, room, tick) in checkpoints {
-            let Some(r) = self.rooms.get(&key(game, room)) else { continue };
+            let Some(r) = self.rooms.get(&(game, room) as &dyn Names) else { continue };
             for &(seq, _) in r.segments.iter().take_while(|(_, last)| *last <= tick) {
                 *freed.entry(seq).or_default() += 1;
             }
@@ -210,8 +254,8 @@ impl SegmentIndex {
     /// rooms whose rows it holds (`rows`, adjacent per room).
     pub fn apply<'a>(&mut self, plan: Plan, checkpoints: impl Iterator<Item = (&'a str, &'a str, i64)>, rows: &[JournalRow]) {
         for (game, room, tick) in checkpoints {
-            let key = key(game, room);
-            let Some(r) = self.rooms.get_mut(&key) else { continue };
+            let key = (game, room);
+            let Some(r) = self.rooms.get_mut(&key as &dyn Names) else { continue };
             r.floor = r.floor.max(tick);
             while r.segments.front().is_some_and(|(_, last)| *last <= tick) {
                 let (seq, _) = r.segments.pop_front().expect("checked");
@@ -226,7 +270,7 @@ impl SegmentIndex {
                 r.spilled = None;
             }
             if r.segments.is_empty() && r.spilled.is_none() {
-                self.rooms.remove(&key);
+                self.rooms.remove(&key as &dyn Names);
             }
         }
         debug_assert!(plan.dead.iter().all(|seq| !self.segments.contains_key(seq)), "the plan and the index agree");
@@ -235,7 +279,14 @@ impl SegmentIndex {
             let mut needed = 0;
             for group in rows.chunk_by(same_room) {
                 let last = group.iter().map(|r| r.tick).max().expect("a group is not empty");
-                self.rooms.entry((group[0].game.clone(), group[0].room.clone())).or_default().segments.push_back((seq, last));
+                let names = (&*group[0].game, &*group[0].room);
+                match self.rooms.get_mut(&names as &dyn Names) {
+                    Some(r) => r.segments.push_back((seq, last)),
+                    None => {
+                        let r = self.rooms.entry((group[0].game.clone(), group[0].room.clone())).or_default();
+                        r.segments.push_back((seq, last));
+                    }
+                }
                 needed += 1;
             }
             self.segments.insert(seq, Segment { rooms: needed, born: Instant::now() });
@@ -283,7 +334,7 @@ impl SegmentIndex {
 
     /// Where a room's journal is, if it has one.
     pub fn sources(&self, game: &str, room: &str) -> Option<Sources> {
-        let r = self.rooms.get(&key(game, room))?;
+        let r = self.rooms.get(&(game, room) as &dyn Names)?;
         Some(Sources { per_room: r.spilled.is_some(), seqs: r.segments.iter().map(|(seq, _)| *seq).collect() })
     }
 
