@@ -324,10 +324,15 @@ pub fn encode(env: &ServerMsg, format: Format) -> Bytes {
             let mut out = Vec::with_capacity(data.len() + MSG_ENVELOPE_BYTES);
             rmp_serde::encode::write_named(&mut out, &ServerEnvelope::Msg { data: Bin(&data[..]) }).map(|()| out).ok()
         }
-        (Format::MsgPack, _) => rmp_serde::to_vec_named(&env.clone().map_data(|d| Ok::<_, std::convert::Infallible>(Bin(d))).unwrap()).ok(),
+        (Format::MsgPack, _) => msgpack_whole(env),
         (Format::Json, _) => serde_json::to_vec(&env.clone().map_data(|d| msgpack_to_json(&d)).unwrap()).ok(),
     };
     Bytes::from(out.expect("server envelopes always encode"))
+}
+
+/// A server envelope in MessagePack, serialized whole (its payload, if any, as `bin`).
+fn msgpack_whole(env: &ServerMsg) -> Option<Vec<u8>> {
+    rmp_serde::to_vec_named(&env.clone().map_data(|d| Ok::<_, std::convert::Infallible>(Bin(d))).unwrap()).ok()
 }
 
 /// Decodes a server frame (clients: `warden bots`, tests).
@@ -458,7 +463,7 @@ mod tests {
             let env = ServerEnvelope::Msg { data: data.clone() };
             let frame = encode(&env, Format::MsgPack);
             // The same bytes as the envelope serialized whole, as every other envelope is.
-            let whole = rmp_serde::to_vec_named(&env.clone().map_data(|d| Ok::<_, std::convert::Infallible>(Bin(d))).unwrap()).unwrap();
+            let whole = msgpack_whole(&env).unwrap();
             assert_eq!(&frame[..], &whole[..], "payload of {len} bytes");
             assert!(frame.len() <= len + MSG_ENVELOPE_BYTES, "{} bytes for a payload of {len}: the buffer had to grow", frame.len());
         }
