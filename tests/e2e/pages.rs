@@ -85,6 +85,25 @@ async fn until<F: std::future::Future<Output = bool>>(what: &str, mut f: impl Fn
     }
 }
 
+/// Finds the element `css` and does `act` with it. The operator page re-renders its tables every 2 s, so
+/// an element found just before a refresh can be gone by the time it is used (a stale reference, seen
+/// on a busy machine): it is then found again, until `WAIT`.
+async fn on_fresh<T, F: std::future::Future<Output = Result<T, fantoccini::error::CmdError>>>(
+    page: &Client,
+    css: &str,
+    act: impl Fn(fantoccini::elements::Element) -> F,
+) -> T {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let element = page.wait().at_most(WAIT).for_element(Locator::Css(css)).await.unwrap_or_else(|e| panic!("{css}: {e}"));
+        match act(element).await {
+            Ok(done) => return done,
+            Err(e) if e.is_stale_element_reference() && Instant::now() < deadline => continue,
+            Err(e) => panic!("{css}: {e}"),
+        }
+    }
+}
+
 /// Puts `arena` stamped as `version` into the plugin directory (dev mode: unsigned is accepted).
 fn drop_version(dir: &Path, version: &str) {
     let bytes = wasm_bytes("arena");
@@ -118,12 +137,11 @@ async fn the_operator_page_shows_live_rooms_switches_a_feature_and_rolls_a_versi
     page.wait().at_most(WAIT).for_element(Locator::Css("#token")).await.unwrap().send_keys(&token).await.unwrap();
     page.find(Locator::Css("#login-ok")).await.unwrap().click().await.unwrap();
     page.wait().at_most(WAIT).for_element(Locator::Css("body[data-loaded]")).await.unwrap();
-    let room = page.wait().at_most(WAIT).for_element(Locator::Css("tr[data-room='arena/web-1']")).await.unwrap();
-    let row = room.text().await.unwrap();
+    let row = on_fresh(&page, "tr[data-room='arena/web-1']", async |room| room.text().await).await;
     assert!(row.contains("arena") && row.contains("web-1") && row.contains("0.2.0"), "{row}");
 
     // A switch toggled in the page changes it on the server.
-    page.find(Locator::Css("input[data-switch='chat/feature:chat']")).await.unwrap().click().await.unwrap();
+    on_fresh(&page, "input[data-switch='chat/feature:chat']", async |switch| switch.click().await).await;
     until("the page's switch reached the server", || async {
         let status = admin.status().await.unwrap();
         let chat = status.plugins.iter().find(|p| p.name == "chat").unwrap();
@@ -140,7 +158,7 @@ async fn the_operator_page_shows_live_rooms_switches_a_feature_and_rolls_a_versi
     .await;
     page.wait().at_most(WAIT).for_element(Locator::Css("div[data-plugin='arena'] tr[data-version='0.3.0']")).await.unwrap();
     std::fs::write(screenshot_dir().join("operator.png"), page.screenshot().await.unwrap()).unwrap();
-    page.find(Locator::Css("button[data-action='rollback'][data-plugin='arena']")).await.unwrap().click().await.unwrap();
+    on_fresh(&page, "button[data-action='rollback'][data-plugin='arena']", async |button| button.click().await).await;
     let question = page.get_alert_text().await.unwrap();
     assert!(question.contains("Roll arena back?"), "{question}");
     page.accept_alert().await.unwrap();
